@@ -1,0 +1,1 @@
+"""Model registry data (``registry.toml``); GGUF files dropped here are found by name.  Not code."""

