@@ -85,6 +85,7 @@ class Finished:
     prompt_seconds: float
     decode_seconds: float
     tail: str = ""            # text flushed at the end (an incomplete UTF-8 sequence), already in ``text``
+    core_seconds: float = 0.0  # time spent in core (distribution + sampling), part of decode_seconds
     kind: str = "finished"
 
     @property
@@ -151,7 +152,7 @@ class Engine:
 
     def __init__(self, model: str | ModelChoice | None = None, *, n_ctx: int | None = None, n_gpu_layers: int = -1,
                  n_threads: int | None = None, variant: Variant = DEFAULT_VARIANT, kv_unified: bool = False,
-                 n_batch: int = 512):
+                 n_batch: int = 512, share_prefix: bool = True):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.choice = model if isinstance(model, ModelChoice) else resolve_model(model)
@@ -161,6 +162,7 @@ class Engine:
         if self.model.n_ctx_train > 0:
             n_ctx = min(n_ctx, self.model.n_ctx_train)
         self.variant = variant
+        self.share_prefix = share_prefix
         self.n_threads = int(n_threads or default_threads())
         if variant == "batched":
             ctx = Context(self.model, n_ctx, n_seq_max=2, n_threads=self.n_threads, n_batch=n_batch,
@@ -195,6 +197,11 @@ class Engine:
     def prompt_tokens(self, messages: Sequence[Message], instruction: str = "", placement: Placement = "user") -> list[int]:
         msgs = check_messages(messages)
         return self.prompter.tokens(with_instruction(msgs, instruction, placement) if instruction else msgs)
+
+    def reset_cache(self) -> None:
+        """Forget every cached token (the next prompt is evaluated from scratch)."""
+        self._a.reset()
+        self._b.reset()
 
     def close(self) -> None:
         for c in self._contexts:
@@ -264,7 +271,7 @@ class Engine:
         a.trim(ra)
         b.trim(rb)
         evaluated = 0
-        if c >= MIN_SHARED_PREFIX and (ra < c or rb < c):
+        if self.share_prefix and c >= MIN_SHARED_PREFIX and (ra < c or rb < c):
             if ra < c and rb < c:  # neither holds the shared prefix: evaluate it once, in B
                 self._evaluate([(b, tb[rb:c], False)])
                 evaluated += c - rb
@@ -320,6 +327,22 @@ class Engine:
         s.tokens.append(tok)
         return s.ctx.logits(i)
 
+    def twin_logits(self, messages: Sequence[Message], instruction: str, forced: Sequence[int] = (), *,
+                    placement: Placement = "user") -> tuple[np.ndarray, np.ndarray]:
+        """Both streams' next-token logits after the prompts and the ``forced`` tokens (copies, float32)."""
+        ta, tb = self.prompter.pair(messages, instruction, placement)
+        self._check_fits(ta + list(forced), "prompt with the instruction")
+        self._check_fits(tb + list(forced), "prompt")
+        self._acquire()
+        try:
+            la, lb, _ = self._load_pair(ta, tb)
+            for t in forced:
+                va, vb = self._step_pair(int(t))
+                la, lb = va.copy(), vb.copy()
+            return la, lb
+        finally:
+            self._release()
+
     # -- generation -----------------------------------------------------------------------------------------
     def generate(self, messages: Sequence[Message], instruction: str, lam: float, *, placement: Placement = "user",
                  params: SamplingParams | None = None) -> Iterator[TokenEvent | Finished]:
@@ -348,12 +371,15 @@ class Engine:
             t1 = time.perf_counter()
             rng = np.random.default_rng(p.seed)
             utf, out, reason = Utf8Stream(), [], "length"
+            core_s = 0.0
             for i in range(int(p.max_tokens)):
+                c0 = time.perf_counter()
                 try:
                     probs, info = core.sda_distribution(la, lb, lam, p.k, p.t0, p.temperature_mode)
                 except ValueError as exc:
                     raise DecodeError(f"step {i}: {exc} — the model produced invalid logits") from None
                 tok = core.sample_top_p(probs, p.top_p, rng)
+                core_s += time.perf_counter() - c0
                 if self.model.is_eog(tok):
                     reason = "stop"
                     break
@@ -368,7 +394,7 @@ class Engine:
                 la, lb = self._step_pair(tok)
             tail = utf.flush()
             yield Finished(utf.text, out, reason, [len(ta), len(tb)], evaluated, t1 - t0,
-                           time.perf_counter() - t1, tail)
+                           time.perf_counter() - t1, tail, core_s)
         finally:
             self._release()
 
@@ -381,12 +407,15 @@ class Engine:
             t1 = time.perf_counter()
             rng = np.random.default_rng(p.seed)
             utf, out, reason = Utf8Stream(), [], "length"
+            core_s = 0.0
             for i in range(int(p.max_tokens)):
+                c0 = time.perf_counter()
                 try:
                     probs = core.plain_distribution(logits, p.t0)
                 except ValueError as exc:
                     raise DecodeError(f"step {i}: {exc} — the model produced invalid logits") from None
                 tok = core.sample_top_p(probs, p.top_p, rng)
+                core_s += time.perf_counter() - c0
                 if self.model.is_eog(tok):
                     reason = "stop"
                     break
@@ -399,7 +428,8 @@ class Engine:
                     break
                 logits = self._step_one(s, tok)
             tail = utf.flush()
-            yield Finished(utf.text, out, reason, [len(toks)], evaluated, t1 - t0, time.perf_counter() - t1, tail)
+            yield Finished(utf.text, out, reason, [len(toks)], evaluated, t1 - t0, time.perf_counter() - t1, tail,
+                           core_s)
         finally:
             self._release()
 

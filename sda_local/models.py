@@ -133,6 +133,14 @@ def entry_path(entry: RegistryEntry) -> Path | None:
     return None
 
 
+def is_available(entry: RegistryEntry) -> bool:
+    """Whether the model can be loaded now, without side effects (no assembling, no download)."""
+    if entry.source == "embedded" and entry.assemble:
+        return importlib.util.find_spec(entry.module) is not None
+    p = entry_path(entry)
+    return p is not None and p.is_file()
+
+
 def resolve_model(spec: str | os.PathLike | None = None) -> ModelChoice:
     """Turn a registry id, a file name in models/, or a path into a checked GGUF file."""
     registry = load_registry()

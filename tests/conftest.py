@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny random-weight GGUF (mechanics) and the embedded SmolLM2 engine (behaviour)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_gguf import write_tiny_llama  # noqa: E402
+
+ARTIFACTS = Path(os.environ.get("SDA_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny.gguf", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_eog_gguf(tmp_path_factory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny_eog") / "tiny-eog.gguf", seed=1, eog_bias=3.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_gguf):
+    from sda_local.engine import Engine
+
+    eng = Engine(str(tiny_gguf), n_ctx=256)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def smol_engine():
+    from sda_local.engine import Engine
+
+    eng = Engine(None, n_ctx=1024)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(tmp_path, monkeypatch):
+    """Never read or write the developer's real ~/.config/sda-local."""
+    monkeypatch.setenv("SDA_LOCAL_CONFIG", str(tmp_path / "config"))

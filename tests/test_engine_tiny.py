@@ -1,0 +1,147 @@
+"""Engine mechanics on a tiny random-weight llama GGUF written by the fixture."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sda_local.backend import Context
+from sda_local.engine import Engine, Finished, SamplingParams, TokenEvent, collect
+from sda_local.errors import PromptTooLongError
+from sda_local.textstream import Utf8Stream
+
+MSGS = [{"role": "user", "content": "tell me about the safe way to help"}]
+INSTR = "be true and safe"
+
+
+def reference_logits(model, tokens):
+    """Single-stream, single-context decode of the whole token list: the ground truth."""
+    ctx = Context(model, n_ctx=512)
+    try:
+        for i, t in enumerate(tokens):
+            last = ctx.add(t, i, 0, i == len(tokens) - 1)
+        ctx.decode()
+        return ctx.logits(last).copy()
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("variant", ["batched", "contexts"])
+def test_each_stream_agrees_with_a_single_stream_decode(tiny_gguf, variant):
+    eng = Engine(str(tiny_gguf), n_ctx=256, variant=variant)
+    ta, tb = eng.prompter.pair(MSGS, INSTR)
+    forced = eng.model.tokenize("the answer is")
+    la, lb = eng.twin_logits(MSGS, INSTR, forced)
+    ra = reference_logits(eng.model, ta + forced)
+    rb = reference_logits(eng.model, tb + forced)
+    assert np.abs(la - ra).max() < 1e-2
+    assert np.abs(lb - rb).max() < 1e-2
+    assert np.abs(la - lb).max() > 0.05  # the instruction really changes stream A
+    eng.close()
+
+
+def test_shared_prefix_is_evaluated_once_and_copied(tiny_gguf):
+    eng = Engine(str(tiny_gguf), n_ctx=256)
+    ta, tb = eng.prompter.pair(MSGS, INSTR)
+    shared = next(i for i, (x, y) in enumerate(zip(ta, tb)) if x != y)
+    assert shared > 4
+    done = collect(eng.generate(MSGS, INSTR, 0.5, params=SamplingParams(seed=0, max_tokens=1)))
+    assert done.n_evaluated_prompt_tokens == len(ta) + len(tb) - shared
+    la, lb = eng.twin_logits(MSGS, INSTR)
+    np.testing.assert_allclose(la, reference_logits(eng.model, ta), atol=5e-3)
+    np.testing.assert_allclose(lb, reference_logits(eng.model, tb), atol=5e-3)
+    eng.close()
+
+
+def test_kv_reuse_across_turns_matches_a_fresh_engine(tiny_gguf, tiny_engine):
+    p = SamplingParams(seed=3, max_tokens=12)
+    first = collect(tiny_engine.generate(MSGS, INSTR, 0.5, params=p))
+    turn2 = MSGS + [{"role": "assistant", "content": first.text}, {"role": "user", "content": "and why"}]
+    la, lb = tiny_engine.twin_logits(turn2, INSTR)
+    fresh = Engine(str(tiny_gguf), n_ctx=256)
+    fa, fb = fresh.twin_logits(turn2, INSTR)
+    np.testing.assert_allclose(la, fa, atol=5e-3)
+    np.testing.assert_allclose(lb, fb, atol=5e-3)
+    # a plain answer in between (stream B) and a shorter prompt must not leave stale cache behind
+    collect(tiny_engine.generate_plain(MSGS, params=p))
+    la2, lb2 = tiny_engine.twin_logits(MSGS, INSTR)
+    ga, gb = fresh.twin_logits(MSGS, INSTR)
+    np.testing.assert_allclose(la2, ga, atol=5e-3)
+    np.testing.assert_allclose(lb2, gb, atol=5e-3)
+    fresh.close()
+
+
+def test_seeded_runs_are_identical_and_seeds_matter(tiny_engine):
+    p = SamplingParams(seed=11, max_tokens=24, t0=1.0, top_p=1.0)
+    a = collect(tiny_engine.generate(MSGS, INSTR, 0.7, params=p))
+    b = collect(tiny_engine.generate(MSGS, INSTR, 0.7, params=p))
+    c = collect(tiny_engine.generate(MSGS, INSTR, 0.7, params=SamplingParams(seed=12, max_tokens=24, t0=1.0, top_p=1.0)))
+    assert a.token_ids == b.token_ids and a.text == b.text
+    assert a.token_ids != c.token_ids
+
+
+def test_events_carry_diagnostics_and_text_adds_up(tiny_engine):
+    events = list(tiny_engine.generate(MSGS, INSTR, 0.5, params=SamplingParams(seed=1, max_tokens=16, t0=1.0)))
+    toks, done = events[:-1], events[-1]
+    assert isinstance(done, Finished) and all(isinstance(e, TokenEvent) for e in toks)
+    assert [e.index for e in toks] == list(range(len(toks)))
+    assert all(0 < e.prob <= 1 and 0 <= e.js <= np.log(2) and 0 < e.temperature <= 1.0 for e in toks)
+    assert "".join(e.text for e in toks) + done.tail == done.text
+    assert done.token_ids == [e.token_id for e in toks]
+    assert done.finish_reason == "length" and done.n_tokens == 16
+
+
+def test_generation_stops_at_end_of_generation_token(tiny_eog_gguf):
+    eng = Engine(str(tiny_eog_gguf), n_ctx=128)
+    done = collect(eng.generate(MSGS, INSTR, 0.3, params=SamplingParams(seed=0, max_tokens=100)))
+    assert done.finish_reason == "stop"
+    assert done.n_tokens < 100
+    assert 4 not in done.token_ids  # <|im_end|> itself is never emitted
+    assert "<|im_end|>" not in done.text
+    eng.close()
+
+
+def test_prompt_too_long_is_a_clear_error_with_counts(tiny_gguf):
+    eng = Engine(str(tiny_gguf), n_ctx=64)
+    long = [{"role": "user", "content": "the " * 200}]
+    with pytest.raises(PromptTooLongError) as err:
+        eng.generate(long, INSTR, 0.5)
+    n = len(eng.prompter.pair(long, INSTR)[0])
+    assert f"{n} tokens" in str(err.value) and "64" in str(err.value)
+    # the engine stays usable
+    assert collect(eng.generate(MSGS[:], "", 0.5, params=SamplingParams(seed=0, max_tokens=2))).n_tokens >= 0
+    eng.close()
+
+
+def test_generation_stops_before_the_context_is_full(tiny_gguf):
+    eng = Engine(str(tiny_gguf), n_ctx=96)
+    n = len(eng.prompter.pair(MSGS, INSTR)[0])
+    assert n < 80
+    done = collect(eng.generate(MSGS, INSTR, 0.5, params=SamplingParams(seed=0, max_tokens=500, t0=1.0, top_p=1.0)))
+    assert done.finish_reason == "context"
+    assert n + done.n_tokens <= 96 + 1
+    eng.close()
+
+
+def test_multibyte_characters_split_across_tokens_come_out_whole(tiny_engine):
+    text = "héllo 你好 — ok 🙂"
+    toks = tiny_engine.model.tokenize(text, special=False)
+    pieces = [tiny_engine.model.token_bytes(t) for t in toks]
+    assert any(len(p) == 1 and p[0] >= 0x80 for p in pieces)  # byte-fallback tokens: characters are split
+    s = Utf8Stream()
+    out = [s.feed(p) for p in pieces] + [s.flush()]
+    assert "".join(out) == text
+    assert "你" in out and "🙂" in out  # emitted whole, with the token that completed them
+    assert all("\ufffd" not in o for o in out)
+
+
+def test_invalid_bytes_become_replacement_characters():
+    s = Utf8Stream()
+    assert s.feed(b"ok\xe4\xbd") == "ok"
+    assert s.flush() == "\ufffd"
+
+
+def test_lambda_must_be_finite_and_messages_well_formed(tiny_engine):
+    with pytest.raises(ValueError):
+        tiny_engine.generate(MSGS, INSTR, float("nan"))
+    with pytest.raises(Exception, match="end with a user message"):
+        tiny_engine.generate([{"role": "assistant", "content": "hi"}], INSTR, 0.5)
