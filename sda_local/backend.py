@@ -220,3 +220,31 @@ class Context:
             self.close()
         except Exception:
             pass
+
+
+class GrammarGreedySampler:
+    """llama.cpp's sampler chain: a GBNF grammar, then greedy.  Output is well-formed by construction."""
+
+    def __init__(self, model: LoadedModel, grammar: str, root: str = "root"):
+        self._chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        g = llama_cpp.llama_sampler_init_grammar(model.vocab, grammar.encode("utf-8"), root.encode("utf-8"))
+        if not g:
+            llama_cpp.llama_sampler_free(self._chain)
+            raise ValueError("llama.cpp rejected the grammar")
+        llama_cpp.llama_sampler_chain_add(self._chain, g)  # the chain owns it now
+        llama_cpp.llama_sampler_chain_add(self._chain, llama_cpp.llama_sampler_init_greedy())
+
+    def sample(self, ctx: Context, batch_index: int) -> int:
+        """Pick (and accept into the grammar state) the next token from the logits of one batch entry."""
+        return int(llama_cpp.llama_sampler_sample(self._chain, ctx.ptr, int(batch_index)))
+
+    def close(self) -> None:
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None
+
+    def __del__(self):  # pragma: no cover
+        try:
+            self.close()
+        except Exception:
+            pass
