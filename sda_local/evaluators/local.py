@@ -1,0 +1,149 @@
+"""A GGUF judge through llama.cpp: greedy decoding constrained by a GBNF grammar.
+
+Why a grammar rather than the expected value over number tokens: tokenizers split numbers differently
+("85" is one token in some vocabularies and two in others, "100" often two), so an expectation over "number
+tokens" is only well defined for some models.  A grammar makes any model's reply a well-formed
+``{"score": N}`` with 1 ≤ N ≤ 100, by construction, and the reply stays readable and auditable.
+
+The judge has its own llama.cpp context (and may be another GGUF), so it never touches the chat engine's KV
+caches.  Consecutive calls reuse the judge prompt's shared prefix (system text + rubric).
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+from ..backend import Context, GrammarGreedySampler, LoadedModel
+from ..errors import SdaError
+from ..models import resolve_model
+from ..prompts import ChatPrompter
+from .base import Evaluator, EvaluatorError, Fields
+
+MAX_REPLY_TOKENS = 24
+
+
+def int_range_rule(lo: int, hi: int) -> str:
+    """A GBNF alternative list for every integer in [lo, hi] (longest first, so "100" beats "10")."""
+    nums = sorted(range(lo, hi + 1), key=lambda n: (-len(str(n)), n))
+    return " | ".join(f'"{n}"' for n in nums)
+
+
+def reply_prefix(fields: Fields) -> str:
+    first = next(iter(fields))
+    return '{"' + first + '": '
+
+
+def reply_grammar(fields: Fields) -> str:
+    """Grammar for the rest of the reply after ``reply_prefix``: the first number, then the other fields."""
+    names = list(fields)
+    rules = [f"n{i} ::= {int_range_rule(*fields[k])}" for i, k in enumerate(names)]
+    tail = "".join(f' ", \\"{k}\\": " n{i}' for i, k in enumerate(names) if i > 0)
+    return "\n".join([f'root ::= n0{tail} "}}"'] + rules)
+
+
+class LocalEvaluator(Evaluator):
+    """Judge with a local GGUF model (default: the embedded SmolLM2; pass the chat engine's ``model`` to share it)."""
+
+    def __init__(self, model: LoadedModel | str | os.PathLike | None = None, *, n_ctx: int = 2048,
+                 n_threads: int | None = None, label: str | None = None):
+        if isinstance(model, LoadedModel):
+            self.model, self._owns = model, False
+            name = label or model.path.name
+        else:
+            choice = resolve_model(model)
+            self.model, self._owns = LoadedModel(choice.path), True
+            name = label or choice.name
+        self.name = f"local:{name}"
+        n_ctx = min(n_ctx, self.model.n_ctx_train) if self.model.n_ctx_train > 0 else n_ctx
+        self._ctx = Context(self.model, n_ctx, n_threads=n_threads)
+        m = self.model
+        self.prompter = ChatPrompter(m.chat_template, m.token_text(m.bos_token) if m.bos_token >= 0 else "",
+                                     m.token_text(m.eos_token) if m.eos_token >= 0 else "", m.bos_token,
+                                     m.add_bos, m.tokenize)
+        self._cached: list[int] = []
+        self._lock = threading.Lock()
+        self._last_warnings: list[str] = []
+
+    @property
+    def n_ctx(self) -> int:
+        return self._ctx.n_ctx_seq
+
+    def _fit(self, messages: list[dict], budget: int) -> tuple[list[int], list[str]]:
+        """Tokens of the judge prompt; the user turn's response part is cut to fit the context if needed."""
+        toks = self.prompter.tokens(messages)
+        if len(toks) <= budget:
+            return toks, []
+        user = messages[-1]["content"]
+        start, end = user.find("[Assistant response]\n"), user.find("\n[End of response]")
+        if start < 0 or end < 0:
+            raise EvaluatorError(f"the judge prompt is {len(toks)} tokens; the judge's context holds {budget}")
+        start += len("[Assistant response]\n")
+        body = user[start:end]
+        body_toks = self.model.tokenize(body, special=False)
+        keep = len(body_toks) - (len(toks) - budget) - 8
+        if keep < 16:
+            raise EvaluatorError(f"the request alone is too long for the judge's context ({self.n_ctx} tokens)")
+        cut = self.model.detokenize(body_toks[:keep]) + " […]"
+        msgs = [dict(m) for m in messages]
+        msgs[-1]["content"] = user[:start] + cut + user[end:]
+        toks = self.prompter.tokens(msgs)
+        warn = f"the response was cut from {len(body_toks)} to {keep} tokens to fit the judge's context"
+        return toks, [warn]
+
+    def ask(self, messages: list[dict], fields: Fields) -> tuple[dict[str, int], str]:
+        prefix = reply_prefix(fields)
+        budget = self.n_ctx - MAX_REPLY_TOKENS - len(self.model.tokenize(prefix, special=False)) - 2
+        with self._lock:
+            toks, self._last_warnings = self._fit(messages, budget)
+            toks = toks + self.model.tokenize(prefix, special=False)
+            sampler = GrammarGreedySampler(self.model, reply_grammar(fields))
+            try:
+                out = self._run(toks, sampler)
+            except SdaError as exc:
+                raise EvaluatorError(f"the local judge failed: {exc}") from None
+            finally:
+                sampler.close()
+        raw = prefix + out
+        from .base import parse_fields
+
+        return parse_fields(raw, fields), raw
+
+    def _run(self, toks: list[int], sampler: GrammarGreedySampler) -> str:
+        ctx = self._ctx
+        n = 0
+        while n < min(len(self._cached), len(toks) - 1) and self._cached[n] == toks[n]:
+            n += 1
+        ctx.seq_rm(0, n, -1)
+        self._cached = self._cached[:n]
+        last = None
+        try:
+            for i in range(n, len(toks)):
+                if ctx.batch_free == 0:
+                    ctx.decode()
+                last = ctx.add(toks[i], i, 0, i == len(toks) - 1)
+            ctx.decode()
+            self._cached = list(toks)
+            pieces = []
+            pos = len(toks)
+            for _ in range(MAX_REPLY_TOKENS):
+                tok = sampler.sample(ctx, last)
+                if self.model.is_eog(tok):
+                    break
+                pieces.append(self.model.token_bytes(tok))
+                text = b"".join(pieces).decode("utf-8", errors="replace")
+                if text.endswith("}"):
+                    break
+                last = ctx.add(tok, pos, 0, True)
+                ctx.decode()
+                self._cached.append(tok)
+                pos += 1
+        except Exception:
+            ctx.seq_rm(0, 0, -1)
+            self._cached = []
+            raise
+        return b"".join(pieces).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        self._ctx.close()
+        if self._owns:
+            self.model.close()
