@@ -10,6 +10,10 @@ both streams.  Two layouts:
 Both reuse KV caches across calls (a new prompt only evaluates what differs from what a stream already
 holds) and evaluate the prompt prefix the two streams share once, copying it to the other stream.
 Plain (unsteered) generation runs on the same streams: the base answer on B, the instruction-only answer on A.
+
+Residual steering (PaLRS control vectors, ``sda_local.palrs``) belongs to a llama.cpp context: ``cv_streams="both"``
+steers both streams (either layout); ``"aligned"`` steers stream A only, which needs the ``"contexts"`` layout.
+When only A is steered, the streams' caches differ from the first token, so no prefix is copied between them.
 """
 from __future__ import annotations
 
@@ -151,8 +155,11 @@ class Engine:
     """
 
     def __init__(self, model: str | ModelChoice | None = None, *, n_ctx: int | None = None, n_gpu_layers: int = -1,
-                 n_threads: int | None = None, variant: Variant = DEFAULT_VARIANT, kv_unified: bool = False,
-                 n_batch: int = 512, share_prefix: bool = True):
+                 n_threads: int | None = None, variant: Variant | None = None, kv_unified: bool = False,
+                 n_batch: int = 512, share_prefix: bool = True, control_vectors: Sequence | None = None,
+                 cv_layers: tuple[int, int] | str | None = None, cv_streams: str = "aligned", cv_scale: float = 1.0):
+        if variant is None:  # steering stream A alone needs a context of its own
+            variant = "contexts" if control_vectors and cv_streams == "aligned" else DEFAULT_VARIANT
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.choice = model if isinstance(model, ModelChoice) else resolve_model(model)
@@ -181,6 +188,10 @@ class Engine:
         self.prompter = ChatPrompter(m.chat_template, bos_text, eos_text, m.bos_token, m.add_bos, m.tokenize)
         self._lock = threading.Lock()
         self._owner: int | None = None
+        self.control: dict | None = None  # the active control vectors (see set_control_vectors)
+        self._cv_split = False            # True while only stream A is steered
+        if control_vectors:
+            self.set_control_vectors(control_vectors, layers=cv_layers, streams=cv_streams, scale=cv_scale)
 
     # -- info ---------------------------------------------------------------------------------------------
     @property
@@ -192,11 +203,46 @@ class Engine:
         return {"model": self.name, "path": str(self.choice.path), "description": m.description,
                 "n_vocab": m.n_vocab, "n_layer": m.n_layer, "n_embd": m.n_embd, "n_ctx": self.n_ctx,
                 "variant": self.variant, "n_threads": self.n_threads,
-                "chat_template": "fallback" if self.prompter.uses_fallback else "gguf"}
+                "chat_template": "fallback" if self.prompter.uses_fallback else "gguf", "control": self.control}
 
     def prompt_tokens(self, messages: Sequence[Message], instruction: str = "", placement: Placement = "user") -> list[int]:
         msgs = check_messages(messages)
         return self.prompter.tokens(with_instruction(msgs, instruction, placement) if instruction else msgs)
+
+    def set_control_vectors(self, vectors: Sequence | None, *, layers: tuple[int, int] | str | None = None,
+                            streams: str = "aligned", scale: float = 1.0) -> None:
+        """Steer the residual stream with control vectors: ``[(path, scale), …]`` or ``"PATH[:SCALE]"`` strings
+        (summed, times ``scale``), over ``layers`` (A, B) inclusive (default: all), on stream A (``"aligned"``,
+        needs the ``"contexts"`` layout) or on ``"both"``.  None or [] turns steering off.  Caches are reset."""
+        from .palrs.cvec import load_control_vectors, parse_layer_range
+
+        if streams not in ("aligned", "both"):
+            raise ValueError(f"cv_streams must be 'aligned' or 'both', got {streams!r}")
+        data = None
+        if vectors:
+            if streams == "aligned" and self.variant != "contexts":
+                raise SdaError("steering only the aligned stream needs the 'contexts' layout (a control vector "
+                               "applies to a whole llama.cpp context): use variant='contexts' (--variant contexts) "
+                               "or cv_streams='both'")
+            rng = parse_layer_range(layers) or (1, self.model.n_layer)
+            data = load_control_vectors(list(vectors), self.model.n_layer, self.model.n_embd, scale)
+        self._acquire()
+        try:
+            steered = [] if data is None else \
+                ([self._a.ctx] if streams == "aligned" else list(dict.fromkeys((self._a.ctx, self._b.ctx))))
+            for c in self._contexts:
+                if c in steered:
+                    c.set_control_vector(data, rng[0], rng[1])
+                elif self.control is not None:
+                    c.set_control_vector(None)
+            self._a.reset()
+            self._b.reset()
+            self._cv_split = data is not None and len(steered) == 1 and self._a.ctx is not self._b.ctx
+            self.control = None if data is None else {
+                "vectors": [str(v) if isinstance(v, str) else f"{v[0]}:{float(v[1]):g}" for v in vectors],
+                "scale": float(scale), "layers": list(rng), "streams": streams}
+        finally:
+            self._release()
 
     def reset_cache(self) -> None:
         """Forget every cached token (the next prompt is evaluated from scratch)."""
@@ -271,7 +317,7 @@ class Engine:
         a.trim(ra)
         b.trim(rb)
         evaluated = 0
-        if self.share_prefix and c >= MIN_SHARED_PREFIX and (ra < c or rb < c):
+        if self.share_prefix and not self._cv_split and c >= MIN_SHARED_PREFIX and (ra < c or rb < c):
             if ra < c and rb < c:  # neither holds the shared prefix: evaluate it once, in B
                 self._evaluate([(b, tb[rb:c], False)])
                 evaluated += c - rb
@@ -289,7 +335,7 @@ class Engine:
     def _load_one(self, s: _Stream, other: _Stream, toks: list[int]) -> tuple[np.ndarray, int]:
         r = min(_common_prefix(s.tokens, toks), len(toks) - 1)
         ro = min(_common_prefix(other.tokens, toks), len(toks) - 1)
-        if ro >= r + MIN_SHARED_PREFIX:
+        if not self._cv_split and ro >= r + MIN_SHARED_PREFIX:
             _copy_stream(other, s, ro)
             r = ro
         else:
@@ -356,12 +402,18 @@ class Engine:
         return self._run_pair(ta, tb, float(lam), p)
 
     def generate_plain(self, messages: Sequence[Message], instruction: str = "", *, placement: Placement = "user",
-                       params: SamplingParams | None = None) -> Iterator[TokenEvent | Finished]:
-        """Unsteered sampling (temperature T0, top-p) of the conversation, optionally with the instruction."""
+                       params: SamplingParams | None = None, stream: str = "auto") -> Iterator[TokenEvent | Finished]:
+        """Sampling without SDA (temperature T0, top-p) of the conversation, optionally with the instruction.
+
+        ``stream``: "auto" runs on A with an instruction and on B without; "aligned" (A) or "base" (B) choose.
+        With control vectors on A only, ``stream="aligned"`` and no instruction is residual steering alone."""
+        if stream not in ("auto", "aligned", "base"):
+            raise ValueError(f"stream must be 'auto', 'aligned' or 'base', got {stream!r}")
         p = (params or SamplingParams()).check()
         toks = self.prompt_tokens(messages, instruction, placement)
         self._check_fits(toks, "prompt")
-        return self._run_one(toks, bool(instruction.strip()) if instruction else False, p)
+        on_a = bool(instruction.strip()) if stream == "auto" else stream == "aligned"
+        return self._run_one(toks, on_a, p)
 
     def _run_pair(self, ta, tb, lam, p: SamplingParams):
         self._acquire()
