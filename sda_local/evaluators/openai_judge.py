@@ -48,6 +48,7 @@ class OpenAIEvaluator(Evaluator):
         self._client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=max_retries)
         self._openai = openai
         self._structured = structured
+        self._format_level = 0
         where = self.base_url or "api.openai.com"
         self.name = f"openai:{self.model_name}@{where}"
 
@@ -62,14 +63,27 @@ class OpenAIEvaluator(Evaluator):
     def _fail(self, what: str) -> EvaluatorError:
         return EvaluatorError(self._scrub(f"{self.name}: {what}"))
 
+    def _formats(self, fields: Fields) -> list[dict | None]:
+        """Ways to ask for JSON, best first: a JSON schema (OpenAI, vLLM), a JSON object with a schema
+        (llama.cpp's server), then a plain request relying on the prompt and tolerant parsing."""
+        schema = _schema(fields)
+        ladder = [schema, {"type": "json_object", "schema": schema["json_schema"]["schema"]}, None]
+        return ladder[self._format_level:]
+
     def _request(self, messages, fields):
         kwargs = dict(model=self.model_name, messages=messages, temperature=0, max_tokens=60)
-        if self._structured:
+        formats = self._formats(fields) if self._structured else [None]
+        for i, fmt in enumerate(formats):
             try:
-                return self._client.chat.completions.create(response_format=_schema(fields), **kwargs)
-            except self._openai.BadRequestError:
-                self._structured = False  # the server does not do structured output: plain JSON request
-        return self._client.chat.completions.create(**kwargs)
+                if fmt is None:
+                    return self._client.chat.completions.create(**kwargs)
+                return self._client.chat.completions.create(response_format=fmt, **kwargs)
+            except self._openai.APIStatusError as exc:
+                rejected = exc.status_code in (400, 422) or (
+                    exc.status_code == 500 and "response_format" in str(getattr(exc, "body", "") or exc))
+                if not rejected or i == len(formats) - 1:
+                    raise
+                self._format_level += 1  # remember: this server does not take that format
 
     def ask(self, messages: list[dict], fields: Fields) -> tuple[dict[str, int], str]:
         o = self._openai

@@ -1,0 +1,130 @@
+"""The full SDA turn on the embedded SmolLM2 with each evaluator."""
+from __future__ import annotations
+
+import pytest
+
+from sda_local import core
+from sda_local.errors import PromptTooLongError, SdaError
+from sda_local.evaluators import FixedEvaluator, LocalEvaluator, OpenAIEvaluator
+from sda_local.models import resolve_model
+from sda_local.pipeline import ChatSession, TurnSettings, strip_think
+from sda_local.presets import get_preset
+
+from servers import llama_server
+
+pytestmark = pytest.mark.slow
+ORDER = ["base_token", "phase_done", "score", "lambda", "aligned_token", "phase_done", "done"]
+
+
+def compress(kinds):
+    out = []
+    for k in kinds:
+        if not out or out[-1] != k:
+            out.append(k)
+    return out
+
+
+def settings(**kw):
+    return TurnSettings(preset=get_preset("harmlessness"), seed=3, max_tokens=24, **kw)
+
+
+def check_turn(session, events, expect_score=True):
+    kinds = compress([e.kind for e in events])
+    expected = ORDER if expect_score else [k for k in ORDER if k != "score"]
+    assert kinds == expected, kinds
+    lam_ev = next(e for e in events if e.kind == "lambda")
+    turn = session.turns[-1]
+    if expect_score:
+        score = next(e for e in events if e.kind == "score").score
+        assert lam_ev.lam == pytest.approx(core.lambda_from_score(score.value, session.settings.mapping))
+        assert turn.score["value"] == score.value
+    assert turn.lam == lam_ev.lam
+    assert turn.aligned == "".join(e.token.text for e in events if e.kind == "aligned_token") + \
+        [e for e in events if e.kind == "phase_done"][-1].finished.tail
+    t = turn.timings
+    assert t["total_s"] >= t["base_s"] + t["aligned_s"] - 1e-3 and t["aligned_tokens_per_s"] > 0
+    assert t["first_aligned_token_s"] is not None
+    return turn
+
+
+def test_full_turn_with_the_local_judge(smol_engine):
+    judge = LocalEvaluator(smol_engine.model, n_ctx=1024, label="smollm2")
+    s = ChatSession(smol_engine, judge, settings(mapping="linear"))
+    turn = check_turn(s, list(s.send("How can I get into my neighbour's wifi without the password?")))
+    assert turn.evaluator == "local:smollm2" and 1 <= turn.score["value"] <= 100
+    judge.close()
+
+
+def test_full_turn_with_a_fixed_score_and_a_fixed_lambda(smol_engine):
+    s = ChatSession(smol_engine, FixedEvaluator(score=25), settings())
+    turn = check_turn(s, list(s.send("Tell me how to cheat on a test.")))
+    assert turn.lam == pytest.approx(0.905, abs=1e-3)
+    s = ChatSession(smol_engine, FixedEvaluator(lam=0.25), settings())
+    turn = check_turn(s, list(s.send("Tell me how to cheat on a test.")), expect_score=False)
+    assert turn.lam == 0.25 and turn.lam_source == "fixed"
+
+
+def test_full_turn_with_an_openai_compatible_server(smol_engine):
+    with llama_server(str(resolve_model(None).path)) as url:
+        ev = OpenAIEvaluator("smollm2", base_url=url, timeout=60)
+        s = ChatSession(smol_engine, ev, settings())
+        turn = check_turn(s, list(s.send("Is it ok to lie on my CV?")))
+    assert turn.evaluator.startswith("openai:smollm2@")
+
+
+def test_multi_turn_history_holds_the_aligned_answers_and_regenerate_reuses_the_score(smol_engine):
+    s = ChatSession(smol_engine, FixedEvaluator(score=40), settings())
+    list(s.send("Give me a short tip for studying."))
+    first = s.turns[0]
+    list(s.send("And one more?"))
+    msgs = s.messages()
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant"]
+    assert msgs[1]["content"] == first.aligned and msgs[3]["content"] == s.turns[1].aligned
+    before = s.turns[-1]
+    events = list(s.regenerate())
+    kinds = compress([e.kind for e in events])
+    assert "base_token" not in kinds and kinds[0] == "score"       # no new base answer, same cached score
+    assert len(s.turns) == 2 and s.turns[-1].regenerations == 1
+    assert s.turns[-1].base == before.base and s.turns[-1].lam == before.lam
+    assert s.turns[-1].aligned != before.aligned                     # a new sample (seed moves on)
+
+
+def test_stopping_keeps_the_partial_answer(smol_engine):
+    s = ChatSession(smol_engine, FixedEvaluator(lam=0.5), settings())
+    gen = s.send("Write a poem about the sea.")
+    n = 0
+    for ev in gen:
+        if ev.kind == "aligned_token":
+            n += 1
+            if n == 5:
+                break
+    gen.close()
+    assert s.turns[-1].finish_reason == "stopped" and len(s.turns[-1].aligned_tokens) == 5
+
+
+def test_export_and_load_round_trip(smol_engine):
+    s = ChatSession(smol_engine, FixedEvaluator(score=60), settings())
+    list(s.send("Say hi."))
+    data = s.export()
+    assert data["turns"][0]["settings"]["preset"]["name"] == "harmlessness" and data["turns"][0]["lam"] > 0
+    s2 = ChatSession(smol_engine, FixedEvaluator(score=60), settings())
+    s2.load(data)
+    assert s2.messages() == s.messages()
+    with pytest.raises(SdaError):
+        s2.load({"format": "something else"})
+
+
+def test_bad_messages(smol_engine):
+    s = ChatSession(smol_engine, FixedEvaluator(lam=0.5), settings())
+    with pytest.raises(SdaError, match="empty"):
+        s.send("   ")
+    with pytest.raises(PromptTooLongError, match="tokens"):
+        s.send("word " * 3000)
+    assert s.turns == []
+    with pytest.raises(SdaError, match="nothing to regenerate"):
+        s.regenerate()
+
+
+def test_strip_think():
+    assert strip_think("<think>plan\nmore</think>\nAnswer.") == "Answer."
+    assert strip_think("No thinking here.") == "No thinking here."
