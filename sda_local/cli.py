@@ -186,6 +186,13 @@ def cmd_score(args) -> int:
     ev = make_evaluator(args.evaluator, judge_model=args.judge_model, openai_model=args.openai_model,
                         openai_base_url=args.openai_base_url, openai_api_key=args.openai_api_key,
                         timeout=args.timeout, max_retries=args.retries, score=50.0 if args.evaluator == "fixed" else None)
+    if args.bench:
+        from .evaluators.latency import measure_latency
+
+        print(json.dumps(measure_latency(ev, args.bench), indent=2))
+        return 0
+    if args.query is None or args.response is None:
+        raise SdaError("give a query and a response (or --bench N)")
     response = sys.stdin.read() if args.response == "-" else args.response
     scores = [ev.score(args.query, response, args.criterion) for _ in range(max(1, args.repeat))]
     lat = sorted(s.latency_s for s in scores)
@@ -257,8 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_generate)
 
     sc = sub.add_parser("score", help="rate a response 1-100 with an evaluator (JSON with latency)")
-    sc.add_argument("query")
-    sc.add_argument("response", help="the response text, or - to read it from stdin")
+    sc.add_argument("query", nargs="?")
+    sc.add_argument("response", nargs="?", help="the response text, or - to read it from stdin")
+    sc.add_argument("--bench", type=int, default=0, metavar="N",
+                    help="instead: score N varied built-in examples and print latency statistics")
     sc.add_argument("--criterion", default="helpfulness", help="preset name or a custom rubric text")
     sc.add_argument("--evaluator", choices=("local", "openai", "fixed"), default="local")
     sc.add_argument("--repeat", type=int, default=1, help="score this many times (latency statistics)")
