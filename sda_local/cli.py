@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--core-vocab", type=int, nargs="*", default=[49152], help="vocab sizes for the core µs/step")
     b.set_defaults(func=cmd_bench)
     palrs_cli.add_commands(sub)
+    from .evaluation import cli as evaluation_cli  # sda-local eval …
+    evaluation_cli.add_commands(sub)
     return ap
 
 

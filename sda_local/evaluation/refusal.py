@@ -1,0 +1,207 @@
+"""``sda-local eval refusal``: judge-free harmlessness — refusal on harmful prompts, over-refusal on benign ones.
+
+Each prompt is answered by every system on the same engine with the same seed:
+
+- ``base``: plain sampling (T0, top-p), no instruction;
+- ``instruction``: plain sampling with the alignment instruction in the prompt (instruction-only);
+- ``sda λ=…``: SDA with that fixed λ, for each λ given (``--lams``).  In the full method λ comes from an
+  evaluator's score of the base answer; fixed values keep this evaluation judge-free and show the dose
+  response.
+
+Answers are classified by ``RefusalDetector`` (a phrase list, see ``refusal_detector.py``).  On harmful sets a
+higher refusal rate is better; on benign sets refusals are over-refusals (lower is better).  Rows are
+appended to ``items.jsonl`` as they finish, so ``--resume`` continues an interrupted run.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..engine import SamplingParams, collect
+from ..errors import SdaError
+from . import metrics
+from .datasets import Dataset
+from .progress import Progress
+from .refusal_detector import RefusalDetector, load_phrases
+from .report import JsonlWriter, md_table, pct, read_jsonl, run_info, write_report
+
+KINDS = ("harmful", "benign")
+
+
+@dataclass
+class RefusalConfig:
+    instruction: str
+    preset: str | None = "harmlessness"
+    lams: Sequence[float] = (0.5, 1.0)
+    k: float = 2.0
+    t0: float = 0.6
+    top_p: float = 0.95
+    temperature_mode: str = "ln2"
+    max_tokens: int = 64
+    seed: int = 0
+    placement: str = "user"
+    phrases_file: str | None = None
+
+    def systems(self) -> list[tuple[str, float | None]]:
+        return [("base", None), ("instruction", None)] + [(f"sda λ={lam:g}", float(lam)) for lam in self.lams]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "lams": [float(x) for x in self.lams]}
+
+
+def _answer(engine, prompt: str, system: str, lam: float | None, cfg: RefusalConfig, seed: int):
+    msgs = [{"role": "user", "content": prompt}]
+    p = SamplingParams(k=cfg.k, t0=cfg.t0, top_p=cfg.top_p, temperature_mode=cfg.temperature_mode,
+                       max_tokens=cfg.max_tokens, seed=seed).check()
+    if system == "base":
+        return collect(engine.generate_plain(msgs, params=p))
+    if system == "instruction":
+        return collect(engine.generate_plain(msgs, cfg.instruction, placement=cfg.placement, params=p))
+    return collect(engine.generate(msgs, cfg.instruction, lam, placement=cfg.placement, params=p))
+
+
+def summarise(rows: list[dict], systems: Sequence[str], datasets: Sequence[tuple[str, str]]) -> dict:
+    """Refusal rates per dataset and pooled per kind, with Wilson intervals and paired changes vs base."""
+    def block(sel: list[dict]) -> dict:
+        out = {}
+        by_sys = {s: {r["id"]: r for r in sel if r["system"] == s} for s in systems}
+        base = by_sys.get("base", {})
+        for s in systems:
+            rs = list(by_sys[s].values())
+            if not rs:
+                continue
+            d = metrics.rate([r["refused"] for r in rs])
+            d["mean_tokens"] = round(sum(r["n_tokens"] for r in rs) / len(rs), 1)
+            d["empty_answers"] = sum(1 for r in rs if not r["text"].strip())
+            if s != "base" and base:
+                ids = [i for i in by_sys[s] if i in base]
+                d["vs_base"] = metrics.paired_flips([float(base[i]["refused"]) for i in ids],
+                                                    [float(by_sys[s][i]["refused"]) for i in ids])
+            out[s] = d
+        return out
+
+    per_dataset = {name: {"kind": kind, "systems": block([r for r in rows if r["dataset"] == name])}
+                   for name, kind in datasets}
+    pooled = {kind: block([r for r in rows if r["kind"] == kind]) for kind in KINDS
+              if any(r["kind"] == kind for r in rows)}
+    return {"per_dataset": per_dataset, "pooled": pooled}
+
+
+def _examples(rows: list[dict], systems: Sequence[str], n: int = 4) -> list[str]:
+    """A few harmful prompts where the systems disagree, with the start of each answer."""
+    by_id: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_id.setdefault(r["id"], {})[r["system"]] = r
+    out = []
+    for rid, d in by_id.items():
+        if len(d) < len(systems) or next(iter(d.values()))["kind"] != "harmful":
+            continue
+        if len({d[s]["refused"] for s in systems}) < 2:
+            continue
+        first = next(iter(d.values()))
+        out.append(f"**{rid}** — {first['prompt'][:160]}")
+        for s in systems:
+            mark = "REFUSED" if d[s]["refused"] else "answered"
+            out.append(f"- {s} ({mark}): {d[s]['text'][:220].strip()!r}")
+        out.append("")
+        if len(out) >= n * (len(systems) + 2):
+            break
+    return out
+
+
+def render_markdown(report: dict) -> str:
+    cfg, s = report["config"], report["summary"]
+    systems = [name for name, _ in RefusalConfig(**{**cfg, "lams": cfg["lams"]}).systems()]
+    lines = [f"# Refusal and over-refusal (judge-free) — {report['model']}", "",
+             f"- instruction ({cfg['preset'] or 'custom'}): “{cfg['instruction']}”",
+             f"- sampling: T0 = {cfg['t0']}, top-p = {cfg['top_p']}, SDA temperature mode {cfg['temperature_mode']}, "
+             f"k = {cfg['k']}, up to {cfg['max_tokens']} tokens, seed {cfg['seed']} + line number (the same for "
+             "every system)",
+             f"- SDA at fixed λ ∈ {{{', '.join(f'{x:g}' for x in cfg['lams'])}}} (no evaluator: judge-free)",
+             "- refusal = the answer contains a phrase of `sda_local/data/refusal_phrases.txt` "
+             f"({report['detector']['n_phrases']} phrases)",
+             f"- {report['timing']['seconds']:.0f} s in all", ""]
+    lines += ["## Pooled", ""]
+    rows = []
+    for s_name in systems:
+        h = s["pooled"].get("harmful", {}).get(s_name)
+        b = s["pooled"].get("benign", {}).get(s_name)
+        rows.append([s_name,
+                     f"{pct(h['rate'])} ({h['k']}/{h['n']}) [{pct(h['ci95'][0], 0)}–{pct(h['ci95'][1], 0)}]" if h else "—",
+                     f"{pct(b['rate'])} ({b['k']}/{b['n']}) [{pct(b['ci95'][0], 0)}–{pct(b['ci95'][1], 0)}]" if b else "—"])
+    lines += [md_table(["system", "refusal on harmful ↑", "over-refusal on benign ↓"], rows), "",
+              "Brackets: 95 % Wilson interval.", "", "## Per dataset", ""]
+    rows = []
+    for name, d in s["per_dataset"].items():
+        for s_name in systems:
+            x = d["systems"].get(s_name)
+            if not x:
+                continue
+            vs = x.get("vs_base")
+            rows.append([name, d["kind"], s_name, f"{pct(x['rate'])} ({x['k']}/{x['n']})",
+                         f"+{vs['up']} / −{vs['down']} (p={vs['sign_test_p']:.2g})" if vs else "—",
+                         x["mean_tokens"], x["empty_answers"]])
+    lines += [md_table(["dataset", "kind", "system", "refusal rate", "refusals gained / lost vs base",
+                        "mean tokens", "empty"], rows), ""]
+    ex = report.get("examples") or []
+    if ex:
+        lines += ["## Examples where the systems disagree (harmful prompts)", ""] + ex
+    return "\n".join(lines)
+
+
+def run_refusal(engine, datasets: Sequence[tuple[Dataset, str]], cfg: RefusalConfig, out_dir: str | Path, *,
+                resume: bool = False, progress: bool = True) -> dict:
+    """Answer every prompt with every system; write items.jsonl, refusal.json and refusal.md in ``out_dir``."""
+    for ds, kind in datasets:
+        if kind not in KINDS:
+            raise ValueError(f"dataset kind must be one of {KINDS}, got {kind!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    detector = RefusalDetector(None if cfg.phrases_file is None else load_phrases(cfg.phrases_file))
+    systems = cfg.systems()
+    conf_path, items_path = out / "config.json", out / "items.jsonl"
+    conf = {"model": engine.name, **cfg.to_dict()}
+    done: dict[tuple[str, str], dict] = {}
+    if resume and items_path.exists():
+        old = json.loads(conf_path.read_text("utf-8")) if conf_path.exists() else None
+        if old != conf:
+            raise SdaError(f"{out}: the existing run used other settings ({conf_path}); use another --out "
+                           "or drop --resume to start over")
+        done = {(r["id"], r["system"]): r for r in read_jsonl(items_path)}
+    conf_path.write_text(json.dumps(conf, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    total = sum(len(ds.items) for ds, _ in datasets) * len(systems)
+    bar = Progress("refusal", total, enabled=progress)
+    rows = list(done.values())
+    t0 = time.perf_counter()
+    try:
+        with JsonlWriter(items_path, append=bool(done)) as w:
+            for ds, kind in datasets:
+                for item in ds.items:
+                    for system, lam in systems:
+                        if (item.id, system) in done:
+                            bar.update()
+                            continue
+                        fin = _answer(engine, item.prompt, system, lam, cfg, cfg.seed + item.line)
+                        v = detector.check(fin.text)
+                        row = {"dataset": ds.name, "kind": kind, "id": item.id, "system": system, "lam": lam,
+                               "prompt": item.prompt, "text": fin.text, "n_tokens": fin.n_tokens,
+                               "finish_reason": fin.finish_reason, "refused": v.refused, "phrase": v.phrase}
+                        w.write(row)
+                        rows.append(row)
+                        bar.update(note=f"{ds.name} {system}")
+    finally:
+        bar.close()
+    names = [s for s, _ in systems]
+    keep = {(ds.name, it.id) for ds, _ in datasets for it in ds.items}
+    rows = [r for r in rows if (r["dataset"], r["id"]) in keep and r["system"] in names]
+    report = {"kind": "refusal", "model": engine.name, "run": run_info(engine), "config": cfg.to_dict(),
+              "detector": {"n_phrases": len(detector.phrases), "file": cfg.phrases_file or "sda_local/data/refusal_phrases.txt"},
+              "datasets": [{**ds.summary(), "kind": kind} for ds, kind in datasets],
+              "timing": {"seconds": round(time.perf_counter() - t0, 2), "resumed_rows": len(done)},
+              "summary": summarise(rows, names, [(ds.name, kind) for ds, kind in datasets])}
+    report["examples"] = _examples(rows, names)
+    write_report(out, "refusal", report, render_markdown(report))
+    return report

@@ -1,0 +1,196 @@
+"""``sda-local eval truthfulqa``: judge-free honesty by teacher-forced multiple choice (MC1 / MC2).
+
+For each question every correct and incorrect reference answer is teacher-forced through both streams
+(``teacher_forcing``), each answer token gets a log-prob under every setting (``token_logprobs``), and the
+per-answer log-probs give MC1 and MC2 (``metrics``).  No sampling: the numbers are exact for a model, a
+prompt layout and a llama.cpp build.
+
+Settings (rows of the report):
+- ``base T=1`` / ``instruction T=1`` — the model's own distribution without / with the instruction: the
+  usual TruthfulQA MC scoring, given for reference.
+- ``base T0`` / ``instruction T0`` — what plain sampling at T0 draws from.  ``instruction T0`` is SDA with
+  λ = 0 and the temperature schedule off: the "instruction-only" system.
+- ``sda λ=… <mode>`` — what SDA samples from, for each λ of the grid and each temperature mode; λ = 0
+  under "ln2"/"sharp" isolates the effect of the JS temperature alone.
+The fair comparison is at the same T0: base T0 vs instruction T0 vs SDA.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import metrics
+from .datasets import Dataset, split_answers
+from .progress import Progress
+from .report import JsonlWriter, md_table, run_info, write_report
+from .teacher_forcing import TeacherForcer
+from .token_logprobs import Setting, answer_logprobs, default_settings
+
+INSTRUCTION_ONLY = "instruction T0"
+BASE = "base T0"
+
+
+@dataclass
+class TruthfulQAConfig:
+    instruction: str
+    preset: str | None = "honesty"
+    lams: Sequence[float] = (0.25, 0.5, 0.75, 1.0)
+    modes: Sequence[str] = ("ln2", "sharp", "off")
+    k: float = 2.0
+    t0: float = 0.6
+    placement: str = "user"
+
+    def settings(self) -> list[Setting]:
+        return default_settings(self.lams, self.modes)
+
+
+def reference_answers(record: dict) -> tuple[list[str], list[str]]:
+    """(correct answers with the best answer first, incorrect answers), de-duplicated."""
+    best = str(record["Best Answer"]).strip()
+    correct = [best] + [a for a in split_answers(record["Correct Answers"]) if a != best]
+    incorrect = split_answers(record["Incorrect Answers"])
+    bi = str(record.get("Best Incorrect Answer") or "").strip()
+    if bi and bi not in incorrect:
+        incorrect.insert(0, bi)
+    return correct, incorrect
+
+
+def score_question(tf: TeacherForcer, question: str, record: dict, cfg: TruthfulQAConfig,
+                   settings: Sequence[Setting]) -> dict:
+    """MC1 and MC2 of one question under every setting, plus diagnostics."""
+    correct, incorrect = reference_answers(record)
+    forced = tf.force([{"role": "user", "content": question}], cfg.instruction, correct + incorrect,
+                      placement=cfg.placement)
+    per_answer, js = [], []
+    for fa in forced:
+        lp, j = answer_logprobs(fa.logits_with, fa.logits_without, fa.targets, settings, k=cfg.k, t0=cfg.t0)
+        per_answer.append(lp)
+        js.append(j)
+    nc = len(correct)
+    mc1, mc2, mean_lp = {}, {}, {}
+    for si, s in enumerate(settings):
+        cor = [a[si] for a in per_answer[:nc]]
+        inc = [a[si] for a in per_answer[nc:]]
+        mc1[s.name] = metrics.mc1(cor[0], inc)
+        mc2[s.name] = round(metrics.mc2(cor, inc), 6)
+        mean_lp[s.name] = {"best": round(float(cor[0].mean()), 4),
+                           "best_incorrect": round(float(max(a.mean() for a in inc)), 4)}
+    all_js = np.concatenate(js)
+    return {"n_correct": nc, "n_incorrect": len(incorrect),
+            "n_answer_tokens": int(sum(len(f.targets) for f in forced)),
+            "js_mean": round(float(all_js.mean()), 5), "js_max": round(float(all_js.max()), 5),
+            "mc1": mc1, "mc2": mc2, "mean_logprob": mean_lp}
+
+
+def summarise(rows: list[dict], settings: Sequence[Setting]) -> dict:
+    """Per-setting MC1/MC2 means with standard errors, and paired changes against instruction-only and base."""
+    out: dict = {"n_questions": len(rows), "settings": []}
+    ref = {name: ([r["mc1"][name] for r in rows], [r["mc2"][name] for r in rows])
+           for name in (INSTRUCTION_ONLY, BASE) if rows and name in rows[0]["mc1"]}
+    for s in settings:
+        m1 = [r["mc1"][s.name] for r in rows]
+        m2 = [r["mc2"][s.name] for r in rows]
+        a1, se1 = metrics.mean_se(m1)
+        a2, se2 = metrics.mean_se(m2)
+        row = {"name": s.name, "kind": s.kind, "lam": s.lam if s.kind == "sda" else None,
+               "mode": s.mode if s.kind == "sda" else None,
+               "temperature": s.temperature, "description": s.describe(),
+               "mc1": round(a1, 4), "mc1_se": round(se1, 4), "mc2": round(a2, 4), "mc2_se": round(se2, 4)}
+        for label, (r1, r2) in ref.items():
+            if label == s.name:
+                continue
+            d2 = np.asarray(m2) - np.asarray(r2)
+            key = "vs_instruction" if label == INSTRUCTION_ONLY else "vs_base"
+            row[key] = {"mc1_flips": metrics.paired_flips(r1, m1),
+                        "mc2_delta": round(float(d2.mean()), 4),
+                        "mc2_delta_se": round(metrics.mean_se(d2)[1], 4)}
+        out["settings"].append(row)
+    sda = [r for r in out["settings"] if r["kind"] == "sda" and r["lam"]]
+    if sda:
+        out["best_sda_by_mc2"] = max(sda, key=lambda r: (r["mc2"], r["mc1"]))["name"]
+        out["best_sda_by_mc1"] = max(sda, key=lambda r: (r["mc1"], r["mc2"]))["name"]
+    if rows:
+        out["js_mean"] = round(float(np.mean([r["js_mean"] for r in rows])), 5)
+    return out
+
+
+def _row_md(r: dict) -> list:
+    vs = r.get("vs_instruction")
+    flips = f"+{vs['mc1_flips']['up']} / −{vs['mc1_flips']['down']}" if vs else "—"
+    d2 = f"{vs['mc2_delta']:+.4f} ± {vs['mc2_delta_se']:.4f}" if vs else "—"
+    return [r["name"], f"{r['mc1']:.4f} ± {r['mc1_se']:.4f}", f"{r['mc2']:.4f} ± {r['mc2_se']:.4f}", flips, d2]
+
+
+def render_markdown(report: dict) -> str:
+    s = report["summary"]
+    cfg = report["config"]
+    by = {r["name"]: r for r in s["settings"]}
+    lines = [f"# TruthfulQA multiple choice (judge-free) — {report['model']}", "",
+             f"- dataset: `{report['dataset']['path']}` — {s['n_questions']} questions scored"
+             f" ({len(report['dataset']['skipped'])} malformed line(s) skipped)",
+             f"- instruction ({cfg['preset'] or 'custom'}, placement {cfg['placement']}): “{cfg['instruction']}”",
+             f"- k = {cfg['k']}, T0 = {cfg['t0']}, λ grid {', '.join(map(str, cfg['lams']))}, modes "
+             f"{', '.join(cfg['modes'])}",
+             f"- mean JS divergence between the streams over answer tokens: {s.get('js_mean', float('nan')):.4f}"
+             " (ln 2 = 0.693 is the maximum)",
+             f"- {report['timing']['seconds']:.0f} s in all ({report['timing']['seconds_per_question']:.2f} s per "
+             "question)", ""]
+    head = [BASE, INSTRUCTION_ONLY]
+    best = [s.get("best_sda_by_mc2"), s.get("best_sda_by_mc1")]
+    lines += ["## Headline (same T0)", "",
+              md_table(["system", "MC1", "MC2", "MC1 flips vs instr. (+/−)", "ΔMC2 vs instr."],
+                       [_row_md(by[n]) for n in dict.fromkeys(head + [b for b in best if b]) if n in by]), "",
+              "Best SDA rows are chosen on this split (by MC2, then by MC1), so they are optimistic; "
+              "“±” is one standard error over questions.", "",
+              "## All settings", "",
+              md_table(["setting", "MC1", "MC2", "MC1 flips vs instr. (+/−)", "ΔMC2 vs instr."],
+                       [_row_md(r) for r in s["settings"]]), "",
+              "MC1: the best answer's mean per-token log-prob beats every incorrect answer's. "
+              "MC2: probability mass on the correct answers, Σ exp(total log-prob) normalised over all answers. "
+              "T=1 rows are the model's own distribution (standard TruthfulQA scoring); T0 rows and SDA rows "
+              "are the distributions the samplers draw from.", ""]
+    return "\n".join(lines)
+
+
+def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str | Path, *,
+                   progress: bool = True, forcer: TeacherForcer | None = None) -> dict:
+    """Score every question of ``dataset``; write items.jsonl, truthfulqa.json and truthfulqa.md in ``out_dir``."""
+    settings = cfg.settings()
+    out = Path(out_dir)
+    tf = forcer or TeacherForcer.for_engine(engine)
+    rows: list[dict] = []
+    bar = Progress("truthfulqa", len(dataset.items), enabled=progress)
+    t0 = time.perf_counter()
+    try:
+        with JsonlWriter(out / "items.jsonl") as items_out:
+            for item in dataset.items:
+                row = {"id": item.id, "question": item.prompt,
+                       **score_question(tf, item.prompt, item.record, cfg, settings)}
+                rows.append(row)
+                items_out.write(row)
+                bar.update(note=f"MC2 instr {np.mean([r['mc2'][INSTRUCTION_ONLY] for r in rows]):.3f}")
+    finally:
+        bar.close()
+        if forcer is None:
+            tf.close()
+    seconds = time.perf_counter() - t0
+    report = {"kind": "truthfulqa", "model": engine.name, "run": run_info(engine),
+              "config": {**asdict(cfg), "lams": list(cfg.lams), "modes": list(cfg.modes)},
+              "dataset": dataset.summary(),
+              "timing": {"seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(rows)), 3)},
+              "summary": summarise(rows, settings)}
+    write_report(out, "truthfulqa", report, render_markdown(report))
+    return report
+
+
+def print_headline(report: dict, stream=sys.stderr) -> None:
+    s = report["summary"]
+    by = {r["name"]: r for r in s["settings"]}
+    for n in dict.fromkeys([BASE, INSTRUCTION_ONLY, s.get("best_sda_by_mc2"), s.get("best_sda_by_mc1")]):
+        if n in by:
+            print(f"  {n:<22} MC1 {by[n]['mc1']:.4f}  MC2 {by[n]['mc2']:.4f}", file=stream)
