@@ -359,3 +359,26 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, tiny_gguf, args, needle):
     r = _cli(*args)
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sweep_scores_each_alpha_and_the_aligned_only_combination(tmp_path, tiny_gguf, model):
+    pytest.importorskip("sda_local.evaluation.truthfulqa")
+    rows = [{"Question": f"is the sky {c}", "Best Answer": f"the sky is {c}", "Best Incorrect Answer": "it is a lie",
+             "Correct Answers": f"the sky is {c}; yes", "Incorrect Answers": "it is a lie; no"}
+            for c in ("blue", "safe", "true")]
+    data = tmp_path / "truthfulqa.dev.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    res = extract(model, PAIRS, position="mean")
+    vec = write_control_vector(tmp_path / "v.gguf", res.directions(), res.model_hint, res.metadata())
+    out = tmp_path / "sweep"
+    r = _cli("palrs", "sweep", "--vector", str(vec), "--model", str(tiny_gguf), "--dataset", str(data),
+             "--split", "all", "--alphas", "0,0.5", "--aligned-alphas", "0.5", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "sweep.json").read_text())
+    runs = {x["name"]: x["settings"] for x in s["runs"]}
+    assert set(runs) == {"both-alpha0", "both-alpha0.5", "aligned-alpha0.5"} and s["n_questions"] == 3
+    plain, both, aligned = runs["both-alpha0"], runs["both-alpha0.5"], runs["aligned-alpha0.5"]
+    assert both["base T=1"]["mc2"] != plain["base T=1"]["mc2"]             # residual steering alone moves MC2
+    assert aligned["base T=1"] == plain["base T=1"]                        # "without" stream left unsteered …
+    assert aligned["instruction T=1"] == both["instruction T=1"]           # … "with" stream steered
+    assert "sda λ=0.50 ln2" in aligned and (out / "sweep.md").read_text().startswith("# PaLRS α sweep")
