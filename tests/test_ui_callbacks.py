@@ -1,0 +1,261 @@
+"""The chat's callbacks, through the real app on 127.0.0.1 and Gradio's own client (each Client is one session).
+
+One model (SmolLM2, embedded) is loaded for the module; most turns use a fixed λ or score and few tokens so
+the module stays quick on 2 cores.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+pytest.importorskip("gradio")
+
+from servers import bad_server  # noqa: E402
+from ui_support import app_in_process  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+OUTPUTS = ("chat", "status", "message", "plot", "plot_summary", "table", "turn_pick", "record")
+FAST = dict(evaluator="fixed", fixed_by="lam", fixed_lam=0.6, max_tokens=6, seed=3)
+
+
+@pytest.fixture(scope="module")
+def host():
+    from sda_local.ui.host import ModelHost
+
+    h = ModelHost(None, n_ctx=512, n_threads=1)  # one thread: steady when other jobs share the cores
+    yield h
+    h.close()
+
+
+@pytest.fixture(scope="module")
+def url(host):
+    with app_in_process(host) as u:
+        yield u
+
+
+def client(url):
+    return gradio_client.Client(url, verbose=False)
+
+
+def named(result) -> dict:
+    return dict(zip(OUTPUTS, result))
+
+
+def send(c, message, **kw):
+    return named(c.predict(message=message, **{**FAST, **kw}, api_name="/send"))
+
+
+def texts(html: str, cls: str) -> list[str]:
+    return re.findall(rf'<div class="{cls}"><div class="sda-who">[^<]*</div><div class="sda-txt">(.*?)</div>', html,
+                      flags=re.S)
+
+
+def test_app_runs_generations_in_one_queue_of_one(host, url):
+    from sda_local.ui.app import ENGINE_GROUP
+
+    info = client(url).view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/send", "/regenerate", "/stop", "/clear", "/export", "/import", "/load_model"} <= set(info)
+    params = [p["parameter_name"] for p in info["/send"]["parameters"]]
+    assert params[:4] == ["message", "preset", "instruction", "rubric"] and "openai_api_key" in params
+    assert ENGINE_GROUP == "engine"
+
+
+def test_send_streams_base_then_score_then_aligned(url):
+    c = client(url)
+    job = c.submit(message="Name a colour.", **{**FAST, "fixed_by": "score", "fixed_score": 30, "max_tokens": 12},
+                   api_name="/send")
+    final = named(job.result(timeout=300))
+    outs = [named(o) for o in job.outputs() if isinstance(o, (list, tuple))]
+    steps = [o["chat"] for o in outs]
+    phases = [re.search(r'data-phase="(\w+)"', h).group(1) for h in steps if 'data-phase="' in h]
+    # the live turn goes base → (judge) → aligned → done, never backwards
+    order = {"base": 0, "judge": 1, "aligned": 2, "done": 3}
+    seen = [order[p] for p in phases if p in order]
+    assert seen == sorted(seen) and seen[-1] == 3, phases
+    rec = final["record"]
+    assert rec["user"] == "Name a colour." and rec["score"]["value"] == 30
+    assert rec["base"].strip() and rec["aligned"].strip()
+    assert rec["settings"]["preset"]["name"] == "helpfulness" and rec["settings"]["max_tokens"] == 12
+    assert texts(final["chat"], "sda-base") and texts(final["chat"], "sda-aligned")
+    assert "score 30/100" in final["chat"] and "λ = " in final["chat"]
+    assert outs[0]["message"] == ""  # the input box is cleared once the turn starts
+    t = rec["timings"]
+    assert t["base_s"] >= 0 and t["aligned_s"] > 0 and t["first_aligned_token_s"] > 0
+    assert "tok/s" in final["status"] and "judge" in final["status"]
+    # per-token data for the plot and the table: one row per aligned token and series, with the token's text
+    plot = final["plot"]
+    assert plot["columns"] == ["token #", "value", "series", "token"]
+    assert len(plot["data"]) == 3 * rec["aligned_tokens"]
+    assert len(final["table"]["data"]) == rec["aligned_tokens"]
+
+
+def test_local_evaluator_turn_reports_time_to_first_aligned_token(url, tmp_path):
+    c = client(url)
+    out = send(c, "How do I boil an egg?", evaluator="local", max_tokens=32, seed=7)
+    rec = out["record"]
+    assert rec["evaluator"].startswith("local:") and rec["lam_source"] in ("score", "fallback")
+    t = rec["timings"]
+    assert t["first_aligned_token_s"] >= t["base_s"] + t["judge_s"] - 0.05
+    from conftest import ARTIFACTS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "ui-first-aligned-token.json").write_text(json.dumps(
+        {"model": "smollm2-135m", "evaluator": rec["evaluator"], "score": rec["score"], "lam": rec["lam"],
+         "timings": t}, indent=2))
+
+
+def test_empty_message_is_ignored_with_a_notice(url):
+    c = client(url)
+    out = send(c, "   ")
+    assert "empty" in out["status"].lower() and out["record"] is None
+    assert "sda-turn" not in out["chat"]
+
+
+def test_too_long_message_gets_token_counts_and_the_chat_stays_usable(url):
+    c = client(url)
+    long = "Please repeat these words back to me exactly. " * 120
+    out = send(c, long)
+    assert "too long" in out["status"].lower()
+    m = re.search(r"(\d+) tokens .* holds (\d+)", out["status"])
+    assert m and int(m.group(1)) > int(m.group(2)) == 512
+    assert out["message"] == long  # kept, to be shortened
+    ok = send(c, "Hi!")
+    assert ok["record"]["user"] == "Hi!" and ok["chat"].count('class="sda-turn"') == 1
+
+
+def test_regenerate_reuses_the_base_answer_and_score(url):
+    c = client(url)
+    first = send(c, "Give me one tip for sleeping well.", fixed_by="score", fixed_score=40, max_tokens=10, seed=None)
+    again = named(c.predict(**{**FAST, "fixed_by": "score", "fixed_score": 40, "max_tokens": 10, "seed": None},
+                            api_name="/regenerate"))
+    a, b = first["record"], again["record"]
+    assert b["base"] == a["base"] and b["score"] == a["score"] and b["lam"] == a["lam"]
+    assert b["regenerations"] == 1 and b["timings"]["base_s"] == 0.0
+    assert again["chat"].count('class="sda-turn"') == 1  # replaced, not appended
+
+
+def test_stop_keeps_the_partial_aligned_answer(url):
+    c = client(url)
+    job = c.submit(message="Write a long story about a lighthouse keeper.", **{**FAST, "max_tokens": 2000},
+                   api_name="/send")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        outs = [o for o in job.outputs() if isinstance(o, (list, tuple))]
+        if outs and 'data-phase="aligned"' in named(outs[-1])["chat"] and texts(named(outs[-1])["chat"], "sda-aligned"):
+            break
+        time.sleep(0.2)
+    status = c.predict(api_name="/stop")
+    assert "stopping" in status.lower()
+    final = named(job.result(timeout=120))
+    rec = final["record"]
+    assert rec["finish_reason"] == "stopped" and 0 < rec["aligned_tokens"] < 2000
+    assert "stopped" in final["status"].lower()
+    assert send(c, "Thanks.")["record"]["user"] == "Thanks."  # usable afterwards
+
+
+def test_evaluator_failure_is_a_visible_warning_with_the_fallback_lambda_and_the_key_stays_secret(url, tmp_path):
+    key = "sk-test-SECRET-4242"
+    c = client(url)
+    with bad_server("401") as base_url:  # a server that echoes the Authorization header in its error
+        out = send(c, "Is the sky blue?", evaluator="openai", openai_base_url=base_url, openai_model="judge",
+                   openai_api_key=key, fallback_lam=0.25)
+    rec = out["record"]
+    assert rec["lam_source"] == "fallback" and rec["lam"] == 0.25
+    assert rec["warnings"] and "401" in rec["warnings"][0]
+    assert 'class="sda-warn"' in out["chat"] and "fallback" in out["chat"]
+    assert key not in json.dumps(out, default=str)
+    path, status = c.predict(openai_api_key=key, api_name="/export")
+    data = json.loads(Path(path).read_text("utf-8"))
+    assert key not in Path(path).read_text("utf-8") and "Exported" in status
+    # what an export holds, per turn: messages, preset, evaluator, score, λ, settings
+    assert data["format"] == "sda-local-chat/1"
+    assert data["messages"][-2:] == [{"role": "user", "content": "Is the sky blue?"},
+                                     {"role": "assistant", "content": rec["aligned"]}]
+    t = data["turns"][-1]
+    assert t["evaluator"].startswith("openai:") and t["lam"] == 0.25 and t["settings"]["preset"]["name"]
+    assert {"k", "t0", "top_p", "temperature_mode", "mapping", "max_tokens", "seed", "placement"} <= set(t["settings"])
+
+    # clear, then import it back: the same conversation
+    cleared = named(c.predict(api_name="/clear"))
+    assert "sda-turn" not in cleared["chat"]
+    back = named(c.predict(file=gradio_client.handle_file(path), api_name="/import"))
+    assert "Imported" in back["status"] and back["record"]["aligned"] == rec["aligned"]
+    assert back["chat"].count('class="sda-turn"') == 1
+    # a broken file is refused with a message, and the chat is untouched
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    refused = named(c.predict(file=gradio_client.handle_file(str(bad)), api_name="/import"))
+    assert "Import failed" in refused["status"] and refused["chat"].count('class="sda-turn"') == 1
+
+
+def test_custom_instruction_and_saved_preset(url, tmp_path):
+    from sda_local.presets import user_presets, user_presets_path
+
+    c = client(url)
+    out = send(c, "Say hello.", preset="(custom)", instruction="Answer like a pirate.")
+    assert out["record"]["settings"]["preset"] == {"name": "custom", "instruction": "Answer like a pirate.",
+                                                   "rubric": out["record"]["settings"]["preset"]["rubric"]}
+    update, status = c.predict(name="pirate", instruction="Answer like a pirate.", rubric="",
+                               api_name="/save_preset")
+    assert "Saved" in status and user_presets_path().is_file()
+    assert user_presets()["pirate"].instruction == "Answer like a pirate."
+    used = send(c, "Say hello.", preset="pirate", instruction="Answer like a pirate.",
+                rubric=user_presets()["pirate"].rubric)
+    assert used["record"]["settings"]["preset"]["name"] == "pirate"
+    _, refused = c.predict(name="helpfulness", instruction="x", rubric="", api_name="/save_preset")
+    assert "built-in" in refused
+
+
+def test_ten_concurrent_sessions_each_get_their_own_answer(url):
+    n = 10
+    clients = [client(url) for _ in range(n)]
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def run(i):
+        try:
+            results[i] = send(clients[i], f"Session {i}: say the number {i}.", max_tokens=4)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors and len(results) == n
+    for i, out in results.items():
+        assert out["record"]["user"] == f"Session {i}: say the number {i}."
+        users = re.findall(r'<div class="sda-user"><div class="sda-who">You</div><div class="sda-txt">(.*?)</div>',
+                           out["chat"])
+        assert users == [f"Session {i}: say the number {i}."]  # nobody else's messages
+    # and each session's history stays its own afterwards
+    path, _ = clients[3].predict(api_name="/export")
+    data = json.loads(Path(path).read_text("utf-8"))
+    assert [m["content"] for m in data["messages"] if m["role"] == "user"] == ["Session 3: say the number 3."]
+
+
+def test_model_switch_reloads_and_a_bad_file_is_refused_clearly(host, url, tiny_gguf, tmp_path):
+    c = client(url)
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x05" * 40)
+    info, status = c.predict(choice=None, path=str(bad), api_name="/load_model")
+    assert "Model not loaded" in status and "broken.gguf" in status and "still using smollm2-135m" in status
+    assert host.model_name == "smollm2-135m"
+    junk = tmp_path / "notes.gguf"
+    junk.write_text("not a model")
+    _, status = c.predict(choice=None, path=str(junk), api_name="/load_model")
+    assert "not a GGUF file" in status
+    info, status = c.predict(choice=None, path=str(tiny_gguf), api_name="/load_model")
+    assert "Model loaded" in status and "tiny.gguf" in info and host.model_name == "tiny.gguf"
+    out = send(c, "hello", max_tokens=3)
+    assert out["record"]["user"] == "hello"
+    info, status = c.predict(choice="smollm2-135m", path="", api_name="/load_model")
+    assert "Model loaded" in status and host.model_name == "smollm2-135m"

@@ -1,0 +1,72 @@
+"""Helpers for the chat UI tests: start the real app (in this process or as `python -m sda_local.chat`)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from servers import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.time() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the chat exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+@contextmanager
+def app_in_process(host):
+    """``build_app(host)`` launched on a free 127.0.0.1 port in this process; yields the URL."""
+    from sda_local.ui.app import build_app
+
+    demo = build_app(host)
+    demo.queue(max_size=64)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, inbrowser=False)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url, 60)
+        yield url
+    finally:
+        demo.close()
+
+
+@contextmanager
+def app_subprocess(*args: str, env: dict | None = None, log: Path | None = None, timeout: float = 240):
+    """``python -m sda_local.chat --port FREE ARGS`` as a separate process; yields (url, process)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "sda_local.chat", "--port", str(port), *args]
+    out = open(log, "w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url, timeout, proc)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log:
+            out.close()

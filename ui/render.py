@@ -1,0 +1,125 @@
+"""The conversation as HTML: per turn, the user's message, then the base and aligned answers side by side,
+the score and λ that connect them, warnings, and the time each phase took.
+
+Model text is always HTML-escaped and shown as plain text (``white-space: pre-wrap``).
+"""
+from __future__ import annotations
+
+from html import escape
+
+from sda_local.pipeline import TurnRecord
+
+from .state import LiveTurn, SessionState
+
+CSS = """
+.sda-chat { display: flex; flex-direction: column; gap: 14px; }
+.sda-empty { color: var(--body-text-color-subdued); padding: 24px; text-align: center; }
+.sda-turn { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px; }
+.sda-user { background: var(--background-fill-secondary); border-radius: 8px; padding: 8px 10px; margin-bottom: 8px; }
+.sda-who { font-size: 0.78em; font-weight: 600; color: var(--body-text-color-subdued); text-transform: uppercase;
+           letter-spacing: .04em; margin-bottom: 2px; }
+.sda-txt { white-space: pre-wrap; word-wrap: break-word; }
+.sda-pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; }
+.sda-chat.hide-base .sda-pair { grid-template-columns: 1fr; }
+.sda-chat.hide-base .sda-base { display: none; }
+.sda-base, .sda-aligned { border-radius: 8px; padding: 8px 10px; min-height: 2.5em; }
+.sda-base { background: var(--background-fill-secondary); opacity: .92; }
+.sda-aligned { background: var(--color-accent-soft); }
+.sda-meta { display: flex; flex-wrap: wrap; gap: 6px; margin: 2px 0 6px 0; font-size: .85em; }
+.sda-badge { border: 1px solid var(--border-color-primary); border-radius: 999px; padding: 1px 8px; }
+.sda-wait { color: var(--body-text-color-subdued); font-style: italic; }
+.sda-warn { margin-top: 6px; padding: 6px 10px; border-radius: 8px; border: 1px solid #d97706;
+            background: rgba(245, 158, 11, .12); font-size: .9em; }
+.sda-timings { margin-top: 6px; font-size: .8em; color: var(--body-text-color-subdued); }
+"""
+
+
+def _txt(text: str) -> str:
+    return f'<div class="sda-txt">{escape(text)}</div>'
+
+
+def _wait(text: str) -> str:
+    return f'<div class="sda-wait">{escape(text)}</div>'
+
+
+def _meta(score: int | None, score_detail: str, lam: float | None, lam_source: str, mapping: str) -> str:
+    parts = []
+    if score is not None:
+        parts.append(f'<span class="sda-badge sda-score" title="{escape(score_detail)}">score {score}/100</span>')
+    if lam is not None:
+        how = {"score": f"from the score via {mapping}", "fixed": "fixed", "fallback": "fallback (evaluator failed)"}
+        parts.append(f'<span class="sda-badge sda-lam">λ = {lam:.3f}</span>'
+                     f'<span class="sda-badge sda-lam-source">{escape(how.get(lam_source, lam_source))}</span>')
+    return f'<div class="sda-meta">{"".join(parts)}</div>' if parts else ""
+
+
+def timings_text(t: dict) -> str:
+    """One line: time per phase, time to the first aligned token, tokens per second."""
+    if not t:
+        return ""
+    bits = [f"base {t.get('base_s', 0):.2f} s", f"judge {t.get('judge_s', 0):.2f} s",
+            f"aligned {t.get('aligned_s', 0):.2f} s"]
+    if t.get("first_aligned_token_s") is not None:
+        bits.append(f"first aligned token after {t['first_aligned_token_s']:.2f} s")
+    if t.get("base_tokens_per_s"):
+        bits.append(f"base {t.get('base_tokens', 0)} tok at {t['base_tokens_per_s']:.1f} tok/s")
+    bits.append(f"aligned {t.get('aligned_tokens', 0)} tok at {t.get('aligned_tokens_per_s') or 0:.1f} tok/s")
+    return " · ".join(bits)
+
+
+def _record_html(i: int, r: TurnRecord) -> str:
+    s = r.score or {}
+    detail = f"{s.get('evaluator', '')}: {s.get('raw', '')} ({s.get('latency_s', 0):.2f} s)" if s else ""
+    preset = (r.settings.get("preset") or {}).get("name", "")
+    phase = "stopped" if r.finish_reason == "stopped" else "done"
+    regen = f" · regenerated {r.regenerations}×" if r.regenerations else ""
+    stop = " · stopped" if phase == "stopped" else (" · hit max tokens" if r.finish_reason == "length" else "")
+    warn = "".join(f'<div class="sda-warn">⚠ {escape(w)}</div>' for w in r.warnings)
+    return (f'<div class="sda-turn" data-turn="{i}" data-phase="{phase}">'
+            f'<div class="sda-user"><div class="sda-who">You</div>{_txt(r.user)}</div>'
+            + _meta(s.get("value"), detail, r.lam, r.lam_source, r.settings.get("mapping", "")) +
+            '<div class="sda-pair">'
+            f'<div class="sda-base"><div class="sda-who">Base answer · no instruction, no steering</div>{_txt(r.base)}</div>'
+            f'<div class="sda-aligned"><div class="sda-who">Aligned (SDA) · {escape(preset)} · λ {r.lam:.3f}{regen}</div>'
+            f'{_txt(r.aligned)}</div></div>{warn}'
+            f'<div class="sda-timings">{escape(timings_text(r.timings))}{escape(stop)} · evaluator {escape(r.evaluator)}</div>'
+            '</div>')
+
+
+def _live_html(i: int, t: LiveTurn, mapping: str) -> str:
+    if t.phase == "queued":
+        base = _wait("waiting for the model (another chat is generating)…")
+    else:
+        base = _txt(t.base) if t.base else _wait("…")
+    if t.phase in ("queued", "base"):
+        aligned = _wait("starts after the base answer is scored")
+    elif t.phase == "judge":
+        aligned = _wait("the evaluator is scoring the base answer…")
+    else:
+        aligned = _txt(t.aligned) if t.aligned else _wait("…")
+    warn = "".join(f'<div class="sda-warn">⚠ {escape(w)}</div>' for w in t.warnings)
+    lam = f" · λ {t.lam:.3f}" if t.lam is not None else ""
+    return (f'<div class="sda-turn sda-live" data-turn="{i}" data-phase="{t.phase}">'
+            f'<div class="sda-user"><div class="sda-who">You</div>{_txt(t.user)}</div>'
+            + _meta(t.score, t.score_detail, t.lam, t.lam_source, mapping) +
+            '<div class="sda-pair">'
+            f'<div class="sda-base"><div class="sda-who">Base answer · no instruction, no steering</div>{base}</div>'
+            f'<div class="sda-aligned"><div class="sda-who">Aligned (SDA){lam}'
+            f'{" · regenerating" if t.regenerating else ""}</div>{aligned}</div></div>{warn}</div>')
+
+
+def chat_html(state: SessionState | None) -> str:
+    """The whole conversation, the turn being generated included."""
+    cls = "sda-chat" + ("" if state is None or state.show_base else " hide-base")
+    turns = list(state.turns) if state else []
+    live = state.live if state else None
+    if live is not None and live.regenerating and turns:
+        turns = turns[:-1] if turns[-1] is live.previous else turns
+    body = [_record_html(i + 1, r) for i, r in enumerate(turns)]
+    if live is not None:
+        mapping = state.chat.settings.mapping if state.chat else ""
+        body.append(_live_html(len(turns) + 1, live, mapping))
+    if not body:
+        body = ['<div class="sda-empty">Pick a preset and an evaluator, then send a message. Each turn shows the '
+                'model\'s base answer and the SDA-aligned answer side by side.</div>']
+    return f'<div class="{cls}">{"".join(body)}</div>'
