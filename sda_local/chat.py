@@ -49,13 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sda-local chat: error: {exc}", file=sys.stderr)
         return 2
     from .ui.app import build_app
+    from .ui.offline import launch_kwargs
 
     demo = build_app(host)
     print(f"sda-local chat: model {host.model_name}; open http://{args.host}:{args.port}/", file=sys.stderr,
           flush=True)
     try:
         demo.queue(max_size=256).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                        inbrowser=False, show_error=True, quiet=False)
+                                        inbrowser=False, show_error=True, quiet=False,
+                                        **launch_kwargs())
     except KeyboardInterrupt:
         pass
     except OSError as exc:

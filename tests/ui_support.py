@@ -37,11 +37,13 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
 def app_in_process(host):
     """``build_app(host)`` launched on a free 127.0.0.1 port in this process; yields the URL."""
     from sda_local.ui.app import build_app
+    from sda_local.ui.offline import launch_kwargs
 
     demo = build_app(host)
     demo.queue(max_size=64)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, inbrowser=False)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, inbrowser=False,
+                **launch_kwargs())
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_http(url, 60)

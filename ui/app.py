@@ -63,12 +63,13 @@ def _inspect_outputs(st: SessionState, turn_no: int | None = None):
     """Plot, plot summary, table, turn selector and record JSON for one turn (default: the last)."""
     turns = st.turns
     if not turns:
-        return (plots.plot_frame([]), "No turn yet.", plots.table_rows([]),
+        return (None, "No turn yet.", plots.table_rows([]),
                 gr.update(choices=[], value=None), None)
     n = len(turns) if turn_no is None else max(1, min(int(turn_no), len(turns)))
     rec = turns[n - 1]
     choices = [str(i) for i in range(1, len(turns) + 1)]
-    return (plots.plot_frame(rec.aligned_tokens), f"Turn {n}: " + plots.summary(rec.aligned_tokens),
+    frame = plots.plot_frame(rec.aligned_tokens) if rec.aligned_tokens else None  # None: an empty plot
+    return (frame, f"Turn {n}: " + plots.summary(rec.aligned_tokens),
             plots.table_rows(rec.aligned_tokens), gr.update(choices=choices, value=str(n)), _record_summary(rec))
 
 
@@ -372,8 +373,8 @@ def build_app(host: ModelHost) -> gr.Blocks:
                         turn_pick = gr.Dropdown(choices=[], value=None, label="Turn", scale=1, min_width=90,
                                                 elem_id="sda-turn-pick")
                         plot_summary = gr.Markdown("No turn yet.", elem_id="sda-plot-summary")
-                    plot = gr.LinePlot(plots.plot_frame([]), x="token #", y="value", color="series",
-                                       tooltip=["token", "series", "value"], height=260,
+                    plot = gr.LinePlot(None, x="token #", y="value", color="series",
+                                       tooltip=["token", "series", "value"], height=330,
                                        label="JS divergence, temperature and chosen-token probability per token",
                                        elem_id="sda-plot")
                     table = gr.Dataframe(headers=plots.TABLE_HEADERS, value=[], interactive=False, max_height=260,
