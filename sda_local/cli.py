@@ -287,7 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3, help="runs per measurement (median reported)")
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--n-ctx", type=int, default=2048)
-    b.add_argument("--core-vocab", type=int, nargs="*", default=[49152], help="vocab sizes for the core µs/step")
+    b.add_argument("--core-vocab", type=int, nargs="*", default=[49152, 262144],
+                   help="vocab sizes for the core µs/step (default 49152 262144)")
+    b.add_argument("--skip", nargs="*", choices=("gemma", "peer"), default=[],
+                   help="leave out the Gemma 262k-vocab run and/or the transformers peer baseline")
+    b.add_argument("--peer-tokens", type=int, default=None, help="tokens for the peer baseline (default --tokens)")
     b.set_defaults(func=cmd_bench)
     palrs_cli.add_commands(sub)
     from .evaluation import cli as evaluation_cli  # sda-local eval …
