@@ -1,0 +1,69 @@
+"""The chat ships in the wheel: ``ui/`` becomes ``sda_local.ui``, and a non-editable install runs
+``python -m sda_local.chat --help``.  The wheel is built from a copy of the sources (no build/ in the checkout)
+and installed without dependencies into a fresh virtual environment (no llama.cpp build)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCES = ("pyproject.toml", "README.md", "sda_local", "models", "ui")
+
+
+def test_wheel_ships_the_chat_and_help_runs_from_a_plain_install(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in SOURCES:
+        p = REPO / name
+        if p.is_dir():
+            shutil.copytree(p, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.gguf", "*.pyc"))
+        else:
+            shutil.copy(p, src / name)
+    dist = tmp_path / "dist"
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(dist), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    wheel = next(dist.glob("sda_local-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    ui_files = {f"sda_local/ui/{p.name}" for p in (REPO / "ui").glob("*.py")}
+    assert ui_files and ui_files <= names, sorted(ui_files - names)
+    assert "sda_local/chat.py" in names
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "Requires-Dist: gradio" in meta
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    py = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
+                        "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([str(py), "-m", "sda_local.chat", "--help"], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--share" in r.stdout and "127.0.0.1" in r.stdout
+    r = subprocess.run([str(py), "-c", "import importlib.util as u, sda_local.ui as m; "
+                        "print(m.__file__); print(u.find_spec('sda_local.ui.app') is not None)"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.split()[-1] == "True", r.stderr[-2000:]
+    assert str(venv) in r.stdout.splitlines()[0]  # the installed copy, not the checkout
+
+
+def test_chat_help_is_quick_and_does_not_import_gradio():
+    r = subprocess.run([sys.executable, "-c", "import sys; from sda_local.chat import main\n"
+                        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+                        "print('gradio' in sys.modules)"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "False", r.stderr[-1000:]
+
+
+@pytest.mark.parametrize("argv, message", [(["--model", "no-such-model"], "no model called"),
+                                           (["--port", "0"], "--port")])
+def test_chat_refuses_bad_arguments_with_one_line(argv, message):
+    r = subprocess.run([sys.executable, "-m", "sda_local.chat", *argv], capture_output=True, text=True, timeout=120,
+                       cwd=REPO)
+    assert r.returncode == 2 and message in r.stderr
+    assert "Traceback" not in r.stderr
