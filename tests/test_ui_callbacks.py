@@ -242,6 +242,28 @@ def test_ten_concurrent_sessions_each_get_their_own_answer(url):
     assert [m["content"] for m in data["messages"] if m["role"] == "user"] == ["Session 3: say the number 3."]
 
 
+def test_control_vectors_turn_on_and_off(host, url, tmp_path):
+    import numpy as np
+
+    from sda_local.palrs.cvec import write_control_vector
+
+    e = host.engine
+    vec = write_control_vector(tmp_path / "v.gguf", {i: np.full(e.model.n_embd, 0.01, np.float32)
+                                                    for i in range(1, e.model.n_layer)}, "llama")
+    c = client(url)
+    info, status = c.predict(vectors=f"{vec}:0.5", scale=1.0, layers="2-10", streams="aligned",
+                             api_name="/control_vectors")
+    assert "not applied" not in status and "applied" in status
+    assert "control vectors on the aligned stream" in info
+    assert host.engine.control["layers"] == [2, 10] and host.engine.variant == "contexts"
+    assert send(c, "Hello there.", max_tokens=3)["record"]["aligned"] is not None
+    _, status = c.predict(vectors=str(tmp_path / "missing.gguf"), scale=1.0, layers="", streams="both",
+                          api_name="/control_vectors")
+    assert "not applied" in status and "missing.gguf" in status
+    info, status = c.predict(vectors="", scale=1.0, layers="", streams="aligned", api_name="/control_vectors")
+    assert "off" in status and host.engine.control is None
+
+
 def test_model_switch_reloads_and_a_bad_file_is_refused_clearly(host, url, tiny_gguf, tmp_path):
     c = client(url)
     bad = tmp_path / "broken.gguf"
