@@ -83,12 +83,23 @@ def build_app(host: ModelHost) -> gr.Blocks:
         st.pending = True
         return st
 
+    def _begin_send(state, message):
+        """Runs at once (not queued): show the message as waiting while other tabs' answers are generated."""
+        st = _begin(state)
+        text = (message or "").strip()
+        if text and st.live is None:
+            st.live = LiveTurn(user=text, phase="queued")
+        return st, chat_html(st)
+
     def _finish(st: SessionState, status: str, message_box=gr.update()):
         return (st, chat_html(st), status, message_box, *_inspect_outputs(st))
 
     def _refuse(st: SessionState, status: str, message_box=gr.update()):
         """End a send/regenerate that did not start: a stop pressed meanwhile has nothing left to stop."""
+        if st.live is not None and st.live.phase == "queued":
+            st.live = None
         if st.live is None:
+            st.pending = False
             st.stop.clear()
         return _finish(st, status, message_box)
 
@@ -168,7 +179,7 @@ def build_app(host: ModelHost) -> gr.Blocks:
             gr.Info("Empty message: nothing was sent.")
             yield _refuse(st, _notice("Notice", "the message is empty, nothing was sent"))
             return
-        if st.live is not None:
+        if st.live is not None and st.live.phase != "queued":
             yield _refuse(st, _notice("Notice", "an answer is still being generated; stop it or wait"), message)
             return
         try:
@@ -460,7 +471,7 @@ def build_app(host: ModelHost) -> gr.Blocks:
         _named(send, "state", "message", *CONTROL_NAMES)
         _named(regenerate, "state", *CONTROL_NAMES)
         for trigger, api in ((send_btn.click, "send"), (message.submit, False)):
-            trigger(_begin, [state], [state], queue=False, show_api=False).then(
+            trigger(_begin_send, [state, message], [state, chat], queue=False, show_api=False).then(
                 send, [state, message, *controls], turn_outputs, api_name=api, show_progress="hidden", **engine_q)
         regen_btn.click(_begin, [state], [state], queue=False, show_api=False).then(
             regenerate, [state, *controls], turn_outputs, api_name="regenerate", show_progress="hidden", **engine_q)
