@@ -35,9 +35,14 @@ def host():
 
 
 @pytest.fixture(scope="module")
-def url(host):
-    with app_in_process(host) as u:
-        yield u
+def served(host):
+    with app_in_process(host) as (u, demo):
+        yield u, demo
+
+
+@pytest.fixture
+def url(served):
+    return served[0]
 
 
 def client(url):
@@ -57,14 +62,19 @@ def texts(html: str, cls: str) -> list[str]:
                       flags=re.S)
 
 
-def test_app_runs_generations_in_one_queue_of_one(host, url):
+def test_app_runs_generations_in_one_queue_of_one(served):
     from sda_local.ui.app import ENGINE_GROUP
 
+    url, demo = served
+    engine_users = {"send", "regenerate", "load_model", "apply_control"}
+    fns = [f for f in demo.fns.values() if f.name in engine_users]
+    assert {f.name for f in fns} == engine_users
+    for f in fns:  # every event that runs the model shares one queue slot
+        assert f.concurrency_id == ENGINE_GROUP and f.concurrency_limit == 1 and f.queue is not False, f.name
     info = client(url).view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/send", "/regenerate", "/stop", "/clear", "/export", "/import", "/load_model"} <= set(info)
     params = [p["parameter_name"] for p in info["/send"]["parameters"]]
     assert params[:4] == ["message", "preset", "instruction", "rubric"] and "openai_api_key" in params
-    assert ENGINE_GROUP == "engine"
 
 
 def test_send_streams_base_then_score_then_aligned(url):

@@ -35,7 +35,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
 
 @contextmanager
 def app_in_process(host):
-    """``build_app(host)`` launched on a free 127.0.0.1 port in this process; yields the URL."""
+    """``build_app(host)`` launched on a free 127.0.0.1 port in this process; yields (URL, Blocks)."""
     from sda_local.ui.app import build_app
     from sda_local.ui.offline import launch_kwargs
 
@@ -47,7 +47,7 @@ def app_in_process(host):
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_http(url, 60)
-        yield url
+        yield url, demo
     finally:
         demo.close()
 
