@@ -203,6 +203,10 @@ def test_evaluator_failure_is_a_visible_warning_with_the_fallback_lambda_and_the
     bad.write_text('{"format": "something else"}')
     refused = named(c.predict(file=gradio_client.handle_file(str(bad)), api_name="/import"))
     assert "Import failed" in refused["status"] and refused["chat"].count('class="sda-turn"') == 1
+    damaged = dict(data, turns=[dict(data["turns"][0], timings="soon", settings=[])])
+    bad.write_text(json.dumps(damaged))
+    refused = named(c.predict(file=gradio_client.handle_file(str(bad)), api_name="/import"))
+    assert "damaged" in refused["status"] and refused["record"]["aligned"] == rec["aligned"]
 
 
 def test_custom_instruction_and_saved_preset(url, tmp_path):

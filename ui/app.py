@@ -278,16 +278,25 @@ def build_app(host: ModelHost) -> gr.Blocks:
         if not file:
             return _finish(st, _notice("Notice", "no file was given"))
         path = file if isinstance(file, str) else getattr(file, "name", str(file))
+        chat = st.session(host)
+        before = list(chat.turns)
         try:
             data = json.loads(Path(path).read_text("utf-8"))
-            st.session(host).load(data)
+            chat.load(data)
+            chat_html(st), _inspect_outputs(st)  # fields of the wrong type fail here, not in the page
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             msg = f"cannot read that file as JSON ({type(exc).__name__}: {exc})"
             gr.Warning(msg)
             return _finish(st, _notice("Import failed", msg))
         except SdaError as exc:
+            chat.turns = before
             gr.Warning(str(exc))
             return _finish(st, _notice("Import failed", str(exc)))
+        except Exception as exc:  # a well-formed file whose turns hold values of the wrong type
+            chat.turns = before
+            msg = f"the chat export is damaged ({type(exc).__name__}: {exc})"
+            gr.Warning(msg)
+            return _finish(st, _notice("Import failed", msg))
         return _finish(st, _notice("Imported", f"{len(st.turns)} turn(s) from {Path(path).name}"))
 
     def pick_preset(name):

@@ -6,6 +6,7 @@ the same group, so it never runs under a generation; a file that fails to load l
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 
@@ -40,7 +41,8 @@ class ModelHost:
         self._swap = threading.Lock()
         self.engine = self._load(model)
         self.generation = 1          # bumped at each model switch: sessions drop what belongs to the old one
-        self._judges: dict[str, Evaluator] = {}
+        self._judges: dict[str, Evaluator] = {}   # local judges, by judge model ("" = the chat model)
+        self._remote: dict[str, Evaluator] = {}   # OpenAI-compatible evaluators, by a hash of URL, model, key
 
     def _load(self, spec, control: dict | None = None) -> Engine:
         choice = resolve_model(spec)  # ModelFileError with a clear message for a missing / bad file
@@ -128,10 +130,16 @@ class ModelHost:
                 if spec.fixed_by == "score":
                     return make_evaluator("fixed", score=spec.fixed_value)
                 return make_evaluator("fixed", lam=spec.fixed_value)
-            if spec.kind == "openai":
-                return make_evaluator("openai", openai_model=spec.openai_model or None,
-                                      openai_base_url=spec.openai_base_url or None,
-                                      openai_api_key=spec.openai_api_key or None)
+            if spec.kind == "openai":  # kept per endpoint, so what it learnt about the server's formats stays
+                ident = hashlib.sha256("\0".join((spec.openai_base_url, spec.openai_model,
+                                                   spec.openai_api_key)).encode()).hexdigest()
+                if ident not in self._remote:
+                    if len(self._remote) >= 8:
+                        self._remote.pop(next(iter(self._remote))).close()
+                    self._remote[ident] = make_evaluator("openai", openai_model=spec.openai_model or None,
+                                                         openai_base_url=spec.openai_base_url or None,
+                                                         openai_api_key=spec.openai_api_key or None)
+                return self._remote[ident]
             key = spec.judge_model
             if key not in self._judges:  # the judge gets the chat's thread count (--threads covers both)
                 threads = self.engine.n_threads
@@ -148,8 +156,9 @@ class ModelHost:
             return UnavailableEvaluator(f"{spec.kind}:unavailable", f"cannot set up the evaluator ({type(exc).__name__})")
 
     def close(self) -> None:
-        for ev in self._judges.values():
+        for ev in [*self._judges.values(), *self._remote.values()]:
             ev.close()
         self._judges.clear()
+        self._remote.clear()
         self.engine.close()
 
