@@ -24,7 +24,12 @@ if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing under CI: .ci/run installs Debian's chromium", pytrace=False)
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
-sync_api = pytest.importorskip("playwright.sync_api")
+try:
+    from playwright import sync_api
+except ImportError:
+    if os.environ.get("CI"):
+        pytest.fail("Playwright for Python is missing under CI: it comes with the [dev] extra", pytrace=False)
+    pytest.skip("Playwright for Python is not installed (pip install -e '.[dev]')", allow_module_level=True)
 
 TIMEOUT_MS = 240_000
 

@@ -91,10 +91,11 @@ def build_app(host: ModelHost) -> gr.Blocks:
             st.live = LiveTurn(user=text, phase="queued")
         return st, chat_html(st)
 
-    def _finish(st: SessionState, status: str, message_box=gr.update()):
-        return (st, chat_html(st), status, message_box, *_inspect_outputs(st))
+    def _finish(st: SessionState, status: str, message_box=None):
+        box = gr.update() if message_box is None else message_box
+        return (st, chat_html(st), status, box, *_inspect_outputs(st))
 
-    def _refuse(st: SessionState, status: str, message_box=gr.update()):
+    def _refuse(st: SessionState, status: str, message_box=None):
         """End a send/regenerate that did not start: a stop pressed meanwhile has nothing left to stop."""
         if st.live is not None and st.live.phase == "queued":
             st.live = None
@@ -103,9 +104,9 @@ def build_app(host: ModelHost) -> gr.Blocks:
             st.stop.clear()
         return _finish(st, status, message_box)
 
-    def _stream(st: SessionState, status: str, message_box=gr.update()):
-        skip = gr.update()
-        return (st, chat_html(st), status, message_box, skip, skip, skip, skip, skip)
+    def _stream(st: SessionState, status: str, message_box=None):
+        box = gr.update() if message_box is None else message_box
+        return (st, chat_html(st), status, box, *(gr.update() for _ in range(5)))
 
     def _run(st: SessionState, events, key: str | None, done_verb: str):
         """Feed pipeline events into ``st.live`` and yield page updates; always leaves the chat usable."""
@@ -409,8 +410,8 @@ def build_app(host: ModelHost) -> gr.Blocks:
                     instruction = gr.Textbox(value=presets[first].instruction, lines=3,
                                              label="Instruction (edit it for a custom one)", elem_id="sda-instruction")
                     with gr.Accordion("Judge rubric and saving", open=False):
-                        rubric = gr.Textbox(value=presets[first].rubric, lines=4, label="Rubric the evaluator scores by",
-                                            elem_id="sda-rubric")
+                        rubric = gr.Textbox(value=presets[first].rubric, lines=4,
+                                            label="Rubric the evaluator scores by", elem_id="sda-rubric")
                         with gr.Row():
                             preset_name = gr.Textbox(label="Save as preset named", scale=3, elem_id="sda-preset-name")
                             save_btn = gr.Button("Save preset", size="sm", scale=1, elem_id="sda-save-preset")

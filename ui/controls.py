@@ -42,7 +42,8 @@ class EvaluatorSpec:
         if self.kind == "local":
             return f"local judge ({self.judge_model or 'the chat model'})"
         if self.kind == "openai":
-            return f"OpenAI-compatible ({self.openai_model or 'default model'} at {self.openai_base_url or 'default URL'})"
+            where = self.openai_base_url or "default URL"
+            return f"OpenAI-compatible ({self.openai_model or 'default model'} at {where})"
         return f"fixed {'λ' if self.fixed_by == 'lam' else 'score'} = {self.fixed_value:g}"
 
 
@@ -77,7 +78,7 @@ class Controls:
         values = list(values)
         if len(values) != len(CONTROL_NAMES):
             raise SdaError(f"expected {len(CONTROL_NAMES)} settings, got {len(values)}")
-        given = {k: v for k, v in zip(CONTROL_NAMES, values) if v is not None or k == "seed"}
+        given = {k: v for k, v in zip(CONTROL_NAMES, values, strict=True) if v is not None or k == "seed"}
         return cls(**given)
 
     # -- to pipeline objects --------------------------------------------------------------------------------

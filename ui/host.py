@@ -153,7 +153,8 @@ class ModelHost:
         except SdaError as exc:  # EvaluatorError, ModelFileError: already readable and free of secrets
             return UnavailableEvaluator(f"{spec.kind}:unavailable", str(exc))
         except Exception as exc:
-            return UnavailableEvaluator(f"{spec.kind}:unavailable", f"cannot set up the evaluator ({type(exc).__name__})")
+            return UnavailableEvaluator(f"{spec.kind}:unavailable",
+                                        f"cannot set up the evaluator ({type(exc).__name__})")
 
     def close(self) -> None:
         for ev in [*self._judges.values(), *self._remote.values()]:

@@ -34,6 +34,9 @@ CSS = """
 """
 
 
+BASE_HEAD = "Base answer · no instruction, no steering"
+
+
 def _txt(text: str) -> str:
     return f'<div class="sda-txt">{escape(text)}</div>'
 
@@ -79,11 +82,12 @@ def _record_html(i: int, r: TurnRecord) -> str:
             f'<div class="sda-user"><div class="sda-who">You</div>{_txt(r.user)}</div>'
             + _meta(s.get("value"), detail, r.lam, r.lam_source, r.settings.get("mapping", "")) +
             '<div class="sda-pair">'
-            f'<div class="sda-base"><div class="sda-who">Base answer · no instruction, no steering</div>{_txt(r.base)}</div>'
-            f'<div class="sda-aligned"><div class="sda-who">Aligned (SDA) · {escape(preset)} · λ {r.lam:.3f}{regen}</div>'
+            f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}</div>{_txt(r.base)}</div>'
+            '<div class="sda-aligned">'
+            f'<div class="sda-who">Aligned (SDA) · {escape(preset)} · λ {r.lam:.3f}{regen}</div>'
             f'{_txt(r.aligned)}</div></div>{warn}'
-            f'<div class="sda-timings">{escape(timings_text(r.timings))}{escape(stop)} · evaluator {escape(r.evaluator)}</div>'
-            '</div>')
+            f'<div class="sda-timings">{escape(timings_text(r.timings))}{escape(stop)} · '
+            f'evaluator {escape(r.evaluator)}</div></div>')
 
 
 def _live_html(i: int, t: LiveTurn, mapping: str) -> str:
@@ -103,7 +107,7 @@ def _live_html(i: int, t: LiveTurn, mapping: str) -> str:
             f'<div class="sda-user"><div class="sda-who">You</div>{_txt(t.user)}</div>'
             + _meta(t.score, t.score_detail, t.lam, t.lam_source, mapping) +
             '<div class="sda-pair">'
-            f'<div class="sda-base"><div class="sda-who">Base answer · no instruction, no steering</div>{base}</div>'
+            f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}</div>{base}</div>'
             f'<div class="sda-aligned"><div class="sda-who">Aligned (SDA){lam}'
             f'{" · regenerating" if t.regenerating else ""}</div>{aligned}</div></div>{warn}</div>')
 
