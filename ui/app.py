@@ -111,6 +111,7 @@ def build_app(host: ModelHost) -> gr.Blocks:
     def _run(st: SessionState, events, key: str | None, done_verb: str):
         """Feed pipeline events into ``st.live`` and yield page updates; always leaves the chat usable."""
         live = st.live
+        before = st.turns[-1] if st.turns else None
         last = 0.0
         outcome = ""
         try:
@@ -156,8 +157,9 @@ def build_app(host: ModelHost) -> gr.Blocks:
             st.pending = False
             st.stop.clear()
         if outcome == "stopped":
-            status = _notice("Stopped", "the partial answer was kept" if st.turns and st.turns[-1].finish_reason ==
-                             "stopped" else "before the aligned answer started; nothing was kept")
+            kept = bool(st.turns) and st.turns[-1] is not before and st.turns[-1].finish_reason == "stopped"
+            status = _notice("Stopped", "the partial answer was kept" if kept else
+                             "before the aligned answer started; nothing new was kept")
         elif outcome.startswith("error:"):
             gr.Warning(outcome[6:])
             status = _notice("Error", outcome[6:] + " — the chat is still usable")
