@@ -58,6 +58,8 @@ class JsonlWriter:
     def __init__(self, path: str | os.PathLike, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if append:
+            _drop_torn_tail(self.path)
         self._fh = self.path.open("a" if append else "w", encoding="utf-8")
 
     def write(self, row: dict) -> None:
@@ -72,6 +74,16 @@ class JsonlWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line that an interrupted write left without its newline, so appends start on a fresh line."""
+    if not path.exists():
+        return
+    with path.open("rb+") as fh:
+        data = fh.read()
+        if data and not data.endswith(b"\n"):
+            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -1,0 +1,79 @@
+"""eval winrate: the pairwise metrics by hand, resume after an interruption, and the command end to end."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from sda_local.evaluation.winrate import Tally, outcome, pairwise_messages, summarise, tally
+
+
+def test_outcome_and_tie_margin():
+    assert outcome(80, 70) == 1 and outcome(70, 80) == -1 and outcome(50, 50) == 0
+    assert outcome(72, 70, margin=3) == 0 and outcome(74, 70, margin=3) == 1 and outcome(66, 70, margin=3) == -1
+
+
+def test_tally_by_hand():
+    rows = [{"comparisons": {"base": {"sda": s, "other": o}}} for s, o in
+            [(90, 10), (60, 58), (40, 70), (55, 55), (0, 30), (99, 1)]]
+    t = tally(rows, "base")
+    assert (t.wins, t.ties, t.losses, t.n) == (3, 1, 2, 6) and t.net == pytest.approx(1 / 6)
+    t3 = tally(rows, "base", margin=3)
+    assert (t3.wins, t3.ties, t3.losses) == (2, 2, 2) and t3.net == 0.0
+    rows.append({"comparisons": {"base": {"sda": None, "other": None, "error": "judge failed"}}})
+    assert tally(rows, "base").n == 6  # judge failures are not counted as outcomes
+    assert Tally().net == 0.0
+
+
+def test_summary_groups_by_dataset_and_criterion():
+    mk = lambda d, p, s, o: {"dataset": d, "preset": p, "lam": 0.5,
+                             "comparisons": {"base": {"sda": s, "other": o}, "instruct": {"sda": o, "other": s}}}
+    rep = summarise([mk("a", "honesty", 80, 20), mk("a", "honesty", 20, 80), mk("b", "empathy", 90, 10)])
+    by = {(e["dataset"], e["criterion"]): e for e in rep["results"]}
+    assert by[("a", "honesty")]["vs_base"]["net"] == 0.0 and by[("b", "empathy")]["vs_base"]["net"] == 1.0
+    assert by[("b", "empathy")]["vs_instruct"]["net"] == -1.0
+
+
+def test_pairwise_prompt_mentions_both_answers_and_the_zero_rule():
+    m = pairwise_messages("q?", "first answer", "second answer", "rubric text", "honesty")[-1]["content"]
+    assert "first answer" in m and "second answer" in m and "Give 0" in m and "score_b" in m
+
+
+@pytest.mark.slow
+def test_winrate_end_to_end_with_the_local_judge_and_resume(tmp_path):
+    data = tmp_path / "truthfulqa.mini.jsonl"
+    rows = [{"Question": q, "Best Answer": "x", "Best Incorrect Answer": "y", "Correct Answers": "x",
+             "Incorrect Answers": "y"} for q in ["Do we use only 10% of our brains?", "Is the Great Wall visible "
+                                                 "from space?", "Does cracking knuckles cause arthritis?"]]
+    data.write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n{broken\n" + json.dumps(rows[2]) + "\n")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sda_local.cli", "eval", "winrate", "--dataset", str(data), "--out", str(out),
+           "--max-tokens", "24", "--seed", "1", "--evaluator", "fixed", "--score", "30", "--judge", "local"]
+    r = subprocess.run(cmd + ["--limit", "2"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    first = (out / "items.jsonl").read_text().splitlines()
+    assert len(first) == 2
+    # an interrupted write leaves a torn line: it is ignored, and the finished items are not redone
+    with (out / "items.jsonl").open("a") as f:
+        f.write('{"id": "truthfulqa.mini:4", "answ')
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert ":3: skipped" in r.stderr  # the malformed line, with its number
+    lines = [json.loads(l) for l in (out / "items.jsonl").read_text().splitlines() if l.endswith("}")]
+    assert [l["id"] for l in lines] == ["truthfulqa.mini:1", "truthfulqa.mini:2", "truthfulqa.mini:4"]
+    assert (out / "items.jsonl").read_text().splitlines()[:2] == first
+    rep = json.loads((out / "winrate.json").read_text())
+    res = rep["results"][0]
+    assert res["n"] == 3 and res["criterion"] == "honesty"
+    for s in ("vs_base", "vs_instruct"):
+        t = res[s]
+        assert t["wins"] + t["ties"] + t["losses"] + res["judge_errors"] >= 3
+    row = lines[0]
+    assert set(row["answers"]) == {"base", "instruct", "sda"} and row["lam"] == pytest.approx(0.9640, abs=1e-3)
+    c = row["comparisons"]["base"]
+    assert 0 <= c["sda"] <= 100 and 0 <= c["other"] <= 100 and isinstance(c["sda_first"], bool)
+    assert (out / "winrate.md").read_text().startswith("# Win rate")
+    assert (out / "winrate.png").stat().st_size > 1000
