@@ -9,7 +9,7 @@ class FixedEvaluator(Evaluator):
         if (score is None) == (lam is None):
             raise EvaluatorError("the fixed evaluator needs exactly one of: a score (1–100) or λ")
         if score is not None and not (1 <= float(score) <= 100):
-            raise EvaluatorError(f"fixed score must be in 1–100, got {score}")
+            raise EvaluatorError(f"fixed score must be in [1, 100], got {score}")
         if lam is not None and not (float(lam) == float(lam)):
             raise EvaluatorError("fixed λ must be a number")
         self.fixed_score = None if score is None else float(score)
