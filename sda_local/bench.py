@@ -7,7 +7,8 @@ Sections: ``variants`` (plain vs SDA tok/s for both engine layouts, prompt proce
 shared-prefix copy, peak RSS), ``core`` (numpy µs per SDA step on synthetic logits, default 49k and 262k
 vocab), ``gemma`` (plain vs SDA and the core on real 262k-vocab logits, Gemma 3 270M, when
 ``sda-local[gemma]`` is installed), ``peer`` (the same SDA step run the authors' way with transformers, when
-``sda-local[bench]`` is installed; see ``bench_peer.py``) and ``time_to_first_aligned_token`` (TODO).
+``sda-local[bench]`` is installed; see ``bench_peer.py``) and ``time_to_first_aligned_token`` (a full chat turn with the local judge: base answer,
+score, λ, then the first SDA token).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import numpy as np
 LONG_PROMPT = ("Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. "
                "Describe the island, the weather and the people in the village.")
 GEMMA_ID = "gemma3-270m"  # registry id of the real 262k-vocabulary model
+TURN_PROMPT = "How do I keep basil alive on a windowsill?"
 INSTRUCTION = ("Give a useful, complete and well-organised answer: address exactly what was asked and keep it "
                "clear.")
 
@@ -61,6 +63,8 @@ def core_us_per_step(n_vocab: int, steps: int = 300, seed: int = 0) -> dict:
 
 def _worker(opts: dict) -> dict:
     """Runs in a child process: one mode (plain, sda or peer) on one engine variant."""
+    if opts["mode"] == "turn":
+        return _turn_worker(opts)
     if opts["mode"] == "peer":
         from .bench_peer import run_peer
 
@@ -152,11 +156,69 @@ def _peer_section(base: dict, tokens: int, sda_tps: float) -> dict:
     return peer
 
 
-def _first_aligned_token_section() -> dict:
-    # TODO(lead): time to first aligned token for a full turn with the local judge — base answer, the local
-    # evaluator's score, λ, then the first SDA token (sda_local.pipeline / sda_local.evaluators).  Fill this in
-    # by timing one pipeline turn in a child process, as the other sections do.
-    return {"skipped": "not measured yet: needs the local-judge turn timing (see TODO in sda_local/bench.py)"}
+def _turn_worker(opts: dict) -> dict:
+    """Child process: full chat turns with the local judge, timing each phase up to the first aligned token."""
+    from .evaluators import make_evaluator
+    from .engine import Engine
+    from .pipeline import ChatSession, TurnSettings
+    from .presets import get_preset
+
+    eng = Engine(opts["model"], n_ctx=opts["n_ctx"], n_threads=opts["threads"])
+    judge = make_evaluator("local", engine=eng)
+    settings = TurnSettings(preset=get_preset("helpfulness"), max_tokens=opts["tokens"], seed=opts["seed"])
+    runs = []
+    for i in range(opts["repeats"] + 1):  # the first turn warms the caches and is not counted
+        session = ChatSession(eng, judge, settings)
+        eng.reset_cache()
+        t0 = time.perf_counter()
+        marks: dict = {}
+        for ev in session.send(TURN_PROMPT):
+            now = time.perf_counter() - t0
+            if ev.kind == "base_token" and "first_base_token_s" not in marks:
+                marks["first_base_token_s"] = now
+            elif ev.kind == "phase_done" and ev.phase == "base":
+                marks["base_done_s"] = now
+                marks["base_tokens"] = ev.finished.n_tokens
+            elif ev.kind in ("score", "warning") and "judge_done_s" not in marks:
+                marks["judge_done_s"] = now
+                if ev.kind == "warning":
+                    marks["warning"] = ev.message
+            elif ev.kind == "lambda":
+                marks["lam"] = round(ev.lam, 4)
+                marks["score"] = ev.score
+            elif ev.kind == "aligned_token" and "first_aligned_token_s" not in marks:
+                marks["first_aligned_token_s"] = now
+            elif ev.kind == "done":
+                marks["turn_s"] = now
+        if i:
+            runs.append(marks)
+    eng.close()
+
+    def med(key: str) -> float | None:
+        vals = [r[key] for r in runs if key in r]
+        return round(statistics.median(vals), 3) if vals else None
+
+    out = {k: med(k) for k in ("first_base_token_s", "base_done_s", "judge_done_s", "first_aligned_token_s",
+                               "turn_s")}
+    if out["judge_done_s"] is not None and out["base_done_s"] is not None:
+        out["judge_s"] = round(out["judge_done_s"] - out["base_done_s"], 3)
+    out["base_tokens"] = [r.get("base_tokens") for r in runs]
+    out["scores"] = [r.get("score") for r in runs]
+    out["lams"] = [r.get("lam") for r in runs]
+    warnings = [r["warning"] for r in runs if "warning" in r]
+    if warnings:
+        out["warnings"] = warnings
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return out
+
+
+def _first_aligned_token_section(base: dict, tokens: int) -> dict:
+    """Time to first aligned token of one full turn: base answer, local judge's score, λ, first SDA token."""
+    out = _spawn({**base, "mode": "turn", "tokens": tokens})
+    out["how"] = (f"ChatSession.send on a fresh session and an empty KV cache, local judge = the chat model, "
+                  f"preset helpfulness, base answer up to {tokens} tokens; median of {base['repeats']} turns "
+                  "after one warm-up turn; times are seconds from the call")
+    return out
 
 
 def run_bench(args) -> dict:
@@ -196,7 +258,9 @@ def run_bench(args) -> dict:
     peer_tokens = getattr(args, "peer_tokens", None) or args.tokens
     result["peer"] = {"skipped": "--skip peer"} if "peer" in skip else \
         _peer_section(base, peer_tokens, best_sda)
-    result["time_to_first_aligned_token"] = _first_aligned_token_section()
+    turn_tokens = getattr(args, "turn_tokens", None) or args.tokens
+    result["time_to_first_aligned_token"] = {"skipped": "--skip turn"} if "turn" in skip else \
+        _first_aligned_token_section(base, turn_tokens)
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
 

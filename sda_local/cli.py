@@ -289,8 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n-ctx", type=int, default=2048)
     b.add_argument("--core-vocab", type=int, nargs="*", default=[49152, 262144],
                    help="vocab sizes for the core µs/step (default 49152 262144)")
-    b.add_argument("--skip", nargs="*", choices=("gemma", "peer"), default=[],
-                   help="leave out the Gemma 262k-vocab run and/or the transformers peer baseline")
+    b.add_argument("--skip", nargs="*", choices=("gemma", "peer", "turn"), default=[],
+                   help="leave out the Gemma 262k-vocab run, the transformers peer baseline and/or the full-turn "
+                        "time to first aligned token")
+    b.add_argument("--turn-tokens", type=int, default=None,
+                   help="max tokens of the base answer in the full-turn timing (default --tokens)")
     b.add_argument("--peer-tokens", type=int, default=None, help="tokens for the peer baseline (default --tokens)")
     b.set_defaults(func=cmd_bench)
     palrs_cli.add_commands(sub)

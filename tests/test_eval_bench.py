@@ -20,7 +20,10 @@ def test_bench_runs_on_the_tiny_model_without_the_optional_parts(tiny_gguf):
         assert set(v["prompt_processing"]) >= {"with_prefix_copy_ms", "without_prefix_copy_ms"}
     assert [c["n_vocab"] for c in out["core"]] == sorted({1000, out["n_vocab"]})
     assert out["gemma"] == {"skipped": "--skip gemma"} and out["peer"] == {"skipped": "--skip peer"}
-    assert "skipped" in out["time_to_first_aligned_token"]
+    turn = out["time_to_first_aligned_token"]  # a real turn with the local judge on the tiny model
+    assert 0 < turn["first_base_token_s"] <= turn["base_done_s"] <= turn["judge_done_s"] \
+        < turn["first_aligned_token_s"] <= turn["turn_s"]
+    assert all(1 <= s <= 100 for s in turn["scores"]) and "warnings" not in turn
     assert len(out["machine"]["load_average_at_start"]) == 3
 
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from sda_local.core import lambda_from_score
 from sda_local.evaluation.winrate import Tally, outcome, pairwise_messages, summarise, tally
 
 
@@ -72,7 +73,7 @@ def test_winrate_end_to_end_with_the_local_judge_and_resume(tmp_path):
         t = res[s]
         assert t["wins"] + t["ties"] + t["losses"] + res["judge_errors"] >= 3
     row = lines[0]
-    assert set(row["answers"]) == {"base", "instruct", "sda"} and row["lam"] == pytest.approx(0.9640, abs=1e-3)
+    assert set(row["answers"]) == {"base", "instruct", "sda"} and row["lam"] == pytest.approx(lambda_from_score(30))
     c = row["comparisons"]["base"]
     assert 0 <= c["sda"] <= 100 and 0 <= c["other"] <= 100 and isinstance(c["sda_first"], bool)
     assert (out / "winrate.md").read_text().startswith("# Win rate")
