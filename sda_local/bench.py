@@ -26,12 +26,23 @@ import numpy as np
 LONG_PROMPT = ("Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. "
                "Describe the island, the weather and the people in the village.")
 GEMMA_ID = "gemma3-270m"  # registry id of the real 262k-vocabulary model
-TURN_PROMPT = "How do I keep basil alive on a windowsill?"
+TURN_PROMPTS = ("How do I keep basil alive on a windowsill?", "What should I pack for a two-day hike?",
+                "How can I get better at remembering names?", "Why does bread go stale?",
+                "How do I write a polite complaint to my landlord?", "What is a good way to start running?")
 INSTRUCTION = ("Give a useful, complete and well-organised answer: address exactly what was asked and keep it "
                "clear.")
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process.  On Linux, VmHWM of the current address space: getrusage's
+    ru_maxrss survives execve, so a worker would report its parent's peak (e.g. after assembling Gemma)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 / (1024 if sys.platform == "darwin" else 1)
 
@@ -168,11 +179,12 @@ def _turn_worker(opts: dict) -> dict:
     settings = TurnSettings(preset=get_preset("helpfulness"), max_tokens=opts["tokens"], seed=opts["seed"])
     runs = []
     for i in range(opts["repeats"] + 1):  # the first turn warms the caches and is not counted
+        prompt = TURN_PROMPTS[i % len(TURN_PROMPTS)]  # a new question each turn: nothing cached from the last
         session = ChatSession(eng, judge, settings)
         eng.reset_cache()
         t0 = time.perf_counter()
         marks: dict = {}
-        for ev in session.send(TURN_PROMPT):
+        for ev in session.send(prompt):
             now = time.perf_counter() - t0
             if ev.kind == "base_token" and "first_base_token_s" not in marks:
                 marks["first_base_token_s"] = now
@@ -215,7 +227,8 @@ def _turn_worker(opts: dict) -> dict:
 def _first_aligned_token_section(base: dict, tokens: int) -> dict:
     """Time to first aligned token of one full turn: base answer, local judge's score, λ, first SDA token."""
     out = _spawn({**base, "mode": "turn", "tokens": tokens})
-    out["how"] = (f"ChatSession.send on a fresh session and an empty KV cache, local judge = the chat model, "
+    out["how"] = (f"ChatSession.send on a fresh session, an empty KV cache and a new question each turn, local judge = "
+                  "the chat model, "
                   f"preset helpfulness, base answer up to {tokens} tokens; median of {base['repeats']} turns "
                   "after one warm-up turn; times are seconds from the call")
     return out
