@@ -116,8 +116,8 @@ def _lam(text: str) -> float:
 def add_commands(subparsers) -> argparse.ArgumentParser:
     """Create ``sda-local eval`` with its subcommands; returns the ``eval`` parser."""
     ev = subparsers.add_parser("eval", help="measure alignment on a dataset (truthfulqa, refusal, …)",
-                               description="Judge-free evaluations on JSONL prompt sets; reports as JSON + Markdown.")
-    sub = ev.add_subparsers(dest="eval_command", required=True, metavar="{truthfulqa,refusal,…}")
+                               description="Alignment measurements on JSONL prompt sets (truthfulqa and refusal are judge-free; winrate uses a judge); reports as JSON + Markdown.")
+    sub = ev.add_subparsers(dest="eval_command", required=True, metavar="{truthfulqa,refusal,winrate}")
 
     t = sub.add_parser("truthfulqa", help="teacher-forced TruthfulQA MC1/MC2: base vs instruction vs SDA grid",
                        description="Score every reference answer of each question under base, instruction-only and "
