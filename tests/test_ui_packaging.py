@@ -1,4 +1,5 @@
-"""The chat ships in the wheel: ``ui/`` becomes ``sda_local.ui``, and a non-editable install runs
+"""The chat ships in the wheel: ``ui/`` becomes ``sda_local.ui``, the data files (presets, refusal phrases, model
+registry) are inside, and a non-editable install runs
 ``python -m sda_local.chat --help``.  The wheel is built from a copy of the sources (no build/ in the checkout)
 and installed without dependencies into a fresh virtual environment (no llama.cpp build)."""
 from __future__ import annotations
@@ -33,6 +34,9 @@ def test_wheel_ships_the_chat_and_help_runs_from_a_plain_install(tmp_path):
     ui_files = {f"sda_local/ui/{p.name}" for p in (REPO / "ui").glob("*.py")}
     assert ui_files and ui_files <= names, sorted(ui_files - names)
     assert "sda_local/chat.py" in names
+    data_files = {f"sda_local/data/{p.name}" for p in (REPO / "sda_local" / "data").iterdir() if p.is_file()}
+    data_files |= {"sda_local/_models/registry.toml"}
+    assert data_files <= names, sorted(data_files - names)  # presets, refusal phrases, model registry
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "Requires-Dist: gradio" in meta
 
@@ -51,6 +55,13 @@ def test_wheel_ships_the_chat_and_help_runs_from_a_plain_install(tmp_path):
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.split()[-1] == "True", r.stderr[-2000:]
     assert str(venv) in r.stdout.splitlines()[0]  # the installed copy, not the checkout
+    r = subprocess.run([str(py), "-c", "from sda_local.presets import builtin_presets as b; "
+                        "from sda_local.evaluation.refusal_detector import load_phrases as p; "
+                        "from sda_local.models import load_registry as r; "
+                        "print(sorted(b()), len(p()), 'smollm2-135m' in r())"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "'honesty'" in r.stdout and r.stdout.split()[-1] == "True", r.stdout
 
 
 def test_chat_help_is_quick_and_does_not_import_gradio():
