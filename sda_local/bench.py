@@ -142,8 +142,12 @@ def _gemma_section(base: dict) -> dict:
     opts = {**base, "model": str(choice.path), "variant": "batched"}
     plain = _spawn({**opts, "mode": "plain"})
     sda = _spawn({**opts, "mode": "sda"})
-    return {"model": GEMMA_ID, "n_vocab": sda["n_vocab"], "variant": "batched",
-            "plain_tokens_per_second": plain["tokens_per_second"],
+    return {"model": GEMMA_ID, "n_vocab": sda["n_vocab"], "variant": "batched", **_plain_vs_sda(plain, sda)}
+
+
+def _plain_vs_sda(plain: dict, sda: dict) -> dict:
+    """One plain and one SDA measurement of the same model and layout, side by side, with their ratio."""
+    return {"plain_tokens_per_second": plain["tokens_per_second"],
             "sda_tokens_per_second": sda["tokens_per_second"],
             "sda_over_plain": round(sda["tokens_per_second"] / plain["tokens_per_second"], 3),
             "tokens": {"plain": plain["tokens"], "sda": sda["tokens"]},
@@ -252,15 +256,7 @@ def run_bench(args) -> dict:
     for variant in ("batched", "contexts"):
         plain = _spawn({**base, "variant": variant, "mode": "plain"})
         sda = _spawn({**base, "variant": variant, "mode": "sda"})
-        result["variants"][variant] = {
-            "plain_tokens_per_second": plain["tokens_per_second"],
-            "sda_tokens_per_second": sda["tokens_per_second"],
-            "sda_over_plain": round(sda["tokens_per_second"] / plain["tokens_per_second"], 3),
-            "tokens": {"plain": plain["tokens"], "sda": sda["tokens"]},
-            "core_us_per_step_real_logits": {"plain": plain["core_us_per_step"], "sda": sda["core_us_per_step"]},
-            "prompt_processing": sda["prompt_processing"],
-            "peak_rss_mb": {"plain": plain["peak_rss_mb"], "sda": sda["peak_rss_mb"]},
-        }
+        result["variants"][variant] = _plain_vs_sda(plain, sda)
         result["n_vocab"] = sda["n_vocab"]
     v = result["variants"]
     result["faster_variant"] = max(v, key=lambda k: v[k]["sda_tokens_per_second"])
