@@ -73,7 +73,7 @@ def core_us_per_step(n_vocab: int, steps: int = 300, seed: int = 0) -> dict:
 
 
 def _worker(opts: dict) -> dict:
-    """Runs in a child process: one mode (plain, sda or peer) on one engine variant."""
+    """Runs in a child process: one mode (plain, sda, peer or turn) on one engine variant."""
     if opts["mode"] == "turn":
         return _turn_worker(opts)
     if opts["mode"] == "peer":

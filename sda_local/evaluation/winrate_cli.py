@@ -51,7 +51,9 @@ def cmd_winrate(args) -> int:
         evaluator = make_evaluator("fixed", score=args.score, lam=args.lam if args.score is None else None)
     else:
         evaluator = make_evaluator(args.evaluator, engine=engine, judge_model=args.judge_model, **remote)
-    judge = make_evaluator(args.judge, engine=engine, judge_model=args.judge_model, **remote)
+    # the same kind with the same options is the same judge: one instance, not a second copy of the GGUF
+    judge = evaluator if args.judge == args.evaluator else \
+        make_evaluator(args.judge, engine=engine, judge_model=args.judge_model, **remote)
     report = run_winrate(engine, evaluator, judge, datasets, Path(args.out), preset=args.preset, seed=args.seed,
                          max_tokens=args.max_tokens, mapping=args.mapping)
     print(json.dumps(report["results"], indent=2))
