@@ -75,9 +75,9 @@ class SplitForcer:
 
 
 def _items(path: Path) -> dict[str, dict]:
-    with open(path, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return {r["id"]: r for r in rows}
+    from ..evaluation.report import read_jsonl
+
+    return {r["id"]: r for r in read_jsonl(path)}
 
 
 def _paired(base: dict[str, dict], run: dict[str, dict], setting_base: str, setting_run: str) -> dict:
