@@ -45,6 +45,14 @@ def _wait(text: str) -> str:
     return f'<div class="sda-wait">{escape(text)}</div>'
 
 
+def _user(text: str) -> str:
+    return f'<div class="sda-user"><div class="sda-who">You</div>{_txt(text)}</div>'
+
+
+def _warnings(warnings: list[str]) -> str:
+    return "".join(f'<div class="sda-warn">⚠ {escape(w)}</div>' for w in warnings)
+
+
 def _meta(score: int | None, score_detail: str, lam: float | None, lam_source: str, mapping: str) -> str:
     parts = []
     if score is not None:
@@ -77,9 +85,9 @@ def _record_html(i: int, r: TurnRecord) -> str:
     phase = "stopped" if r.finish_reason == "stopped" else "done"
     regen = f" · regenerated {r.regenerations}×" if r.regenerations else ""
     stop = " · stopped" if phase == "stopped" else (" · hit max tokens" if r.finish_reason == "length" else "")
-    warn = "".join(f'<div class="sda-warn">⚠ {escape(w)}</div>' for w in r.warnings)
+    warn = _warnings(r.warnings)
     return (f'<div class="sda-turn" data-turn="{i}" data-phase="{phase}">'
-            f'<div class="sda-user"><div class="sda-who">You</div>{_txt(r.user)}</div>'
+            + _user(r.user)
             + _meta(s.get("value"), detail, r.lam, r.lam_source, r.settings.get("mapping", "")) +
             '<div class="sda-pair">'
             f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}</div>{_txt(r.base)}</div>'
@@ -101,10 +109,10 @@ def _live_html(i: int, t: LiveTurn, mapping: str) -> str:
         aligned = _wait("the evaluator is scoring the base answer…")
     else:
         aligned = _txt(t.aligned) if t.aligned else _wait("…")
-    warn = "".join(f'<div class="sda-warn">⚠ {escape(w)}</div>' for w in t.warnings)
+    warn = _warnings(t.warnings)
     lam = f" · λ {t.lam:.3f}" if t.lam is not None else ""
     return (f'<div class="sda-turn sda-live" data-turn="{i}" data-phase="{t.phase}">'
-            f'<div class="sda-user"><div class="sda-who">You</div>{_txt(t.user)}</div>'
+            + _user(t.user)
             + _meta(t.score, t.score_detail, t.lam, t.lam_source, mapping) +
             '<div class="sda-pair">'
             f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}</div>{base}</div>'
