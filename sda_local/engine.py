@@ -25,6 +25,7 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 
 from . import core
+from .core import SamplingParams
 from .backend import Context, LoadedModel, default_threads
 from .errors import DecodeError, PromptTooLongError, SdaError
 from .models import ModelChoice, resolve_model
@@ -39,29 +40,6 @@ MIN_SHARED_PREFIX = 4  # shorter shared prefixes are cheaper to evaluate twice t
 
 class EngineBusy(SdaError):
     """A second generation was started on an engine while one was still running in the same thread."""
-
-
-@dataclass
-class SamplingParams:
-    """How tokens are drawn.  Defaults follow the paper: k = 2, T0 = 0.6, top-p = 0.95, "ln2" schedule."""
-
-    k: float = 2.0
-    t0: float = 0.6
-    top_p: float = 0.95
-    temperature_mode: str = "ln2"
-    max_tokens: int = 256
-    seed: int | None = None
-
-    def check(self) -> "SamplingParams":
-        if not (self.t0 > 0):
-            raise ValueError(f"t0 must be > 0, got {self.t0}")
-        if not (0 < self.top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.temperature_mode not in core.TEMPERATURE_MODES:
-            raise ValueError(f"temperature_mode must be one of {core.TEMPERATURE_MODES}, got {self.temperature_mode!r}")
-        if int(self.max_tokens) < 1:
-            raise ValueError(f"max_tokens must be ≥ 1, got {self.max_tokens}")
-        return self
 
 
 @dataclass

@@ -19,9 +19,14 @@ from typing import Callable
 import numpy as np
 from scipy.special import log_softmax, softmax
 
+from .params import TEMPERATURE_MODES, Option, SamplingParams, sampling_options
+
 __all__ = [
     "LAMBDA_MAPPINGS",
     "TEMPERATURE_MODES",
+    "SamplingParams",
+    "Option",
+    "sampling_options",
     "StepInfo",
     "lambda_from_score",
     "js_divergence",
@@ -129,7 +134,6 @@ def js_divergence(logits_a, logits_b) -> float:
     return _js_from_logprobs(_lsm(a), _lsm(b))
 
 
-TEMPERATURE_MODES = ("ln2", "sharp", "off")
 
 
 def js_temperature(js: float, t0: float, mode: str = "ln2") -> float:
