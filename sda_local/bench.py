@@ -175,12 +175,14 @@ def _turn_worker(opts: dict) -> dict:
     """Child process: full chat turns with the local judge, timing each phase up to the first aligned token."""
     from .evaluators import make_evaluator
     from .engine import Engine
+    from .core import SamplingParams
     from .pipeline import ChatSession, TurnSettings
     from .presets import get_preset
 
     eng = Engine(opts["model"], n_ctx=opts["n_ctx"], n_threads=opts["threads"])
     judge = make_evaluator("local", engine=eng)
-    settings = TurnSettings(preset=get_preset("helpfulness"), max_tokens=opts["tokens"], seed=opts["seed"])
+    settings = TurnSettings(preset=get_preset("helpfulness"),
+                            sampling=SamplingParams(max_tokens=opts["tokens"], seed=opts["seed"]))
     runs = []
     for i in range(opts["repeats"] + 1):  # the first turn warms the caches and is not counted
         prompt = TURN_PROMPTS[i % len(TURN_PROMPTS)]  # a new question each turn: nothing cached from the last

@@ -100,9 +100,7 @@ def _turn_settings(args, preset):
     from .pipeline import TurnSettings
 
     return TurnSettings(preset=preset, mapping=args.mapping, fallback_lam=args.fallback_lam,
-                        placement=args.placement, k=args.k, t0=args.t0, top_p=args.top_p,
-                        temperature_mode=args.temperature_mode, max_tokens=args.max_tokens, seed=args.seed,
-                        system_prompt=args.system or "").check()
+                        placement=args.placement, sampling=_params(args), system_prompt=args.system or "").check()
 
 
 def _print_turn(events, as_json: bool, show_base: bool) -> None:
@@ -170,7 +168,7 @@ def cmd_generate(args) -> int:
             print(f"── SDA answer (preset {preset.name}, λ = {lam:.3f}, {evaluator.name}) ──", file=sys.stderr)
         messages = ChatSession(engine, evaluator, settings).messages() + [{"role": "user", "content": args.question}]
         done = _stream(engine.generate(messages, preset.instruction, lam, placement=args.placement,
-                                       params=settings.sampling()), "sda", args.json)
+                                       params=settings.params()), "sda", args.json)
         if not args.json and done is not None:
             print(f"[{done.n_tokens} tokens, {done.tokens_per_second:.1f} tok/s, stop: {done.finish_reason}]",
                   file=sys.stderr)

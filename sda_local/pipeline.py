@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Iterator
 
 from . import core
-from .engine import Engine, Finished, SamplingParams, TokenEvent
+from .core import Option, SamplingParams
+from .engine import Engine, Finished, TokenEvent
 from .errors import PromptTooLongError, SdaError
 from .evaluators import Evaluator, EvaluatorError, Score
-from .presets import Preset, get_preset
+from .presets import DEFAULT_PRESET, Preset, get_preset
+from .prompts import PLACEMENTS
 
 _THINK = re.compile(r"^\s*<think>.*?(</think>|$)\s*", re.S)
 
@@ -30,41 +32,50 @@ def strip_think(text: str) -> str:
     return _THINK.sub("", text, count=1)
 
 
+def _turn_opt(default, **kw):
+    return field(default=default, metadata={"option": Option(**kw)})
+
+
 @dataclass
 class TurnSettings:
-    """Everything that shapes one turn (exported with each turn)."""
+    """Everything that shapes one turn (exported with each turn): the preset, how tokens are drawn
+    (``sampling``, the one ``SamplingParams``), and how λ and the prompts are chosen.  The fields after
+    ``sampling`` carry an ``Option`` (help, choices/range) like ``SamplingParams``'s, for the CLI and the chat."""
 
-    preset: Preset = field(default_factory=lambda: get_preset("helpfulness"))
-    mapping: str = "sigmoid"
-    fallback_lam: float = 0.5
-    placement: str = "user"
-    k: float = 2.0
-    t0: float = 0.6
-    top_p: float = 0.95
-    temperature_mode: str = "ln2"
-    max_tokens: int = 256
-    seed: int | None = None
-    system_prompt: str = ""
+    preset: Preset = field(default_factory=lambda: get_preset(DEFAULT_PRESET))
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    mapping: str = _turn_opt("sigmoid", help="how the evaluator's 1–100 score becomes λ",
+                             choices=tuple(core.LAMBDA_MAPPINGS))
+    fallback_lam: float = _turn_opt(0.5, help="λ used when the evaluator fails (a warning says so)",
+                                    lo=0.0, hi=1.0, step=0.05)
+    placement: str = _turn_opt("user", help="where the instruction goes in the instructed stream",
+                               choices=PLACEMENTS)
+    system_prompt: str = _turn_opt("", help="a system message for both streams")
 
-    def sampling(self, seed_offset: int = 0) -> SamplingParams:
-        seed = None if self.seed is None else self.seed + seed_offset
-        return SamplingParams(k=self.k, t0=self.t0, top_p=self.top_p, temperature_mode=self.temperature_mode,
-                              max_tokens=self.max_tokens, seed=seed).check()
+    def params(self, seed_offset: int = 0) -> SamplingParams:
+        """The sampling settings for one answer (``seed_offset`` draws a fresh, reproducible sample)."""
+        return self.sampling.with_seed_offset(seed_offset)
 
     def check(self) -> "TurnSettings":
-        if self.mapping not in core.LAMBDA_MAPPINGS:
-            raise SdaError(f"unknown λ mapping {self.mapping!r}; choose one of {', '.join(core.LAMBDA_MAPPINGS)}")
-        if not (0 <= self.fallback_lam <= 1):
-            raise SdaError(f"the fallback λ must be in [0, 1], got {self.fallback_lam}")
-        if self.placement not in ("user", "system"):
-            raise SdaError(f"placement must be 'user' or 'system', got {self.placement!r}")
-        self.sampling()
+        try:
+            for name, _, _, opt in turn_options():
+                if opt.choices is not None or opt.lo is not None:  # (system_prompt is free text)
+                    opt.check(name, getattr(self, name))
+            self.sampling.check()
+        except ValueError as exc:
+            raise SdaError(f"invalid setting: {exc}") from None
         return self
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("preset", "sampling")}
         d["preset"] = {"name": self.preset.name, "instruction": self.preset.instruction, "rubric": self.preset.rubric}
+        d["sampling"] = self.sampling.to_dict()
         return d
+
+
+def turn_options() -> list[tuple[str, type | str, object, Option]]:
+    """(name, type, default, Option) of the ``TurnSettings`` fields that carry an ``Option``."""
+    return [(f.name, f.type, f.default, f.metadata["option"]) for f in fields(TurnSettings) if "option" in f.metadata]
 
 
 # -- events --------------------------------------------------------------------------------------------------
@@ -231,7 +242,7 @@ class ChatSession:
             yield LambdaChosen(lam, lam_source, score.value if score else None, s.mapping)
         else:
             base_done = None
-            for ev in self.engine.generate_plain(msgs, params=s.sampling()):
+            for ev in self.engine.generate_plain(msgs, params=s.params()):
                 if isinstance(ev, Finished):
                     base_done = ev
                     yield PhaseDone("base", ev)
@@ -249,7 +260,7 @@ class ChatSession:
         pieces: list[str] = []
         finish = "stopped"
         gen = self.engine.generate(msgs, s.preset.instruction, lam, placement=s.placement,
-                                   params=s.sampling(seed_offset=regen))
+                                   params=s.params(seed_offset=regen))
         try:
             for ev in gen:
                 if isinstance(ev, Finished):

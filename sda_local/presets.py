@@ -39,6 +39,10 @@ class Preset:
         return self.label or self.name
 
 
+# The preset a turn uses when none is named (CLI, chat, server): the broadest of the five criteria.
+DEFAULT_PRESET = "helpfulness"
+
+
 def config_dir() -> Path:
     env = os.environ.get("SDA_LOCAL_CONFIG")
     if env:

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from sda_local.core import SamplingParams
 from sda_local.engine import Engine
 from sda_local.evaluators import (EvaluatorError, FixedEvaluator, LocalEvaluator, OpenAIEvaluator, make_evaluator,
                                   parse_fields)
@@ -131,7 +132,7 @@ def test_openai_evaluator_scores_through_a_real_server(openai_url):
 # -- failures: closed port, 401, non-JSON, out of range, timeout -----------------------------------------------
 def _session_with(engine, url, timeout=2.0):
     ev = OpenAIEvaluator("judge", base_url=url, api_key=KEY, timeout=timeout, max_retries=1)
-    return ChatSession(engine, ev, TurnSettings(preset=get_preset("honesty"), seed=0, max_tokens=8, fallback_lam=0.37))
+    return ChatSession(engine, ev, TurnSettings(preset=get_preset("honesty"), sampling=SamplingParams(seed=0, max_tokens=8), fallback_lam=0.37))
 
 
 def _run_and_check(session, capfd, caplog):

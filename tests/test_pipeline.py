@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from sda_local.core import SamplingParams
 from sda_local import core
 from sda_local.errors import PromptTooLongError, SdaError
 from sda_local.evaluators import FixedEvaluator, LocalEvaluator, OpenAIEvaluator
@@ -25,7 +26,7 @@ def compress(kinds):
 
 
 def settings(**kw):
-    return TurnSettings(preset=get_preset("harmlessness"), seed=3, max_tokens=24, **kw)
+    return TurnSettings(preset=get_preset("harmlessness"), sampling=SamplingParams(seed=3, max_tokens=24), **kw)
 
 
 def check_turn(session, events, expect_score=True):

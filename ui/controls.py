@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from sda_local.core import SamplingParams
 from sda_local.errors import SdaError
 from sda_local.pipeline import TurnSettings
 from sda_local.presets import Preset, all_presets
@@ -112,8 +113,10 @@ class Controls:
         try:
             return TurnSettings(
                 preset=self.chosen_preset(), mapping=self.mapping, fallback_lam=float(self.fallback_lam),
-                placement=self.placement, k=float(self.k), t0=float(self.t0), top_p=float(self.top_p),
-                temperature_mode=self.temperature_mode, max_tokens=int(self.max_tokens), seed=self.seed_value(),
+                placement=self.placement,
+                sampling=SamplingParams(k=float(self.k), t0=float(self.t0), top_p=float(self.top_p),
+                                        temperature_mode=self.temperature_mode, max_tokens=int(self.max_tokens),
+                                        seed=self.seed_value()),
                 system_prompt=(self.system_prompt or "").strip()).check()
         except ValueError as exc:  # SamplingParams.check
             raise SdaError(f"invalid setting: {exc}") from None
