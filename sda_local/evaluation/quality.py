@@ -33,11 +33,12 @@ DEGENERATE_RUN = 10      # a repeated run of this many words is a loop, not styl
 DEGENERATE_DISTINCT = 0.5
 
 _WORD = re.compile(r"[a-z0-9']+")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 
 
 def words(text: str) -> list[str]:
     """Lower-cased words with curly quotes folded to straight ones."""
-    t = unicodedata.normalize("NFKC", text or "").lower().replace("\u2019", "'").replace("\u2018", "'")
+    t = unicodedata.normalize("NFKC", text or "").lower().translate(_APOSTROPHES)
     return _WORD.findall(t)
 
 

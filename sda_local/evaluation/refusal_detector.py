@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .quality import echoes_instruction  # noqa: F401  (the refusal report counts echoes; defined with the other quality measures)
+
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"'})
 _WS = re.compile(r"\s+")
 
@@ -58,20 +60,3 @@ class RefusalDetector:
 
     def is_refusal(self, text: str) -> bool:
         return self.check(text).refused
-
-
-_WORD = re.compile(r"[a-z0-9']+")
-
-
-def echoes_instruction(text: str, instruction: str, n: int = 6) -> bool:
-    """Whether ``text`` repeats any run of ``n`` consecutive words of ``instruction`` (after normalisation).
-
-    A small model pushed hard towards the instruction stream tends to recite the instruction instead of
-    answering; such an answer is neither a refusal nor a real answer, so the reports count it separately.
-    """
-    iw = _WORD.findall(normalise(instruction))
-    tw = _WORD.findall(normalise(text))
-    if len(iw) < n or len(tw) < n:
-        return False
-    grams = {tuple(iw[i:i + n]) for i in range(len(iw) - n + 1)}
-    return any(tuple(tw[i:i + n]) in grams for i in range(len(tw) - n + 1))
