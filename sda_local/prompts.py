@@ -3,9 +3,15 @@
 The template (GGUF ``tokenizer.chat_template``) is untrusted input: it is rendered by llama-cpp-python's
 ``Jinja2ChatFormatter``, which uses jinja2's ``ImmutableSandboxedEnvironment``.
 
-"with"    = the conversation with the alignment instruction appended to the last user message after a newline
-            (or, with ``placement="system"``, given as a system message);
-"without" = the conversation as it is.
+Where the instruction goes (``placement``):
+
+- ``"user"`` (the paper's): "with" = the last user message, a newline, the instruction; "without" = the
+  conversation as it is.
+- ``"system"``: "with" gets the instruction as (or appended to) the system message; "without" is unchanged.
+- ``"matched"``: both streams get the same system frame; "with"'s system message carries the instruction,
+  "without"'s a neutral default (``NEUTRAL_INSTRUCTION``) in the same place.  The frame's tokens (system
+  header, a user's own system prompt) are then identical in both streams and cancel in lp_with − lp_without,
+  and a template that adds its own default system prompt when none is given (Qwen's does) adds it to neither.
 """
 from __future__ import annotations
 
@@ -16,8 +22,9 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from .errors import SdaError
 
-Placement = Literal["user", "system"]
-PLACEMENTS = ("user", "system")
+Placement = Literal["user", "system", "matched"]
+PLACEMENTS = ("user", "system", "matched")
+NEUTRAL_INSTRUCTION = "Answer the user's request."
 
 # Used only when a GGUF carries no chat template (e.g. some base models).
 FALLBACK_TEMPLATE = (
@@ -49,21 +56,34 @@ def check_messages(messages: Sequence[Message]) -> list[Message]:
     return out
 
 
+def _add_system(msgs: list[Message], text: str) -> list[Message]:
+    """``msgs`` with ``text`` appended to the system message (or as a new first system message)."""
+    if msgs and msgs[0]["role"] == "system":
+        msgs[0]["content"] = msgs[0]["content"].rstrip() + "\n" + text
+    else:
+        msgs.insert(0, {"role": "system", "content": text})
+    return msgs
+
+
 def with_instruction(messages: Sequence[Message], instruction: str, placement: Placement = "user") -> list[Message]:
     """The conversation as the "with" stream sees it."""
     msgs = [dict(m) for m in messages]
     instruction = instruction.strip()
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     if not instruction:
         return msgs
     if placement == "user":
         msgs[-1]["content"] = msgs[-1]["content"] + "\n" + instruction
-    elif placement == "system":
-        if msgs and msgs[0]["role"] == "system":
-            msgs[0]["content"] = msgs[0]["content"].rstrip() + "\n" + instruction
-        else:
-            msgs.insert(0, {"role": "system", "content": instruction})
-    else:
-        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+        return msgs
+    return _add_system(msgs, instruction)
+
+
+def without_instruction(messages: Sequence[Message], instruction: str, placement: Placement = "user") -> list[Message]:
+    """The conversation as the "without" stream sees it (a neutral system line in its place for "matched")."""
+    msgs = [dict(m) for m in messages]
+    if placement == "matched" and instruction.strip():
+        return _add_system(msgs, NEUTRAL_INSTRUCTION)
     return msgs
 
 
@@ -102,4 +122,5 @@ class ChatPrompter:
     def pair(self, messages: Sequence[Message], instruction: str, placement: Placement = "user") -> tuple[list[int], list[int]]:
         """Token ids of the ("with", "without") prompts."""
         msgs = check_messages(messages)
-        return self.tokens(with_instruction(msgs, instruction, placement)), self.tokens(msgs)
+        return (self.tokens(with_instruction(msgs, instruction, placement)),
+                self.tokens(without_instruction(msgs, instruction, placement)))
