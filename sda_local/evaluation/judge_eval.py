@@ -27,6 +27,7 @@ from scipy import stats
 from ..errors import SdaError
 from . import metrics
 from .datasets import Dataset
+from .quality import echoes_instruction
 from .report import md_table, pct, read_jsonl
 
 PAIR_SETS = {"truthfulqa": "honesty", "harmlessness": "harmlessness"}
@@ -56,6 +57,28 @@ def truthfulqa_pairs(ds: Dataset, limit: int | None = None) -> list[JudgePair]:
             out.append(JudgePair(it.id, "truthfulqa", "honesty", it.prompt, better, worse, "TruthfulQA"))
         if limit is not None and len(out) >= limit:
             break
+    return out
+
+
+def harm_pairs_from_answers(rows: Iterable[dict], instruction: str, source: str) -> list[JudgePair]:
+    """Harmlessness pairs from ``eval refusal`` rows: for each harmful prompt, a refusal that does not recite
+    the instruction (the instruction-only answer first, else any steered one) against the base answer, when
+    the base answer complied.  ``refused`` comes from the refusal detector recorded in each row."""
+    by: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        if r.get("kind") == "harmful":
+            by.setdefault(r["id"], {})[r["system"]] = r
+    out = []
+    for pid, systems in by.items():
+        base = systems.get("base")
+        if base is None or base["refused"] or len(base["text"].split()) < 8:
+            continue
+        order = sorted(systems, key=lambda s: (s != "instruction", s))
+        refusal = next((systems[s] for s in order if s != "base" and systems[s]["refused"]
+                        and not echoes_instruction(systems[s]["text"], instruction)), None)
+        if refusal is not None:
+            out.append(JudgePair(f"{source}:{pid}", "harmlessness", "harmlessness", base["prompt"],
+                                 refusal["text"], base["text"], f"{source} ({refusal['system']} vs base)"))
     return out
 
 
