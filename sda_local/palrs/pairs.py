@@ -1,7 +1,8 @@
 """Preference pairs: a JSONL file of ``{"prompt", "chosen", "rejected"}`` records, and builders from datasets.
 
 One record a line; blank lines are skipped; any other keys are kept in ``Pair.extra`` and otherwise ignored.
-``load_pairs`` checks the whole file and reports every bad line (up to ten) with its line number.
+``load_pairs`` checks the whole file (with ``sda_local.jsonl.read_records``, the project's one JSONL reader) and
+reports the bad lines (up to ten) with their line numbers.
 
 Builder: TruthfulQA (``truthfulqa_pairs``).  For each question, ``chosen`` is the dataset's *Best Answer* and
 ``rejected`` its *Best Incorrect Answer*.  That contrast is what TruthfulQA's MC1 task scores (the true answer
@@ -18,14 +19,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from ..errors import SdaError
+from ..jsonl import read_records
 
 FIELDS = ("prompt", "chosen", "rejected")
 SPLITS = ("train", "heldout", "all")
+TQA_FIELDS = ("Question", "Best Answer", "Best Incorrect Answer")
 TRAIN_SHARE = 4  # 1 question in TRAIN_SHARE goes to the train split
-MAX_REPORTED = 10
+EXPECTED = f"Each line must be a JSON object with string fields {', '.join(FIELDS)}."
 
 
 class PairsError(SdaError):
@@ -44,10 +47,8 @@ class Pair:
                           ensure_ascii=False)
 
 
-def _check_record(obj) -> str | None:
+def _check_record(obj: dict) -> str | None:
     """None if ``obj`` is a valid pair record, else what is wrong with it."""
-    if not isinstance(obj, dict):
-        return f"expected a JSON object with {', '.join(FIELDS)}, got {type(obj).__name__}"
     missing = [k for k in FIELDS if k not in obj]
     if missing:
         return "missing field" + ("s " if len(missing) > 1 else " ") + ", ".join(repr(k) for k in missing)
@@ -61,50 +62,17 @@ def _check_record(obj) -> str | None:
     return None
 
 
-def parse_pairs(lines: Iterable[str], source: str = "pairs") -> list[Pair]:
-    pairs: list[Pair] = []
-    problems: list[str] = []
-    n_bad = 0
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            why = f"not valid JSON ({exc.msg} at column {exc.colno})"
-        else:
-            why = _check_record(obj)
-        if why is not None:
-            n_bad += 1
-            if len(problems) < MAX_REPORTED:
-                problems.append(f"line {lineno}: {why}")
-            continue
-        extra = {k: v for k, v in obj.items() if k not in FIELDS}
-        pairs.append(Pair(obj["prompt"], obj["chosen"], obj["rejected"], extra))
-    if n_bad:
-        more = f"; … and {n_bad - len(problems)} more" if n_bad > len(problems) else ""
-        raise PairsError(f"{source}: {n_bad} malformed line{'s' if n_bad > 1 else ''} — " + "; ".join(problems) + more
-                         + f". Each line must be a JSON object with string fields {', '.join(FIELDS)}.")
-    if not pairs:
-        raise PairsError(f"{source}: no pairs found (expected JSON lines with {', '.join(FIELDS)})")
-    return pairs
-
-
 def load_pairs(path: str | os.PathLike, limit: int | None = None) -> list[Pair]:
     """Read and check a pairs file; ``limit`` keeps the first N pairs."""
-    path = Path(path)
-    if not path.is_file():
-        raise PairsError(f"pairs file {path} not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            pairs = parse_pairs(f, str(path))
-    except UnicodeDecodeError as exc:
-        raise PairsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if limit is not None:
-        if limit < 1:
-            raise PairsError(f"--limit must be ≥ 1, got {limit}")
-        pairs = pairs[:limit]
-    return pairs
+    if limit is not None and limit < 1:
+        raise PairsError(f"--limit must be ≥ 1, got {limit}")
+    recs = read_records(path, check=_check_record, error=PairsError, what="pairs file")
+    recs.raise_problems(PairsError, EXPECTED)
+    if not recs.rows:
+        raise PairsError(f"{path}: no pairs found (expected JSON lines with {', '.join(FIELDS)})")
+    pairs = [Pair(o["prompt"], o["chosen"], o["rejected"], {k: v for k, v in o.items() if k not in FIELDS})
+             for o in recs.dicts()]
+    return pairs[:limit] if limit is not None else pairs
 
 
 def write_pairs(path: str | os.PathLike, pairs: Iterable[Pair]) -> int:
@@ -154,31 +122,21 @@ def split_of(question: str) -> str:
     return "train" if h % TRAIN_SHARE == 0 else "heldout"
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PairsError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise PairsError(f"{path}: line {lineno}: expected a JSON object")
-            yield lineno, obj
+def _check_truthfulqa(row: dict) -> str | None:
+    if all(isinstance(row.get(k), str) and row[k].strip() for k in TQA_FIELDS):
+        return None
+    return f"a TruthfulQA row needs {', '.join(TQA_FIELDS)} (non-empty strings)"
 
 
 def truthfulqa_pairs(path: str | os.PathLike, split: str = "train") -> list[Pair]:
     """One pair per TruthfulQA question: (Question, Best Answer, Best Incorrect Answer), in file order."""
     if split not in SPLITS:
         raise PairsError(f"split must be one of {SPLITS}, got {split!r}")
-    path = Path(path)
+    recs = read_records(path, check=_check_truthfulqa, error=PairsError, what="dataset file")
+    recs.raise_problems(PairsError)
     out = []
-    for lineno, row in _read_jsonl(path):
-        q, good, bad = row.get("Question"), row.get("Best Answer"), row.get("Best Incorrect Answer")
-        if not all(isinstance(x, str) and x.strip() for x in (q, good, bad)):
-            raise PairsError(f"{path}: line {lineno}: a TruthfulQA row needs Question, Best Answer and "
-                             f"Best Incorrect Answer")
+    for lineno, row in recs.rows:
+        q, good, bad = (row[k] for k in TQA_FIELDS)
         if good.strip() == bad.strip():
             continue
         if split != "all" and split_of(q) != split:
