@@ -40,7 +40,7 @@ def test_truthfulqa_pairs_and_file_round_trip(tmp_path):
     path = je.write_pairs(tmp_path / "p.jsonl", pairs)
     assert je.load_pairs(path) == pairs
     (tmp_path / "bad.jsonl").write_text(json.dumps({"id": "1", "set": "s"}) + "\n")
-    with pytest.raises(SdaError, match="no 'criterion'"):
+    with pytest.raises(SdaError, match=r"line 1: no 'criterion', 'query'"):
         je.load_pairs(tmp_path / "bad.jsonl")
 
 

@@ -28,7 +28,8 @@ from ..errors import SdaError
 from . import metrics
 from .datasets import Dataset
 from .quality import echoes_instruction
-from .report import md_table, pct, read_jsonl
+from ..jsonl import read_records
+from .report import md_table, pct
 
 PAIR_SETS = {"truthfulqa": "honesty", "harmlessness": "harmlessness"}
 
@@ -82,21 +83,20 @@ def harm_pairs_from_answers(rows: Iterable[dict], instruction: str, source: str)
     return out
 
 
+PAIR_FIELDS = ("id", "set", "criterion", "query", "better", "worse")
+
+
+def _pair_problem(row: dict) -> str | None:
+    missing = [k for k in PAIR_FIELDS if not isinstance(row.get(k), str) or not row[k].strip()]
+    return f"no {', '.join(map(repr, missing))} text" if missing else None
+
+
 def load_pairs(path: str | os.PathLike) -> list[JudgePair]:
-    """Pairs from a JSONL file of ``JudgePair`` objects; a row missing a field is an error naming it."""
-    p = Path(path)
-    if not p.exists():
-        raise SdaError(f"pair file {p} does not exist")
-    pairs = []
-    for i, row in enumerate(read_jsonl(p), 1):
-        try:
-            pairs.append(JudgePair(**{k: row[k] for k in ("id", "set", "criterion", "query", "better", "worse")},
-                                   source=str(row.get("source", ""))))
-        except KeyError as exc:
-            raise SdaError(f"{p}: pair {i} has no {exc.args[0]!r} field") from None
-    if not pairs:
-        raise SdaError(f"{p} holds no pairs")
-    return pairs
+    """Pairs from a JSONL file of ``JudgePair`` objects; malformed lines are an error naming each line."""
+    recs = read_records(path, check=_pair_problem, error=SdaError, what="pair file").raise_problems(SdaError)
+    if not recs.rows:
+        raise SdaError(f"{path} holds no pairs")
+    return [JudgePair(**{k: row[k] for k in PAIR_FIELDS}, source=str(row.get("source", ""))) for row in recs.dicts()]
 
 
 def write_pairs(path: str | os.PathLike, pairs: Iterable[JudgePair]) -> Path:
