@@ -8,23 +8,53 @@ Pinned to llama-cpp-python 0.3.x (names changed across minor releases).
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
 import llama_cpp
 import llama_cpp._internals as _internals
-import llama_cpp._logger as _llama_logger
 
 from ._alloc import tune_allocator
 from .errors import DecodeError, ModelFileError
 
-tune_allocator()
+LLAMA_LOGGER = "llama-cpp-python"  # the logger llama-cpp-python prints llama.cpp's log through
+_configured = False
+_configure_lock = threading.Lock()
 
-_llama_logger.set_verbose(False)  # llama.cpp logs only errors unless SDA_LOCAL_VERBOSE is set
-if os.environ.get("SDA_LOCAL_VERBOSE"):
-    _llama_logger.set_verbose(True)
+
+def configure_process() -> None:
+    """Process-wide settings for running models, applied once, when the first model is loaded (importing this
+    module changes nothing): llama.cpp logs only errors unless SDA_LOCAL_VERBOSE is set, and the allocator
+    keeps the per-token numpy temporaries on the heap (``_alloc``)."""
+    global _configured
+    with _configure_lock:
+        if _configured:
+            return
+        verbose = bool(os.environ.get("SDA_LOCAL_VERBOSE"))
+        logging.getLogger(LLAMA_LOGGER).setLevel(logging.DEBUG if verbose else logging.ERROR)
+        tune_allocator()
+        _configured = True
+
+
+def cpu_has_amx() -> bool:
+    """Whether this llama.cpp build runs Intel AMX int8 kernels on this CPU."""
+    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+
+
+def use_extra_buffer_types() -> bool:
+    """Whether weights may go into llama.cpp's extra CPU buffer types (AMX, repacked layouts).
+
+    Off on CPUs with AMX int8: there the first decode of a quantized model segfaults inside the AMX matmul
+    (seen with llama-cpp-python 0.3.x on Xeon machines with AMX; a known llama.cpp issue on some machines).
+    ``SDA_LOCAL_EXTRA_BUFTS=1`` or ``=0`` overrides the choice."""
+    forced = os.environ.get("SDA_LOCAL_EXTRA_BUFTS")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return not cpu_has_amx()
 
 
 def default_threads() -> int:
@@ -35,9 +65,11 @@ class LoadedModel:
     """GGUF weights + vocabulary.  Load once, then create as many contexts over it as needed."""
 
     def __init__(self, path: str | os.PathLike, n_gpu_layers: int = -1):
+        configure_process()
         self.path = Path(path)
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = int(n_gpu_layers)
+        params.use_extra_bufts = use_extra_buffer_types()
         try:
             self._model = _internals.LlamaModel(path_model=str(self.path), params=params, verbose=False)
         except (ValueError, OSError) as exc:

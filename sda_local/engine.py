@@ -8,26 +8,33 @@ both streams.  Two layouts:
 - ``"contexts"`` — two contexts over the same weights, one decode each per step.
 
 Both reuse KV caches across calls (a new prompt only evaluates what differs from what a stream already
-holds) and evaluate the prompt prefix the two streams share once, copying it to the other stream.
+holds) and evaluate the prompt prefix the two streams share once, copying it to the other stream
+(``sda_local.kvprefix``).
 Plain (unsteered) generation runs on the same streams: the base answer on B, the instruction-only answer on A.
 
-Residual steering (PaLRS control vectors, ``sda_local.palrs``) belongs to a llama.cpp context: ``cv_streams="both"``
-steers both streams (either layout); ``"aligned"`` steers stream A only, which needs the ``"contexts"`` layout.
-When only A is steered, the streams' caches differ from the first token, so no prefix is copied between them.
+One decode loop serves both: it advances the streams it is given (two for SDA, one for plain sampling) with
+one ``llama_decode`` per context and step, and turns their logits into the next token's distribution with a
+``core.ProcessorChain`` built from the ``SamplingParams`` (``core.build_chain``).
+
+Residual steering (``core.ControlVectors``, read from files by ``sda_local.palrs.cvec``) belongs to a llama.cpp
+context: streams "both" steers both streams (either layout); "aligned" steers stream A only, which needs the
+``"contexts"`` layout.  When only A is steered, the streams' caches differ from the first token, so no prefix is
+copied between them.
 """
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Iterator, Literal, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
 from . import core
-from .core import SamplingParams
 from .backend import Context, LoadedModel, default_threads
+from .core import ControlVectors, SamplingParams
 from .errors import DecodeError, PromptTooLongError, SdaError
+from .kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_prefix
 from .models import ModelChoice, resolve_model
 from .prompts import ChatPrompter, Message, Placement, check_messages, with_instruction
 from .textstream import Utf8Stream
@@ -35,7 +42,6 @@ from .textstream import Utf8Stream
 Variant = Literal["batched", "contexts"]
 VARIANTS = ("batched", "contexts")
 DEFAULT_VARIANT: Variant = "batched"  # see README "Benchmark": the faster layout on CPU here
-MIN_SHARED_PREFIX = 4  # shorter shared prefixes are cheaper to evaluate twice than to copy
 
 
 class EngineBusy(SdaError):
@@ -84,44 +90,7 @@ class Finished:
         return d
 
 
-@dataclass
-class _Stream:
-    """One sequence in one context, and the tokens its KV cache holds."""
-
-    ctx: Context
-    seq: int
-    tokens: list[int] = field(default_factory=list)
-
-    def trim(self, n: int) -> None:
-        if n < len(self.tokens):
-            if not self.ctx.seq_rm(self.seq, n, -1):
-                self.ctx.seq_rm(self.seq, 0, -1)  # memory that cannot cut (recurrent): start over
-                n = 0
-            del self.tokens[n:]
-
-    def reset(self) -> None:
-        self.ctx.seq_rm(self.seq, 0, -1)
-        self.tokens.clear()
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    x = np.asarray(a[:n]) != np.asarray(b[:n])
-    idx = np.flatnonzero(x)
-    return int(idx[0]) if idx.size else n
-
-
-def _copy_stream(src: _Stream, dst: _Stream, n: int) -> None:
-    """Make ``dst`` hold the first ``n`` tokens of ``src``."""
-    if src.ctx is dst.ctx:
-        src.ctx.seq_cp_full(src.seq, dst.seq)
-    else:
-        dst.ctx.seq_rm(dst.seq, 0, -1)
-        dst.ctx.set_seq_state(dst.seq, src.ctx.seq_state(src.seq))
-    dst.tokens = list(src.tokens)
-    dst.trim(n)
+Loader = Callable[[], tuple[list[np.ndarray], int]]  # → (last-token logits of each stream, tokens evaluated)
 
 
 class Engine:
@@ -134,10 +103,9 @@ class Engine:
 
     def __init__(self, model: str | ModelChoice | None = None, *, n_ctx: int | None = None, n_gpu_layers: int = -1,
                  n_threads: int | None = None, variant: Variant | None = None, kv_unified: bool = False,
-                 n_batch: int = 512, share_prefix: bool = True, control_vectors: Sequence | None = None,
-                 cv_layers: tuple[int, int] | str | None = None, cv_streams: str = "aligned", cv_scale: float = 1.0):
+                 n_batch: int = 512, share_prefix: bool = True, control: ControlVectors | None = None):
         if variant is None:  # steering stream A alone needs a context of its own
-            variant = "contexts" if control_vectors and cv_streams == "aligned" else DEFAULT_VARIANT
+            variant = "contexts" if control is not None and control.streams == "aligned" else DEFAULT_VARIANT
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.choice = model if isinstance(model, ModelChoice) else resolve_model(model)
@@ -153,12 +121,12 @@ class Engine:
             ctx = Context(self.model, n_ctx, n_seq_max=2, n_threads=self.n_threads, n_batch=n_batch,
                           kv_unified=kv_unified)
             self._contexts = [ctx]
-            self._a, self._b = _Stream(ctx, 0), _Stream(ctx, 1)
+            self._a, self._b = KvStream(ctx, 0), KvStream(ctx, 1)
         else:
             ca = Context(self.model, n_ctx, n_threads=self.n_threads, n_batch=n_batch)
             cb = Context(self.model, n_ctx, n_threads=self.n_threads, n_batch=n_batch)
             self._contexts = [ca, cb]
-            self._a, self._b = _Stream(ca, 0), _Stream(cb, 0)
+            self._a, self._b = KvStream(ca, 0), KvStream(cb, 0)
         self.n_ctx = min(c.n_ctx_seq for c in self._contexts)
         m = self.model
         bos_text = m.token_text(m.bos_token) if m.bos_token >= 0 else ""
@@ -166,10 +134,10 @@ class Engine:
         self.prompter = ChatPrompter(m.chat_template, bos_text, eos_text, m.bos_token, m.add_bos, m.tokenize)
         self._lock = threading.Lock()
         self._owner: int | None = None
-        self.control: dict | None = None  # the active control vectors (see set_control_vectors)
-        self._cv_split = False            # True while only stream A is steered
-        if control_vectors:
-            self.set_control_vectors(control_vectors, layers=cv_layers, streams=cv_streams, scale=cv_scale)
+        self.control: ControlVectors | None = None  # the active control vectors (see set_control)
+        self._cv_split = False                      # True while only stream A is steered
+        if control is not None:
+            self.set_control(control)
 
     # -- info ---------------------------------------------------------------------------------------------
     @property
@@ -181,44 +149,37 @@ class Engine:
         return {"model": self.name, "path": str(self.choice.path), "description": m.description,
                 "n_vocab": m.n_vocab, "n_layer": m.n_layer, "n_embd": m.n_embd, "n_ctx": self.n_ctx,
                 "variant": self.variant, "n_threads": self.n_threads,
-                "chat_template": "fallback" if self.prompter.uses_fallback else "gguf", "control": self.control}
+                "chat_template": "fallback" if self.prompter.uses_fallback else "gguf",
+                "control": self.control.to_dict() if self.control else None}
 
     def prompt_tokens(self, messages: Sequence[Message], instruction: str = "", placement: Placement = "user") -> list[int]:
         msgs = check_messages(messages)
         return self.prompter.tokens(with_instruction(msgs, instruction, placement) if instruction else msgs)
 
-    def set_control_vectors(self, vectors: Sequence | None, *, layers: tuple[int, int] | str | None = None,
-                            streams: str = "aligned", scale: float = 1.0) -> None:
-        """Steer the residual stream with control vectors: ``[(path, scale), …]`` or ``"PATH[:SCALE]"`` strings
-        (summed, times ``scale``), over ``layers`` (A, B) inclusive (default: all), on stream A (``"aligned"``,
-        needs the ``"contexts"`` layout) or on ``"both"``.  None or [] turns steering off.  Caches are reset."""
-        from .palrs.cvec import load_control_vectors, parse_layer_range
-
-        if streams not in ("aligned", "both"):
-            raise ValueError(f"cv_streams must be 'aligned' or 'both', got {streams!r}")
-        data = None
-        if vectors:
-            if streams == "aligned" and self.variant != "contexts":
+    def set_control(self, control: ControlVectors | None) -> None:
+        """Steer the residual stream with ``control`` (on stream A only when its streams are "aligned", which
+        needs the ``"contexts"`` layout, or on both); None turns steering off.  Caches are reset."""
+        buf = rng = None
+        if control is not None:
+            if control.streams == "aligned" and self.variant != "contexts":
                 raise SdaError("steering only the aligned stream needs the 'contexts' layout (a control vector "
                                "applies to a whole llama.cpp context): use variant='contexts' (--variant contexts) "
-                               "or cv_streams='both'")
-            rng = parse_layer_range(layers) or (1, self.model.n_layer)
-            data = load_control_vectors(list(vectors), self.model.n_layer, self.model.n_embd, scale)
+                               "or the streams 'both'")
+            buf = control.buffer(self.model.n_layer, self.model.n_embd)
+            rng = control.layer_range(self.model.n_layer)
         self._acquire()
         try:
-            steered = [] if data is None else \
-                ([self._a.ctx] if streams == "aligned" else list(dict.fromkeys((self._a.ctx, self._b.ctx))))
+            steered = [] if control is None else \
+                ([self._a.ctx] if control.streams == "aligned" else list(dict.fromkeys((self._a.ctx, self._b.ctx))))
             for c in self._contexts:
                 if c in steered:
-                    c.set_control_vector(data, rng[0], rng[1])
+                    c.set_control_vector(buf, rng[0], rng[1])
                 elif self.control is not None:
                     c.set_control_vector(None)
             self._a.reset()
             self._b.reset()
-            self._cv_split = data is not None and len(steered) == 1 and self._a.ctx is not self._b.ctx
-            self.control = None if data is None else {
-                "vectors": [str(v) if isinstance(v, str) else f"{v[0]}:{float(v[1]):g}" for v in vectors],
-                "scale": float(scale), "layers": list(rng), "streams": streams}
+            self._cv_split = control is not None and len(steered) == 1 and self._a.ctx is not self._b.ctx
+            self.control = None if control is None else replace(control, layers=rng)
         finally:
             self._release()
 
@@ -257,7 +218,7 @@ class Engine:
         if len(toks) + 1 > self.n_ctx:
             raise PromptTooLongError(len(toks), self.n_ctx, what)
 
-    def _evaluate(self, jobs: list[tuple[_Stream, list[int], bool]]) -> list[np.ndarray | None]:
+    def _evaluate(self, jobs: list[tuple[KvStream, Sequence[int], bool]]) -> list[np.ndarray | None]:
         """Append tokens to streams; one decode per context per batch-full. Returns last-token logits copies."""
         out: list[np.ndarray | None] = [None] * len(jobs)
         try:
@@ -287,69 +248,45 @@ class Engine:
             raise
         return out
 
-    def _load_pair(self, ta: list[int], tb: list[int]) -> tuple[np.ndarray, np.ndarray, int]:
+    def _evaluate_prefix(self, s: KvStream, toks: Sequence[int]) -> None:
+        self._evaluate([(s, toks, False)])
+
+    def _load_pair(self, ta: list[int], tb: list[int]) -> tuple[list[np.ndarray], int]:
         a, b = self._a, self._b
-        c = min(_common_prefix(ta, tb), len(ta) - 1, len(tb) - 1)
-        ra = min(_common_prefix(a.tokens, ta), len(ta) - 1)
-        rb = min(_common_prefix(b.tokens, tb), len(tb) - 1)
-        a.trim(ra)
-        b.trim(rb)
-        evaluated = 0
-        if self.share_prefix and not self._cv_split and c >= MIN_SHARED_PREFIX and (ra < c or rb < c):
-            if ra < c and rb < c:  # neither holds the shared prefix: evaluate it once, in B
-                self._evaluate([(b, tb[rb:c], False)])
-                evaluated += c - rb
-                rb = c
-            if ra < c:
-                _copy_stream(b, a, c)
-                ra = c
-            else:
-                _copy_stream(a, b, c)
-                rb = c
+        evaluated = load_shared_prefix(a, b, ta, tb, self._evaluate_prefix,
+                                       share=self.share_prefix and not self._cv_split)
+        ra, rb = len(a.tokens), len(b.tokens)
         la, lb = self._evaluate([(a, ta[ra:], True), (b, tb[rb:], True)])
         evaluated += (len(ta) - ra) + (len(tb) - rb)
-        return la, lb, evaluated
+        return [la, lb], evaluated
 
-    def _load_one(self, s: _Stream, other: _Stream, toks: list[int]) -> tuple[np.ndarray, int]:
-        r = min(_common_prefix(s.tokens, toks), len(toks) - 1)
-        ro = min(_common_prefix(other.tokens, toks), len(toks) - 1)
+    def _load_one(self, s: KvStream, other: KvStream, toks: list[int]) -> tuple[list[np.ndarray], int]:
+        r = min(common_prefix(s.tokens, toks), len(toks) - 1)
+        ro = min(common_prefix(other.tokens, toks), len(toks) - 1)
         if not self._cv_split and ro >= r + MIN_SHARED_PREFIX:
-            _copy_stream(other, s, ro)
+            s.copy_from(other, ro)
             r = ro
         else:
-            s.trim(r)
+            r = s.trim(r)
         (logits,) = self._evaluate([(s, toks[r:], True)])
-        return logits, len(toks) - r
+        return [logits], len(toks) - r
 
-    def _step_pair(self, tok: int) -> tuple[np.ndarray, np.ndarray]:
-        a, b = self._a, self._b
+    def _step(self, streams: tuple[KvStream, ...], tok: int) -> list[np.ndarray]:
+        """Append ``tok`` to every stream: one ``llama_decode`` per context.  Views of each stream's new logits."""
+        rows: dict[int, int] = {}
         try:
-            if a.ctx is b.ctx:
-                ia = a.ctx.add(tok, len(a.tokens), a.seq, True)
-                ib = b.ctx.add(tok, len(b.tokens), b.seq, True)
-                a.ctx.decode()
-            else:
-                ia = a.ctx.add(tok, len(a.tokens), a.seq, True)
-                a.ctx.decode()
-                ib = b.ctx.add(tok, len(b.tokens), b.seq, True)
-                b.ctx.decode()
+            for ctx in dict.fromkeys(s.ctx for s in streams):
+                for j, s in enumerate(streams):
+                    if s.ctx is ctx:
+                        rows[j] = ctx.add(tok, len(s.tokens), s.seq, True)
+                ctx.decode()
         except Exception:
-            a.reset()
-            b.reset()
+            for s in streams:
+                s.reset()
             raise
-        a.tokens.append(tok)
-        b.tokens.append(tok)
-        return a.ctx.logits(ia), b.ctx.logits(ib)
-
-    def _step_one(self, s: _Stream, tok: int) -> np.ndarray:
-        try:
-            i = s.ctx.add(tok, len(s.tokens), s.seq, True)
-            s.ctx.decode()
-        except Exception:
-            s.reset()
-            raise
-        s.tokens.append(tok)
-        return s.ctx.logits(i)
+        for s in streams:
+            s.tokens.append(tok)
+        return [s.ctx.logits(rows[j]) for j, s in enumerate(streams)]
 
     def twin_logits(self, messages: Sequence[Message], instruction: str, forced: Sequence[int] = (), *,
                     placement: Placement = "user") -> tuple[np.ndarray, np.ndarray]:
@@ -359,9 +296,9 @@ class Engine:
         self._check_fits(tb + list(forced), "prompt")
         self._acquire()
         try:
-            la, lb, _ = self._load_pair(ta, tb)
+            (la, lb), _ = self._load_pair(ta, tb)
             for t in forced:
-                va, vb = self._step_pair(int(t))
+                va, vb = self._step((self._a, self._b), int(t))
                 la, lb = va.copy(), vb.copy()
             return la, lb
         finally:
@@ -374,10 +311,12 @@ class Engine:
         p = (params or SamplingParams()).check()
         if not np.isfinite(lam):
             raise ValueError(f"lam must be finite, got {lam}")
+        chain = core.build_chain(p, float(lam))
         ta, tb = self.prompter.pair(messages, instruction, placement)
         self._check_fits(ta, "prompt with the instruction")
         self._check_fits(tb, "prompt")
-        return self._run_pair(ta, tb, float(lam), p)
+        streams = (self._a, self._b)
+        return self._decode(streams, lambda: self._load_pair(ta, tb), chain, p, [len(ta), len(tb)])
 
     def generate_plain(self, messages: Sequence[Message], instruction: str = "", *, placement: Placement = "user",
                        params: SamplingParams | None = None, stream: str = "auto") -> Iterator[TokenEvent | Finished]:
@@ -388,16 +327,21 @@ class Engine:
         if stream not in ("auto", "aligned", "base"):
             raise ValueError(f"stream must be 'auto', 'aligned' or 'base', got {stream!r}")
         p = (params or SamplingParams()).check()
+        chain = core.build_chain(p, None)
         toks = self.prompt_tokens(messages, instruction, placement)
         self._check_fits(toks, "prompt")
         on_a = bool(instruction.strip()) if stream == "auto" else stream == "aligned"
-        return self._run_one(toks, on_a, p)
+        s, other = (self._a, self._b) if on_a else (self._b, self._a)
+        return self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)])
 
-    def _run_pair(self, ta, tb, lam, p: SamplingParams):
+    def _decode(self, streams: tuple[KvStream, ...], load: Loader, chain: core.ProcessorChain, p: SamplingParams,
+                n_prompt: list[int]) -> Iterator[TokenEvent | Finished]:
+        """The decode loop: load the prompts, then per step the chain's distribution, a top-p draw, and one
+        decode that appends the token to every stream."""
         self._acquire()
         try:
             t0 = time.perf_counter()
-            la, lb, evaluated = self._load_pair(ta, tb)
+            logits, evaluated = load()
             t1 = time.perf_counter()
             rng = np.random.default_rng(p.seed)
             utf, out, reason = Utf8Stream(), [], "length"
@@ -405,7 +349,7 @@ class Engine:
             for i in range(int(p.max_tokens)):
                 c0 = time.perf_counter()
                 try:
-                    probs, info = core.sda_distribution(la, lb, lam, p.k, p.t0, p.temperature_mode)
+                    probs, info = chain.distribution(*logits)
                 except ValueError as exc:
                     raise DecodeError(f"step {i}: {exc} — the model produced invalid logits") from None
                 tok = core.sample_top_p(probs, p.top_p, rng)
@@ -418,47 +362,12 @@ class Engine:
                                  info.temperature, info.js)
                 if len(out) >= p.max_tokens:
                     break
-                if len(self._a.tokens) >= self.n_ctx or len(self._b.tokens) >= self.n_ctx:
+                if any(len(s.tokens) >= self.n_ctx for s in streams):
                     reason = "context"
                     break
-                la, lb = self._step_pair(tok)
+                logits = self._step(streams, tok)
             tail = utf.flush()
-            yield Finished(utf.text, out, reason, [len(ta), len(tb)], evaluated, t1 - t0,
-                           time.perf_counter() - t1, tail, core_s)
-        finally:
-            self._release()
-
-    def _run_one(self, toks, on_a: bool, p: SamplingParams):
-        self._acquire()
-        try:
-            s, other = (self._a, self._b) if on_a else (self._b, self._a)
-            t0 = time.perf_counter()
-            logits, evaluated = self._load_one(s, other, toks)
-            t1 = time.perf_counter()
-            rng = np.random.default_rng(p.seed)
-            utf, out, reason = Utf8Stream(), [], "length"
-            core_s = 0.0
-            for i in range(int(p.max_tokens)):
-                c0 = time.perf_counter()
-                try:
-                    probs = core.plain_distribution(logits, p.t0)
-                except ValueError as exc:
-                    raise DecodeError(f"step {i}: {exc} — the model produced invalid logits") from None
-                tok = core.sample_top_p(probs, p.top_p, rng)
-                core_s += time.perf_counter() - c0
-                if self.model.is_eog(tok):
-                    reason = "stop"
-                    break
-                out.append(tok)
-                yield TokenEvent(i, tok, utf.feed(self.model.token_bytes(tok)), float(probs[tok]), p.t0, None)
-                if len(out) >= p.max_tokens:
-                    break
-                if len(s.tokens) >= self.n_ctx:
-                    reason = "context"
-                    break
-                logits = self._step_one(s, tok)
-            tail = utf.flush()
-            yield Finished(utf.text, out, reason, [len(toks)], evaluated, t1 - t0, time.perf_counter() - t1, tail,
+            yield Finished(utf.text, out, reason, n_prompt, evaluated, t1 - t0, time.perf_counter() - t1, tail,
                            core_s)
         finally:
             self._release()

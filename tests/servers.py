@@ -19,11 +19,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# llama-cpp-python's server loads models with llama.cpp's default parameters, whose extra CPU buffer types
+# segfault on AMX machines (see sda_local.backend.use_extra_buffer_types).  The server has no option for it,
+# so the test starts it through this shim, which applies the same choice sda-local's own backend makes.
+_SERVER_SHIM = """
+import runpy, sys
+import llama_cpp.llama_cpp as C
+from sda_local.backend import use_extra_buffer_types
+_default = C.llama_model_default_params
+def _params():
+    p = _default()
+    p.use_extra_bufts = use_extra_buffer_types()
+    return p
+C.llama_model_default_params = _params
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
+
 @contextmanager
 def llama_server(model_path: str, timeout: float = 120.0):
     """``python -m llama_cpp.server`` on a free 127.0.0.1 port; yields its base URL (…/v1)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-c", _SERVER_SHIM, "--model", str(model_path), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", "2048", "--verbose", "false"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}/v1"

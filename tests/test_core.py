@@ -223,3 +223,30 @@ def test_js_bounds_and_identity(pair):
     assert 0.0 <= core.js_divergence(a, b) <= LN2
     assert core.js_divergence(a, a) == pytest.approx(0.0, abs=1e-6)
     assert core.js_divergence(a, b) == pytest.approx(core.js_divergence(b, a), abs=1e-6)
+
+
+# -- control vectors as data -------------------------------------------------------------------------------
+def test_control_vectors_fill_the_models_buffer_and_refuse_another_models():
+    data = np.arange(8, dtype=np.float32).reshape(2, 4)  # layers 1 and 2, n_embd 4
+    cv = core.ControlVectors(data, layers=(1, 2), streams="both", description="v.gguf:0.5")
+    buf = cv.buffer(n_layer=5, n_embd=4)
+    assert buf.shape == (4, 4) and np.array_equal(buf[:2], data) and not buf[2:].any()
+    assert cv.layer_range(5) == (1, 2) and core.ControlVectors(data).layer_range(5) == (1, 5)
+    with pytest.raises(core.ControlVectorError, match="n_embd 4 but the model has 8"):
+        cv.buffer(n_layer=5, n_embd=8)
+    with pytest.raises(core.ControlVectorError, match="steer layer 2, but this model's steerable layers are 1..1"):
+        cv.buffer(n_layer=2, n_embd=4)
+    assert cv.to_dict() == {"description": "v.gguf:0.5", "layers": [1, 2], "streams": "both"}
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"data": np.zeros(4)}, "shape"),
+    ({"data": np.array([[np.nan, 0.0]])}, "NaN"),
+    ({"streams": "all"}, "'all'"),
+    ({"layers": (3, 2)}, "3-2"),
+    ({"layers": (0, 2)}, "start at 1"),
+])
+def test_control_vectors_refuse_bad_data(kw, match):
+    args = {"data": np.ones((2, 4), np.float32), **kw}
+    with pytest.raises(core.ControlVectorError, match=match):
+        core.ControlVectors(**args)

@@ -31,10 +31,10 @@ def test_lambda_zero_and_t_off_equals_plain_sampling_of_the_with_prompt(smol_eng
 
 def test_steering_changes_the_answer(smol_engine):
     p = SamplingParams(seed=5, max_tokens=40)
-    base = collect(smol_engine.generate_plain(Q, params=p))
+    unsteered = collect(smol_engine.generate(Q, INSTR, 0.0, params=p))  # same instruction, seed and schedule
     steered = collect(smol_engine.generate(Q, INSTR, 0.9, params=p))
-    assert steered.token_ids != base.token_ids
-    assert steered.text != base.text
+    assert steered.token_ids != unsteered.token_ids
+    assert steered.text != unsteered.text
 
 
 def test_multi_turn_reuses_the_cache(smol_engine):

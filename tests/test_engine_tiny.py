@@ -1,8 +1,12 @@
 """Engine mechanics on a tiny random-weight llama GGUF written by the fixture."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from scipy.special import log_softmax
 
 from sda_local.backend import Context
 from sda_local.engine import Engine, Finished, SamplingParams, TokenEvent, collect
@@ -145,3 +149,57 @@ def test_lambda_must_be_finite_and_messages_well_formed(tiny_engine):
         tiny_engine.generate(MSGS, INSTR, float("nan"))
     with pytest.raises(Exception, match="end with a user message"):
         tiny_engine.generate([{"role": "assistant", "content": "hi"}], INSTR, 0.5)
+
+
+@pytest.mark.parametrize("lam", [None, 0.5])
+def test_plausibility_keeps_every_drawn_token_plausible_under_the_instruction(tiny_engine, lam):
+    alpha = 0.3
+
+    def run(a):
+        p = SamplingParams(seed=7, max_tokens=12, t0=1.5, top_p=1.0, plausibility=a)
+        gen = tiny_engine.generate_plain(MSGS, INSTR, params=p) if lam is None else \
+            tiny_engine.generate(MSGS, INSTR, lam, params=p)
+        return collect(gen).token_ids
+
+    def margins(ids):  # ln p_with(token) − (ln max p_with + ln α) at each step, on stream A (with the instruction)
+        out = []
+        for i, tok in enumerate(ids):
+            la, _ = tiny_engine.twin_logits(MSGS, INSTR, ids[:i])
+            lp = log_softmax(la.astype(np.float64))
+            out.append(lp[tok] - lp.max() - np.log(alpha))
+        return np.array(out)
+
+    constrained, free = run(alpha), run(0.0)
+    assert len(constrained) == 12 and (margins(constrained) >= -1e-2).all()
+    assert (margins(free) < -0.1).any()  # without the constraint, implausible tokens do get drawn
+
+
+def test_importing_the_backend_changes_no_process_settings(tiny_gguf):
+    code = ("import logging, sys\n"
+            "import sda_local.backend as b\n"
+            "from sda_local._alloc import allocator_tuned\n"
+            "log = logging.getLogger(b.LLAMA_LOGGER)\n"
+            "print(log.level, allocator_tuned())\n"
+            "b.LoadedModel(sys.argv[1]).close()\n"
+            "print(log.level, allocator_tuned() or not sys.platform.startswith('linux'))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tiny_gguf)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["0 False", "40 True"]  # untouched on import; set once a model loads
+
+
+def test_control_vectors_for_another_model_are_refused_and_the_engine_stays_usable(tiny_gguf):
+    from sda_local.core import ControlVectorError, ControlVectors
+
+    eng = Engine(str(tiny_gguf), n_ctx=128, variant="contexts")
+    with pytest.raises(ControlVectorError, match="n_embd 32 but the model has 64"):
+        eng.set_control(ControlVectors(np.ones((2, 32), np.float32), description="other.gguf"))
+    with pytest.raises(ControlVectorError, match="steerable layers are 1..2"):
+        eng.set_control(ControlVectors(np.ones((5, 64), np.float32)))
+    with pytest.raises(Exception, match="'contexts' layout"):
+        Engine(str(tiny_gguf), n_ctx=128, variant="batched", control=ControlVectors(np.ones((2, 64), np.float32)))
+    assert eng.control is None
+    assert collect(eng.generate(MSGS, INSTR, 0.5, params=SamplingParams(seed=0, max_tokens=3))).n_tokens > 0
+    eng.set_control(ControlVectors(np.ones((2, 64), np.float32), streams="both", description="ones"))
+    assert eng.control.layers == (1, 3) and eng.info()["control"] == {"description": "ones", "layers": [1, 3],
+                                                                       "streams": "both"}
+    eng.close()

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
+from sda_local import core
 from sda_local.backend import Context
+from sda_local.core import SamplingParams
 from sda_local.evaluation.teacher_forcing import TeacherForcer
-from sda_local.evaluation.token_logprobs import Setting, answer_logprobs
+from sda_local.evaluation.token_logprobs import Setting, answer_logprobs, default_settings
 
 Q = [{"role": "user", "content": "is the sea salty?"}]
 INSTR = "be true and safe."
@@ -75,3 +77,26 @@ def test_empty_answer_and_too_long_prompt_are_refused(forcer):
         forcer.force(Q, INSTR, ["   "])
     with pytest.raises(PromptTooLongError):
         forcer.force([{"role": "user", "content": "the sea " * 400}], INSTR, ["a"])
+
+
+def test_scores_are_the_log_of_what_the_sampler_draws_from_plausibility_included(forcer):
+    f = forcer.force(Q, INSTR, ["the true answer is a safe sea"])[0]
+    settings = default_settings((0.5,), ("ln2", "off"), plausibilities=(0.3,))
+    assert {s.plausibility for s in settings} == {0.0, 0.3} and "sda λ=0.50 ln2 α=0.3" in [s.name for s in settings]
+    lp, _ = answer_logprobs(f.logits_with, f.logits_without, f.targets, settings, k=2.0, t0=0.6)
+    for j, s in enumerate(settings):
+        t0 = 0.6 if s.temperature is None else s.temperature
+        params = SamplingParams(k=2.0, t0=t0, temperature_mode=s.mode, plausibility=s.plausibility)
+        for i, y in enumerate(f.targets):  # the engine's own chain on the same logits
+            if s.kind == "sda":
+                probs, _ = core.build_chain(params, s.lam).distribution(f.logits_with[i], f.logits_without[i])
+            else:
+                z = f.logits_with[i] if s.kind == "instruction" else f.logits_without[i]
+                probs, _ = core.build_chain(params, None).distribution(z)
+            if probs[y] == 0.0:
+                assert lp[j, i] == -np.inf, (s.name, i)
+            else:
+                assert lp[j, i] == pytest.approx(np.log(float(probs[y])), abs=1e-4), (s.name, i)
+    constrained = [j for j, s in enumerate(settings) if s.plausibility]
+    assert np.isinf(lp[constrained]).any()           # the constraint rules some reference tokens out …
+    assert np.isfinite(lp[[j for j, s in enumerate(settings) if not s.plausibility]]).all()  # … α = 0 none

@@ -79,7 +79,8 @@ class SamplingParams:
                                          "p_with ≥ α·max p_with may be drawn; 0 = off, 0.1 is typical",
                                lo=0.0, hi=1.0, hi_open=True, step=0.01)
     max_tokens: int = _opt(256, help="most tokens to generate", lo=1, step=1, ui_max=2048)
-    seed: int | None = _opt(None, help="fixed seed: the same output every run (none = random)", optional=True)
+    seed: int | None = _opt(None, help="fixed seed: the same output every run (none = random)", lo=0,
+                            optional=True)
 
     def check(self) -> "SamplingParams":
         """Raise ``ValueError`` naming the field, its value and its allowed range; returns self."""

@@ -10,7 +10,7 @@ many sequences):
 
 1. seq 0 holds the "with" prompt minus its last token, seq 1 the "without" prompt minus its last token.  The
    prefix the two prompts share is evaluated once and copied (``seq_cp``), and whatever the sequences
-   already hold from the previous question is kept up to the first differing token.
+   already hold from the previous question is kept up to the first differing token (``sda_local.kvprefix``).
 2. Each answer gets two work sequences that start as copies of seq 0 / seq 1 (in a unified cache a copy
    shares the cells: no compute, no memory).  Into them goes [last prompt token, y_1 … y_{n-1}] with logits
    requested at every position — all answers of the question, both streams, in one batch (split only
@@ -29,9 +29,8 @@ import numpy as np
 
 from ..backend import Context, LoadedModel
 from ..errors import PromptTooLongError
+from ..kvprefix import KvStream, load_shared_prefix
 from ..prompts import ChatPrompter, Message, Placement
-
-MIN_SHARED_PREFIX = 4
 
 
 @dataclass
@@ -42,15 +41,6 @@ class ForcedAnswer:
     targets: list[int]
     logits_with: np.ndarray     # (len(targets), n_vocab)
     logits_without: np.ndarray  # (len(targets), n_vocab)
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class TeacherForcer:
@@ -72,7 +62,7 @@ class TeacherForcer:
         self.n_cells = per_seq * int(n_seq_max)  # the unified cache's capacity, shared by all sequences
         self.n_seq_max = int(n_seq_max)
         self.n_batch = int(n_batch)
-        self._held: list[list[int]] = [[], []]  # tokens in seq 0 ("with") and seq 1 ("without")
+        self._with, self._without = KvStream(self.ctx, 0), KvStream(self.ctx, 1)  # the two prompts
 
     @classmethod
     def for_engine(cls, engine, **kw) -> "TeacherForcer":
@@ -92,7 +82,8 @@ class TeacherForcer:
     # -- KV bookkeeping -------------------------------------------------------------------------------------
     def _reset(self) -> None:
         self.ctx.clear()
-        self._held = [[], []]
+        self._with.tokens.clear()
+        self._without.tokens.clear()
 
     def _run(self, items: list[tuple[int, int, int, bool]]) -> list[np.ndarray]:
         """Decode (token, pos, seq, want_logits) items in batches of n_batch; copies of the wanted rows."""
@@ -104,34 +95,21 @@ class TeacherForcer:
             rows.extend(self.ctx.logits(bi).copy() for bi, (_, _, _, w) in zip(idx, chunk) if w)
         return rows
 
+    def _append(self, s: KvStream, toks) -> None:
+        self._run([(t, len(s.tokens) + i, s.seq, False) for i, t in enumerate(toks)])
+        s.tokens.extend(toks)
+
     def _load_prompts(self, pw: list[int], pn: list[int]) -> None:
         """Make seq 0 hold ``pw`` and seq 1 hold ``pn`` (both without their last token)."""
-        for s, p in ((0, pw), (1, pn)):
-            keep = _common_prefix(self._held[s], p)
-            if keep < len(self._held[s]):
-                if not self.ctx.seq_rm(s, keep, -1):  # cannot cut (recurrent memory): start over
-                    self._reset()
-                    break
-                del self._held[s][keep:]
-        c = _common_prefix(pw, pn)
-        hw, hn = len(self._held[0]), len(self._held[1])
-        if c >= MIN_SHARED_PREFIX and (hw < c or hn < c):
-            src, dst = (1, 0) if hn >= hw else (0, 1)
-            src_p = pn if src == 1 else pw
-            have = len(self._held[src])
-            if have < c:
-                self._run([(t, have + i, src, False) for i, t in enumerate(src_p[have:c])])
-                self._held[src] = list(src_p[:c])
-            self.ctx.seq_cp_full(src, dst)        # dst = src (shared cells) …
-            self.ctx.seq_rm(dst, c, -1)            # … cut back to the shared prefix
-            self._held[dst] = list(src_p[:c])
-        items = []
-        for s, p in ((0, pw), (1, pn)):
-            have = len(self._held[s])
-            items += [(t, have + i, s, False) for i, t in enumerate(p[have:])]
-            self._held[s] = list(p)
+        w, n = self._with, self._without
         try:
+            load_shared_prefix(w, n, pw, pn, self._append, keep_last=False)
+            items = []
+            for s, p in ((w, pw), (n, pn)):
+                have = len(s.tokens)
+                items += [(t, have + i, s.seq, False) for i, t in enumerate(p[have:])]
             self._run(items)
+            w.tokens, n.tokens = list(pw), list(pn)
         except Exception:
             self._reset()
             raise

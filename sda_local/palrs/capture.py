@@ -6,8 +6,8 @@ every graph node; it answers yes for the wanted ``l_out-N`` names and then recei
 ``[n_tokens, n_embd]``) and copies the rows it needs.
 
 The capture context is a dedicated one (the callback splits the graph and slows every decode); it holds one
-sequence and reuses the KV prefix a new sequence shares with the previous one (for a preference pair, the prompt
-is evaluated once for both answers).  Only the rows of the requested positions are copied out.
+sequence and reuses the KV prefix a new sequence shares with the previous one (``sda_local.kvprefix``; for a
+preference pair, the prompt is evaluated once for both answers).  Only the rows of the requested positions are copied out.
 
 In the last layer llama.cpp keeps only the rows that produce logits, so when that layer is captured the
 requested positions are marked as outputs and its tensor holds exactly those rows.
@@ -25,6 +25,7 @@ import llama_cpp
 
 from ..backend import Context, LoadedModel
 from ..errors import DecodeError
+from ..kvprefix import KvStream
 
 _lib = llama_cpp.llama_cpp._lib  # ggml's symbols resolve through libllama's dependencies
 _lib.ggml_get_name.argtypes = [ctypes.c_void_p]
@@ -39,15 +40,6 @@ class _TensorHead(ctypes.Structure):
 
     _fields_ = [("type", ctypes.c_int), ("buffer", ctypes.c_void_p), ("ne", ctypes.c_int64 * 4),
                 ("nb", ctypes.c_size_t * 4)]
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class ResidualCapture:
@@ -78,8 +70,13 @@ class ResidualCapture:
         self.ctx = Context(model, n_ctx, n_seq_max=1, n_threads=n_threads, n_batch=n_batch,
                            n_outputs_max_per_seq=n_batch, cb_eval=self._cb)
         self.n_ctx = self.ctx.n_ctx_seq
-        self.tokens: list[int] = []      # what the KV cache holds
+        self._stream = KvStream(self.ctx, 0)
         self.n_decoded = 0               # tokens evaluated so far (after prefix reuse)
+
+    @property
+    def tokens(self) -> list[int]:
+        """What the KV cache holds."""
+        return self._stream.tokens
 
     # -- the callback (runs inside llama_decode) -------------------------------------------------------------
     def _callback(self, t, ask, _user_data):
@@ -120,11 +117,7 @@ class ResidualCapture:
             raise ValueError(f"bad span {start}..{end} for {len(tokens)} tokens")
         if end > self.n_ctx:
             raise DecodeError(f"{end} tokens do not fit the capture context of {self.n_ctx}")
-        r = min(_common_prefix(self.tokens, tokens[:end]), start)
-        if not self.ctx.seq_rm(0, r, -1):
-            self.ctx.seq_rm(0, 0, -1)
-            r = 0
-        del self.tokens[r:]
+        r = self._stream.reuse(tokens[:end], start)
         for rows in self._rows.values():
             rows.clear()
         self._error = None
@@ -148,8 +141,7 @@ class ResidualCapture:
                 self.tokens.extend(tokens[c0:c1])
                 self.n_decoded += c1 - c0
         except BaseException:
-            self.ctx.seq_rm(0, 0, -1)
-            self.tokens.clear()
+            self._stream.reset()
             raise
         n = end - start
         out = {}
@@ -164,8 +156,7 @@ class ResidualCapture:
     def set_control_vector(self, data: np.ndarray | None, il_start: int = 1, il_end: int = -1) -> None:
         """Steer the capture context too (to see what a vector does to the residual stream)."""
         self.ctx.set_control_vector(data, il_start, il_end)
-        self.ctx.seq_rm(0, 0, -1)
-        self.tokens.clear()
+        self._stream.reset()
 
     def close(self) -> None:
         self.ctx.close()

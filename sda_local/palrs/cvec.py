@@ -12,6 +12,7 @@ names ``l_out-N`` — so a vector measured at ``l_out-N`` is written as ``direct
 
 Several files are summed, each times its own scale, and a layer range limits where the sum applies: the same
 rules as llama.cpp's ``--control-vector-scaled FILE SCALE`` and ``--control-vector-layer-range A B``.
+``control_vectors`` turns "PATH[:SCALE]" specs into the ``core.ControlVectors`` the engine takes.
 """
 from __future__ import annotations
 
@@ -23,14 +24,13 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import SdaError
+from ..core.control import ControlVectorError, ControlVectors
+
+__all__ = ["ARCH", "ControlVector", "ControlVectorError", "combine", "control_vectors", "load_control_vectors",
+           "parse_layer_range", "parse_spec", "read_control_vector", "write_control_vector"]
 
 ARCH = "controlvector"
 _DIRECTION = re.compile(r"^direction\.(\d+)$")
-
-
-class ControlVectorError(SdaError):
-    """A control-vector file is missing, malformed, or does not fit the model."""
 
 
 @dataclass
@@ -179,29 +179,64 @@ def parse_layer_range(text: str | Sequence[int] | None) -> tuple[int, int] | Non
     return a, b
 
 
-def combine(vectors: Iterable[tuple[ControlVector, float]], n_layer: int, n_embd: int) -> np.ndarray:
-    """Sum ``scale × direction`` over files into llama.cpp's buffer: shape (n_layer - 1, n_embd), row j = layer j+1."""
-    buf = np.zeros((max(1, n_layer - 1), n_embd), np.float32)
-    for cv, scale in vectors:
-        where = f"{cv.path}" if cv.path else "control vector"
-        if cv.n_embd != n_embd:
-            raise ControlVectorError(f"{where} has n_embd {cv.n_embd} but the model has {n_embd}: "
-                                     f"it was made for a different model")
+def _sum(pairs: list[tuple[ControlVector, float]], rows: int, n_embd: int) -> np.ndarray:
+    """Σ scale × direction, row j = layer j + 1."""
+    buf = np.zeros((rows, n_embd), np.float32)
+    for cv, scale in pairs:
         for layer, v in cv.directions.items():
-            if layer > n_layer - 1:
-                raise ControlVectorError(f"{where} has direction.{layer}, but this model's steerable layers are "
-                                         f"1..{n_layer - 1}: it was made for a different model")
             buf[layer - 1] += np.float32(scale) * v
     return buf
 
 
-def load_control_vectors(specs: Iterable[tuple[str | os.PathLike, float] | str], n_layer: int, n_embd: int,
-                         scale: float = 1.0) -> np.ndarray:
-    """Read and sum several files (``(path, scale)`` or ``"PATH[:SCALE]"``), times a common ``scale``."""
+def combine(vectors: Iterable[tuple[ControlVector, float]], n_layer: int, n_embd: int) -> np.ndarray:
+    """Sum ``scale × direction`` over files into llama.cpp's buffer: shape (n_layer - 1, n_embd), row j = layer j+1."""
+    pairs = list(vectors)
+    for cv, _ in pairs:
+        where = f"{cv.path}" if cv.path else "control vector"
+        if cv.n_embd != n_embd:
+            raise ControlVectorError(f"{where} has n_embd {cv.n_embd} but the model has {n_embd}: "
+                                     f"it was made for a different model")
+        if max(cv.directions) > n_layer - 1:
+            raise ControlVectorError(f"{where} has direction.{max(cv.directions)}, but this model's steerable "
+                                     f"layers are 1..{n_layer - 1}: it was made for a different model")
+    return _sum(pairs, max(1, n_layer - 1), n_embd)
+
+
+def _read_specs(specs: Iterable[tuple[str | os.PathLike, float] | str], scale: float) -> list[tuple[ControlVector, float]]:
     pairs = []
     for s in specs:
         path, sc = parse_spec(s) if isinstance(s, str) else (s[0], float(s[1]))
         pairs.append((read_control_vector(path), sc * float(scale)))
     if not pairs:
         raise ControlVectorError("no control vector given")
-    return combine(pairs, n_layer, n_embd)
+    return pairs
+
+
+def load_control_vectors(specs: Iterable[tuple[str | os.PathLike, float] | str], n_layer: int, n_embd: int,
+                         scale: float = 1.0) -> np.ndarray:
+    """Read and sum several files (``(path, scale)`` or ``"PATH[:SCALE]"``), times a common ``scale``."""
+    return combine(_read_specs(specs, scale), n_layer, n_embd)
+
+
+def _describe(specs: list, scale: float) -> str:
+    names = [str(s) if isinstance(s, str) else f"{os.fspath(s[0])}:{float(s[1]):g}" for s in specs]
+    return ", ".join(names) + (f" × {float(scale):g}" if float(scale) != 1.0 else "")
+
+
+def control_vectors(specs: Iterable[tuple[str | os.PathLike, float] | str], *, scale: float = 1.0,
+                    layers: str | Sequence[int] | None = None, streams: str = "aligned") -> ControlVectors:
+    """Read and sum control-vector files into the data the engine takes (``Engine(control=…)``).
+
+    ``specs``: ``"PATH[:SCALE]"`` strings or ``(path, scale)`` pairs, summed, times ``scale``; ``layers``: "A-B"
+    or a pair (inclusive; None = all); ``streams``: "aligned" (stream A only) or "both".  Whether they fit a
+    model is checked when the engine applies them.
+    """
+    specs = list(specs)
+    pairs = _read_specs(specs, scale)
+    n_embd = pairs[0][0].n_embd
+    for cv, _ in pairs[1:]:
+        if cv.n_embd != n_embd:
+            raise ControlVectorError(f"{cv.path} has n_embd {cv.n_embd} but {pairs[0][0].path} has {n_embd}: "
+                                     "they were made for different models")
+    data = _sum(pairs, max(max(cv.directions) for cv, _ in pairs), n_embd)
+    return ControlVectors(data, parse_layer_range(layers), streams, _describe(specs, scale))

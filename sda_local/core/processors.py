@@ -1,0 +1,228 @@
+"""Per-step transforms of the next-token scores, composed in order (in the spirit of Hugging Face's
+``LogitsProcessorList``): one transform per class, validated when it is built.
+
+One step's state (``StepState``) holds the log-probs of the stream sampled from (``lp_with``) and, when
+steering, of the stream without the instruction (``lp_without``); the scores being built, starting at
+``lp_with``; the temperature, the streams' JS divergence and how many candidates were removed.  A processor
+reads the state and replaces (or, when it owns them, updates) the scores.  The log-probs themselves are never
+changed: every processor sees the two unconstrained distributions.
+
+Chains (``build_chain``):
+
+- plain decoding: ``[PlausibilityConstraint(α)?, Temperature(T0)]`` — one stream;
+- SDA:            ``[Steer(λ, k), PlausibilityConstraint(α)?, JsTemperature(T0, mode)]`` — both streams;
+
+the plausibility constraint is left out at α = 0, so those chains do exactly the arithmetic of the fused
+``sda_distribution`` / ``plain_distribution``.  The model's forward passes are not made here: the engine's one
+batched ``llama_decode`` gives the logits, ``ProcessorChain.distribution`` turns them into probabilities.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import numpy as np
+from scipy.special import softmax
+
+from .distributions import (StepInfo, check_factor, check_logits, check_pair, js_from_logprobs, js_temperature,
+                            log_softmax32, steer_add)
+from .params import TEMPERATURE_MODES, SamplingParams
+
+
+@dataclass
+class StepState:
+    """One decoding step.  ``scores`` may be the very array ``lp_with`` until a processor writes to it."""
+
+    lp_with: np.ndarray             # log-probs of the stream sampled from (plain decoding: the only stream)
+    lp_without: np.ndarray | None   # log-probs of the stream without the instruction; None for plain decoding
+    scores: np.ndarray              # the scores being built: softmax(scores) is the distribution
+    temperature: float = 1.0
+    js: float | None = None         # JS divergence of the two streams (computed by JsTemperature if not given)
+    n_removed: int = 0              # candidates removed by constraints
+
+    def writable_scores(self) -> np.ndarray:
+        """``scores``, copied first if it is still one of the streams' log-prob arrays (never write to those)."""
+        if self.scores is self.lp_with or self.scores is self.lp_without:
+            self.scores = self.scores.copy()
+        return self.scores
+
+    def divide(self, t: float) -> None:
+        """scores / t (in place once the scores are this state's own), and t is the step's temperature."""
+        if self.scores is self.lp_with or self.scores is self.lp_without:
+            self.scores = self.scores / t
+        else:
+            self.scores /= t
+        self.temperature = t
+
+    def info(self) -> StepInfo:
+        return StepInfo(js=self.js, temperature=self.temperature, n_removed=self.n_removed)
+
+
+class Processor:
+    """One transform of a ``StepState``.  Subclasses validate their settings in ``__init__``."""
+
+    needs_both_streams: ClassVar[bool] = False
+
+    def __call__(self, state: StepState) -> StepState:
+        raise NotImplementedError
+
+
+def _positive(name: str, value: float) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return x
+
+
+class Temperature(Processor):
+    """scores / T with a fixed T (plain sampling at T0; T = 1 leaves the distribution as it is)."""
+
+    def __init__(self, temperature: float):
+        self.temperature = _positive("temperature", temperature)
+
+    def __call__(self, state: StepState) -> StepState:
+        state.divide(self.temperature)
+        return state
+
+    def __repr__(self) -> str:
+        return f"Temperature({self.temperature:g})"
+
+
+class Steer(Processor):
+    """SDA steering: scores + k·λ·(lp_with − lp_without) (guidance γ = 1 + kλ when scores = lp_with)."""
+
+    needs_both_streams = True
+
+    def __init__(self, lam: float, k: float = 2.0):
+        check_factor(lam, k)
+        self.lam, self.k = float(lam), float(k)
+
+    def __call__(self, state: StepState) -> StepState:
+        state.scores = steer_add(state.scores, state.lp_with, state.lp_without, self.lam, self.k)
+        return state
+
+    def __repr__(self) -> str:
+        return f"Steer(λ={self.lam:g}, k={self.k:g})"
+
+
+class JsTemperature(Processor):
+    """scores / T(JS): the temperature shrinks as the two (unconstrained) streams disagree more."""
+
+    needs_both_streams = True
+
+    def __init__(self, t0: float, mode: str = "ln2"):
+        if mode not in TEMPERATURE_MODES:
+            raise ValueError(f"unknown temperature mode {mode!r}; choose one of {', '.join(TEMPERATURE_MODES)}")
+        self.t0 = _positive("t0", t0)
+        self.mode = mode
+
+    def __call__(self, state: StepState) -> StepState:
+        if state.js is None:
+            state.js = js_from_logprobs(state.lp_with, state.lp_without)
+        state.divide(js_temperature(state.js, self.t0, self.mode))
+        return state
+
+    def __repr__(self) -> str:
+        return f"JsTemperature(T0={self.t0:g}, {self.mode})"
+
+
+class PlausibilityConstraint(Processor):
+    """Contrastive decoding's plausibility constraint (Li et al. 2023): only tokens with p_with ≥ α·max p_with
+    stay candidates (lp_with ≥ max lp_with + ln α, in float32); the others get score −inf.  α = 0 is off."""
+
+    def __init__(self, alpha: float):
+        try:
+            a = float(alpha)
+        except (TypeError, ValueError):
+            raise ValueError(f"plausibility α must be a number in [0, 1), got {alpha!r}") from None
+        if not 0.0 <= a < 1.0:  # also rejects NaN
+            raise ValueError(f"plausibility α must be in [0, 1) (0 = off), got {alpha!r}")
+        self.alpha = a
+
+    def __call__(self, state: StepState) -> StepState:
+        if self.alpha == 0.0:
+            return state
+        lp = state.lp_with
+        threshold = np.float32(float(lp.max()) + math.log(self.alpha))
+        removed = lp < threshold
+        n = int(np.count_nonzero(removed))
+        if n:
+            state.writable_scores()[removed] = -np.inf
+            state.n_removed += n
+        return state
+
+    def __repr__(self) -> str:
+        return f"PlausibilityConstraint(α={self.alpha:g})"
+
+
+class ProcessorChain:
+    """Processors applied in order to one step's state; ``distribution`` is the whole step from logits."""
+
+    def __init__(self, processors: Sequence[Processor]):
+        procs = tuple(processors)
+        for p in procs:
+            if not isinstance(p, Processor):
+                raise TypeError(f"not a Processor: {p!r}")
+        if not procs:
+            raise ValueError("a processor chain needs at least one processor")
+        self.processors = procs
+        self.two_streams = any(p.needs_both_streams for p in procs)
+
+    def start(self, logits_with, logits_without=None) -> StepState:
+        """The initial state from raw logits (checked; NaN/Inf raise ``ValueError`` naming the stream)."""
+        if not self.two_streams:
+            if logits_without is not None:
+                raise ValueError(f"{self!r} reads one stream, but two streams' logits were given")
+            lp = log_softmax32(check_logits(logits_with, "logits"))
+            return StepState(lp, None, lp)
+        if logits_without is None:
+            raise ValueError(f"{self!r} steers: it needs the logits of both streams")
+        a, b = check_pair(logits_with, logits_without)
+        lp = log_softmax32(a)
+        return StepState(lp, log_softmax32(b), lp)
+
+    def apply(self, state: StepState) -> StepState:
+        for p in self.processors:
+            state = p(state)
+        return state
+
+    def distribution(self, logits_with, logits_without=None) -> tuple[np.ndarray, StepInfo]:
+        """softmax of the processed scores, and the step's diagnostics."""
+        state = self.apply(self.start(logits_with, logits_without))
+        return softmax(state.scores), state.info()
+
+    def __iter__(self):
+        return iter(self.processors)
+
+    def __len__(self) -> int:
+        return len(self.processors)
+
+    def __repr__(self) -> str:
+        return "ProcessorChain[" + ", ".join(map(repr, self.processors)) + "]"
+
+
+def plain_chain(temperature: float, plausibility: float = 0.0) -> ProcessorChain:
+    """Sampling one stream at a fixed temperature, optionally under the plausibility constraint."""
+    procs: list[Processor] = [PlausibilityConstraint(plausibility)] if plausibility else []
+    return ProcessorChain(procs + [Temperature(temperature)])
+
+
+def sda_chain(lam: float, *, k: float = 2.0, t0: float = 0.6, mode: str = "ln2",
+              plausibility: float = 0.0) -> ProcessorChain:
+    """SDA: steer by λ, optionally constrain to the plausible tokens of the stream with the instruction, then
+    divide by the JS temperature."""
+    procs: list[Processor] = [Steer(lam, k)]
+    if plausibility:
+        procs.append(PlausibilityConstraint(plausibility))
+    return ProcessorChain(procs + [JsTemperature(t0, mode)])
+
+
+def build_chain(params: SamplingParams, lam: float | None) -> ProcessorChain:
+    """The chain that ``params`` describe: SDA with ``lam``, or plain decoding (``lam=None``)."""
+    if lam is None:
+        return plain_chain(params.t0, params.plausibility)
+    return sda_chain(lam, k=params.k, t0=params.t0, mode=params.temperature_mode, plausibility=params.plausibility)
