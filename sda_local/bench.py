@@ -20,8 +20,13 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
+
+from .core import SamplingParams
+from .engine import VARIANTS
 
 LONG_PROMPT = ("Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. "
                "Describe the island, the weather and the people in the village.")
@@ -29,6 +34,7 @@ GEMMA_ID = "gemma3-270m"  # registry id of the real 262k-vocabulary model
 TURN_PROMPTS = ("How do I keep basil alive on a windowsill?", "What should I pack for a two-day hike?",
                 "How can I get better at remembering names?", "Why does bread go stale?",
                 "How do I write a polite complaint to my landlord?", "What is a good way to start running?")
+OPTIONAL_SECTIONS = ("gemma", "peer", "turn")  # what --skip can leave out
 INSTRUCTION = ("Give a useful, complete and well-organised answer: address exactly what was asked and keep it "
                "clear.")
 
@@ -82,11 +88,11 @@ def _worker(opts: dict) -> dict:
         out = run_peer(opts)
         out["peak_rss_mb"] = round(peak_rss_mb(), 1)
         return out
-    from .engine import Engine, SamplingParams, collect
+    from .engine import Engine, collect
 
     eng = Engine(opts["model"], n_ctx=opts["n_ctx"], n_threads=opts["threads"], variant=opts["variant"])
     msgs = [{"role": "user", "content": LONG_PROMPT}]
-    params = SamplingParams(seed=opts["seed"], max_tokens=opts["tokens"])
+    params = SamplingParams.from_dict({**opts["sampling"], "seed": opts["seed"], "max_tokens": opts["tokens"]})
     run = (lambda: eng.generate(msgs, INSTRUCTION, 0.5, params=params)) if opts["mode"] == "sda" else \
         (lambda: eng.generate_plain(msgs, params=params))
     collect(run())  # warm-up
@@ -175,14 +181,14 @@ def _turn_worker(opts: dict) -> dict:
     """Child process: full chat turns with the local judge, timing each phase up to the first aligned token."""
     from .evaluators import make_evaluator
     from .engine import Engine
-    from .core import SamplingParams
     from .pipeline import ChatSession, TurnSettings
     from .presets import get_preset
 
     eng = Engine(opts["model"], n_ctx=opts["n_ctx"], n_threads=opts["threads"])
     judge = make_evaluator("local", engine=eng)
     settings = TurnSettings(preset=get_preset("helpfulness"),
-                            sampling=SamplingParams(max_tokens=opts["tokens"], seed=opts["seed"]))
+                            sampling=SamplingParams.from_dict({**opts["sampling"], "seed": opts["seed"],
+                                                               "max_tokens": opts["tokens"]}))
     runs = []
     for i in range(opts["repeats"] + 1):  # the first turn warms the caches and is not counted
         prompt = TURN_PROMPTS[i % len(TURN_PROMPTS)]  # a new question each turn: nothing cached from the last
@@ -240,38 +246,52 @@ def _first_aligned_token_section(base: dict, tokens: int) -> dict:
     return out
 
 
-def run_bench(args) -> dict:
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``sda-local bench`` measures: ``sampling.max_tokens`` tokens per run, ``repeats`` runs (median)."""
+
+    model: str | None = None
+    threads: int | None = None
+    n_ctx: int = 2048
+    repeats: int = 3
+    core_vocab: Sequence[int] = (49152, 262144)
+    skip: Sequence[str] = ()               # of OPTIONAL_SECTIONS
+    turn_tokens: int | None = None         # base answer length of the full-turn timing (default: max_tokens)
+    peer_tokens: int | None = None         # tokens of the peer baseline (default: max_tokens)
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(seed=0, max_tokens=64))
+
+
+def run_bench(cfg: BenchConfig) -> dict:
     from .backend import default_threads
     from .models import resolve_model
 
-    choice = resolve_model(args.model)
-    threads = args.threads or default_threads()
-    skip = set(getattr(args, "skip", None) or ())
-    base = {"model": str(choice.path), "n_ctx": args.n_ctx, "threads": threads, "seed": 0,
-            "tokens": args.tokens, "repeats": args.repeats}
+    choice = resolve_model(cfg.model)
+    threads = cfg.threads or default_threads()
+    skip = set(cfg.skip)
+    tokens = cfg.sampling.max_tokens
+    base = {"model": str(choice.path), "n_ctx": cfg.n_ctx, "threads": threads, "seed": cfg.sampling.seed,
+            "tokens": tokens, "repeats": cfg.repeats, "sampling": cfg.sampling.to_dict()}
     result: dict = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
-        "model": choice.name, "tokens_per_run": args.tokens, "repeats": args.repeats, "threads": threads,
+        "model": choice.name, "tokens_per_run": tokens, "repeats": cfg.repeats, "threads": threads,
         "variants": {},
     }
-    for variant in ("batched", "contexts"):
+    for variant in VARIANTS:
         plain = _spawn({**base, "variant": variant, "mode": "plain"})
         sda = _spawn({**base, "variant": variant, "mode": "sda"})
         result["variants"][variant] = _plain_vs_sda(plain, sda)
         result["n_vocab"] = sda["n_vocab"]
     v = result["variants"]
     result["faster_variant"] = max(v, key=lambda k: v[k]["sda_tokens_per_second"])
-    vocabs = sorted(set(args.core_vocab) | {result["n_vocab"]})
+    vocabs = sorted(set(cfg.core_vocab) | {result["n_vocab"]})
     result["core"] = [core_us_per_step(n) for n in vocabs]
     result["gemma"] = {"skipped": "--skip gemma"} if "gemma" in skip else _gemma_section(base)
     best_sda = v[result["faster_variant"]]["sda_tokens_per_second"]
-    peer_tokens = getattr(args, "peer_tokens", None) or args.tokens
     result["peer"] = {"skipped": "--skip peer"} if "peer" in skip else \
-        _peer_section(base, peer_tokens, best_sda)
-    turn_tokens = getattr(args, "turn_tokens", None) or args.tokens
+        _peer_section(base, cfg.peer_tokens or tokens, best_sda)
     result["time_to_first_aligned_token"] = {"skipped": "--skip turn"} if "turn" in skip else \
-        _first_aligned_token_section(base, turn_tokens)
+        _first_aligned_token_section(base, cfg.turn_tokens or tokens)
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
 

@@ -1,26 +1,30 @@
-"""One SDA chat turn as a stream of typed events: base answer → score → λ → aligned answer.
+"""One SDA chat turn as a stream of typed events: base answer → λ decision → aligned answer.
 
     session = ChatSession(engine, evaluator, TurnSettings(preset=get_preset("harmlessness")))
     for ev in session.send("How do I pick a lock?"):
-        ...   # BaseToken*, PhaseDone(base), Scored | EvaluatorWarning, LambdaChosen, AlignedToken*,
+        ...   # BaseToken*, PhaseDone(base), [Scored], EvaluatorWarning*, LambdaChosen, AlignedToken*,
               # PhaseDone(aligned), TurnDone
 
-The history holds the aligned answers.  The last turn's base answer and score are cached, so
+λ comes from ``lambda_choice.decide_lambda`` (the one λ decision).  The history (``messages()``) holds the
+aligned answers of the turns that did not fail.  The last turn's base answer and λ decision are kept, so
 ``regenerate()`` resamples only the aligned answer.  An evaluator failure never ends the turn: it becomes an
-``EvaluatorWarning`` and the fallback λ is used.
+``EvaluatorWarning`` and the fallback λ is used.  A stopped turn keeps its partial answer
+(``finish_reason`` "stopped"); an engine error in the aligned answer is recorded (``finish_reason`` "error",
+the message in ``warnings``), kept out of the history, and raised.
 """
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Iterator
 
 from . import core
 from .core import Option, SamplingParams
 from .engine import Engine, Finished, TokenEvent
 from .errors import PromptTooLongError, SdaError
-from .evaluators import Evaluator, EvaluatorError, Score
+from .evaluators import Evaluator, Score
+from .lambda_choice import LambdaDecision, decide_lambda
 from .presets import DEFAULT_PRESET, Preset, get_preset
 from .prompts import PLACEMENTS
 
@@ -107,14 +111,14 @@ class Scored:
 @dataclass
 class EvaluatorWarning:
     message: str
-    fallback_lam: float
+    lam: float         # the λ the turn goes on with (the fallback λ when the evaluator failed)
     kind: str = "warning"
 
 
 @dataclass
 class LambdaChosen:
     lam: float
-    source: str        # "score" | "fixed" | "fallback"
+    source: str        # "score" | "fixed" | "fallback" (lambda_choice.LAMBDA_SOURCES)
     score: int | None
     mapping: str
     kind: str = "lambda"
@@ -141,11 +145,35 @@ class TurnRecord:
     settings: dict
     timings: dict
     aligned_tokens: list[dict] = field(default_factory=list)  # per-token diagnostics (text, js, T, p)
-    finish_reason: str = ""
+    finish_reason: str = ""   # the engine's ("stop", "length", "context"), or "stopped" / "error"
     regenerations: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class _BaseAndLambda:
+    """A turn's base answer and λ decision: what ``regenerate()`` reuses."""
+
+    base: str
+    base_done: Finished
+    decision: LambdaDecision
+    regenerations: int = 0
+
+
+@dataclass
+class _Aligned:
+    """The aligned answer as it streams: enough to record the turn however it ends."""
+
+    t_start: float
+    t_aligned: float
+    tokens: list[dict] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)
+    done: Finished | None = None
+    finish: str = "stopped"
+    error: str | None = None
+    ttft: float | None = None
 
 
 class ChatSession:
@@ -156,19 +184,21 @@ class ChatSession:
         self.evaluator = evaluator
         self.settings = (settings or TurnSettings()).check()
         self.turns: list[TurnRecord] = []
-        self._cache: dict | None = None  # last turn's base answer + score, for regenerate()
+        self._last: _BaseAndLambda | None = None  # belongs to turns[-1]
 
     # -- history ---------------------------------------------------------------------------------------------
     def messages(self, upto: int | None = None) -> list[dict]:
+        """The conversation as sent with the next prompt: the aligned answers of the turns that did not fail."""
         turns = self.turns if upto is None else self.turns[:upto]
         msgs = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
         for t in turns:
-            msgs += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.aligned}]
+            if t.finish_reason != "error":
+                msgs += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.aligned}]
         return msgs
 
     def clear(self) -> None:
         self.turns.clear()
-        self._cache = None
+        self._last = None
 
     # -- turns -----------------------------------------------------------------------------------------------
     def send(self, text: str, settings: TurnSettings | None = None) -> Iterator:
@@ -185,117 +215,106 @@ class ChatSession:
             n = len(self.engine.prompt_tokens(msgs, instr, s.placement))
             if n + 1 > self.engine.n_ctx:
                 raise PromptTooLongError(n, self.engine.n_ctx, what)
-        return self._turn(msgs, text, regenerate=False)
+        return self._send(msgs, text)
 
     def regenerate(self, settings: TurnSettings | None = None) -> Iterator:
-        """Resample the last turn's aligned answer, reusing its cached base answer and score."""
-        if not self.turns or self._cache is None:
+        """Resample the last turn's aligned answer, reusing its base answer and λ decision."""
+        if not self.turns or self._last is None:
             raise SdaError("nothing to regenerate yet")
         if settings is not None:
             self.settings = settings.check()
         return self._regenerate()
 
+    def _send(self, msgs: list[dict], text: str) -> Iterator:
+        s = self.settings
+        t_start = time.perf_counter()
+        base_done = None
+        for ev in self.engine.generate_plain(msgs, params=s.params()):
+            if isinstance(ev, Finished):
+                base_done = ev
+                yield PhaseDone("base", ev)
+            else:
+                yield BaseToken(ev)
+        base_s = time.perf_counter() - t_start
+        base = strip_think(base_done.text)
+        decision = decide_lambda(self.evaluator, text, base, s.preset, s.mapping, s.fallback_lam)
+        yield from self._decision_events(decision, with_warnings=True)
+        last = _BaseAndLambda(base, base_done, decision)
+        yield from self._aligned(msgs, text, last, t_start, base_s, regenerate=False)
+
     def _regenerate(self) -> Iterator:
         last = self.turns.pop()
-        self._cache["regenerations"] = last.regenerations + 1
+        n_kept = len(self.turns)
+        self._last.regenerations = last.regenerations + 1
         msgs = self.messages() + [{"role": "user", "content": last.user}]
         completed = False
         try:
-            yield from self._turn(msgs, last.user, regenerate=True)
+            yield from self._decision_events(self._last.decision, with_warnings=False)
+            yield from self._aligned(msgs, last.user, self._last, time.perf_counter(), 0.0, regenerate=True)
             completed = True
         finally:
-            if not completed and (not self.turns or self.turns[-1].user != last.user):
-                self.turns.append(last)  # nothing new was recorded: keep the previous answer
+            if not completed and len(self.turns) == n_kept:
+                self.turns.append(last)  # stopped before a new answer was recorded: keep the previous one
 
-    def _choose_lambda(self, query: str, base_text: str) -> Iterator:
-        s = self.settings
-        ev = self.evaluator
-        t0 = time.perf_counter()
-        if ev.fixed_lam is not None:
-            yield LambdaChosen(float(ev.fixed_lam), "fixed", None, s.mapping)
-            return None, float(ev.fixed_lam), "fixed", [], time.perf_counter() - t0
-        try:
-            score = ev.score(query, strip_think(base_text), s.preset)
-            lam = core.lambda_from_score(score.value, s.mapping)
-        except (EvaluatorError, ValueError) as exc:
-            msg = f"evaluator {ev.name} failed: {exc}. Using the fallback λ = {s.fallback_lam:g}."
-            yield EvaluatorWarning(msg, s.fallback_lam)
-            yield LambdaChosen(s.fallback_lam, "fallback", None, s.mapping)
-            return None, s.fallback_lam, "fallback", [msg], time.perf_counter() - t0
-        yield Scored(score)
-        for w in score.warnings:
-            yield EvaluatorWarning(f"evaluator {ev.name}: {w}", lam)
-        yield LambdaChosen(lam, "fixed" if ev.name.startswith("fixed") else "score", score.value, s.mapping)
-        return score, lam, "score", list(score.warnings), time.perf_counter() - t0
+    def _decision_events(self, d: LambdaDecision, with_warnings: bool) -> Iterator:
+        if d.score is not None:
+            yield Scored(d.score)
+        if with_warnings:
+            for w in d.warnings:
+                yield EvaluatorWarning(w, d.lam)
+        yield LambdaChosen(d.lam, d.source, d.score_value, self.settings.mapping)
 
-    def _turn(self, msgs: list[dict], user_text: str, regenerate: bool) -> Iterator:
+    def _aligned(self, msgs: list[dict], user_text: str, last: _BaseAndLambda, t_start: float, base_s: float,
+                 regenerate: bool) -> Iterator:
         s = self.settings
-        t_start = time.perf_counter()
-        regen = self._cache["regenerations"] if regenerate and self._cache else 0
-        if regenerate:
-            c = self._cache
-            base_text, base_done, score, lam, lam_source, warnings, judge_s = (
-                c["base"], c["base_done"], c["score"], c["lam"], c["lam_source"], list(c["warnings"]), c["judge_s"])
-            base_s = 0.0
-            if score is not None:
-                yield Scored(score)
-            yield LambdaChosen(lam, lam_source, score.value if score else None, s.mapping)
-        else:
-            base_done = None
-            for ev in self.engine.generate_plain(msgs, params=s.params()):
-                if isinstance(ev, Finished):
-                    base_done = ev
-                    yield PhaseDone("base", ev)
-                else:
-                    yield BaseToken(ev)
-            base_text = strip_think(base_done.text)
-            base_s = time.perf_counter() - t_start
-            score, lam, lam_source, warnings, judge_s = yield from self._choose_lambda(user_text, base_done.text)
-            self._cache = {"base": base_text, "base_done": base_done, "score": score, "lam": lam,
-                           "lam_source": lam_source, "warnings": warnings, "judge_s": judge_s, "regenerations": 0}
-        t_aligned = time.perf_counter()
-        ttft = None
-        tokens: list[dict] = []
-        aligned_done = None
-        pieces: list[str] = []
-        finish = "stopped"
-        gen = self.engine.generate(msgs, s.preset.instruction, lam, placement=s.placement,
+        regen = last.regenerations if regenerate else 0
+        a = _Aligned(t_start, time.perf_counter())
+        gen = self.engine.generate(msgs, s.preset.instruction, last.decision.lam, placement=s.placement,
                                    params=s.params(seed_offset=regen))
         try:
             for ev in gen:
                 if isinstance(ev, Finished):
-                    aligned_done = ev
-                    finish = ev.finish_reason
+                    a.done, a.finish = ev, ev.finish_reason
                     yield PhaseDone("aligned", ev)
                 else:
-                    if ttft is None:
-                        ttft = time.perf_counter() - t_start
-                    pieces.append(ev.text)
-                    tokens.append({"i": ev.index, "text": ev.text, "token_id": ev.token_id, "js": ev.js,
-                                   "temperature": ev.temperature, "prob": ev.prob})
+                    if a.ttft is None:
+                        a.ttft = time.perf_counter() - t_start
+                    a.pieces.append(ev.text)
+                    a.tokens.append({"i": ev.index, "text": ev.text, "token_id": ev.token_id, "js": ev.js,
+                                     "temperature": ev.temperature, "prob": ev.prob})
                     yield AlignedToken(ev)
+        except Exception as exc:  # the engine failed mid-answer: record it as an error, then raise
+            a.finish, a.error = "error", f"the answer stopped with an error: {exc}"
+            raise
         finally:
             gen.close()
-            # a stopped turn keeps what was generated so far (the UI's stop button)
-            aligned_text = aligned_done.text if aligned_done else "".join(pieces)
-            t_end = time.perf_counter()
-            aligned_s = t_end - t_aligned
-            n_aligned = aligned_done.n_tokens if aligned_done else len(tokens)
-            record = TurnRecord(
-                user=user_text, base=base_text, aligned=strip_think(aligned_text),
-                score=score.to_dict() if score else None, lam=lam, lam_source=lam_source,
-                evaluator=self.evaluator.name, warnings=warnings, settings=s.to_dict(),
-                timings={"base_s": round(base_s, 3), "judge_s": round(judge_s, 3), "aligned_s": round(aligned_s, 3),
-                         "total_s": round(t_end - t_start, 3),
-                         "first_aligned_token_s": None if ttft is None else round(ttft, 3),
-                         "base_tokens": base_done.n_tokens if base_done else 0,
-                         "base_tokens_per_s": round(base_done.tokens_per_second, 2) if base_done and not regenerate else None,
-                         "aligned_tokens": n_aligned,
-                         "aligned_tokens_per_s": round(aligned_done.tokens_per_second, 2) if aligned_done else
-                         round(n_aligned / aligned_s, 2) if aligned_s > 0 else 0.0},
-                aligned_tokens=tokens, finish_reason=finish, regenerations=regen)
+            # a stopped turn (closed generator) keeps what was generated so far: the UI's stop button
+            record = self._record(user_text, last, a, base_s, regenerate)
             self.turns.append(record)
+            self._last = last
         yield TurnDone(record)
+
+    def _record(self, user_text: str, last: _BaseAndLambda, a: _Aligned, base_s: float,
+                regenerate: bool) -> TurnRecord:
+        d, base_done = last.decision, last.base_done
+        text = a.done.text if a.done else "".join(a.pieces)
+        t_end = time.perf_counter()
+        aligned_s = t_end - a.t_aligned
+        n_aligned = a.done.n_tokens if a.done else len(a.tokens)
+        timings = {"base_s": round(base_s, 3), "judge_s": round(d.seconds, 3), "aligned_s": round(aligned_s, 3),
+                   "total_s": round(t_end - a.t_start, 3),
+                   "first_aligned_token_s": None if a.ttft is None else round(a.ttft, 3),
+                   "base_tokens": base_done.n_tokens,
+                   "base_tokens_per_s": None if regenerate else round(base_done.tokens_per_second, 2),
+                   "aligned_tokens": n_aligned,
+                   "aligned_tokens_per_s": round(a.done.tokens_per_second, 2) if a.done else
+                   round(n_aligned / aligned_s, 2) if aligned_s > 0 else 0.0}
+        warnings = list(d.warnings) + ([a.error] if a.error else [])
+        return TurnRecord(user=user_text, base=last.base, aligned=strip_think(text),
+                          score=d.score.to_dict() if d.score else None, lam=d.lam, lam_source=d.source,
+                          evaluator=self.evaluator.name, warnings=warnings, settings=self.settings.to_dict(),
+                          timings=timings, aligned_tokens=a.tokens, finish_reason=a.finish,
+                          regenerations=last.regenerations if regenerate else 0)
 
     # -- export / import -------------------------------------------------------------------------------------
     def export(self) -> dict:
@@ -304,7 +323,7 @@ class ChatSession:
                 "messages": self.messages()}
 
     def load(self, data: dict) -> None:
-        """Restore turns from ``export()`` output (the history; cached base answers are not needed)."""
+        """Restore turns from ``export()`` output (the history; a regenerate needs a new turn first)."""
         if not isinstance(data, dict) or data.get("format") != "sda-local-chat/1":
             raise SdaError("not an sda-local chat export (format 'sda-local-chat/1' expected)")
         turns = []
@@ -314,8 +333,4 @@ class ChatSession:
         except (KeyError, TypeError) as exc:
             raise SdaError(f"the chat export is damaged: {exc}") from None
         self.turns = turns
-        self._cache = None
-
-
-def with_settings(settings: TurnSettings, **changes) -> TurnSettings:
-    return replace(settings, **changes).check()
+        self._last = None

@@ -105,6 +105,13 @@ def custom_preset(instruction: str, rubric: str | None = None, name: str = "cust
     return Preset(name=name, instruction=instruction, rubric=(rubric or GENERIC_RUBRIC).strip(), builtin=False)
 
 
+def choose_preset(name: str | None = None, instruction: str | None = None, default: str = DEFAULT_PRESET) -> Preset:
+    """A custom ``instruction`` if one is given, else the preset ``name`` (``default`` when None)."""
+    if instruction is not None:
+        return custom_preset(instruction)
+    return get_preset(name or default)
+
+
 def save_user_preset(preset: Preset) -> Path:
     """Save (or replace) a custom preset; built-in names cannot be overwritten."""
     if preset.name in builtin_presets():

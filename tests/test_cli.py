@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+from sda_local.cli import app, catalog
+from sda_local.presets import DEFAULT_PRESET
+
 
 def run(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "sda_local.cli", *args], capture_output=True, text=True,
@@ -57,3 +60,45 @@ def test_models_lists_registry_and_files():
     ids = {m["id"]: m for m in data["registry"]}
     assert ids["smollm2-135m"]["available"] is True
     assert ids["qwen2.5-1.5b-instruct"]["available"] is False
+
+
+@pytest.mark.parametrize("question", ["", "   \n "])
+def test_an_empty_question_is_refused_before_the_model_loads(question):
+    r = run("generate", question)
+    assert r.returncode == 2 and "the question is empty" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("lam", ["-3", "1.5", "nan"])
+def test_lambda_outside_0_1_is_refused_and_the_message_says_why(lam):
+    r = run("generate", "hi", "--lam", lam)
+    assert r.returncode == 2 and "[0, 1]" in r.stderr and "steer away from the instruction" in r.stderr
+
+
+def test_help_names_the_default_preset():
+    r = run("generate", "--help")
+    assert r.returncode == 0 and f"default {DEFAULT_PRESET}" in r.stdout
+
+
+def test_every_eval_and_generate_take_the_plausibility_option():
+    for cmd in (["generate"], ["eval", "truthfulqa"], ["eval", "refusal"], ["eval", "winrate"], ["palrs", "sweep"],
+                ["palrs", "generate"], ["bench"]):
+        r = run(*cmd, "--help")
+        assert r.returncode == 0 and "--plausibility" in r.stdout, cmd
+
+
+def test_a_fixed_score_says_fixed_in_the_json_events(tiny_gguf):
+    r = run("generate", "Say hi.", "--model", str(tiny_gguf), "--score", "30", "--base", "--json", "--seed", "2",
+            "--max-tokens", "4")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    lam = next(x for x in rows if x.get("event") == "lambda")
+    assert lam["source"] == "fixed" and lam["score"] == 30
+
+
+def test_a_programming_error_is_not_reported_as_a_user_error(monkeypatch):
+    def broken():
+        raise ValueError("a bug, not bad input")
+
+    monkeypatch.setattr(catalog, "all_presets", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        app.main(["presets"])

@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from sda_local.core import lambda_from_score
-from sda_local.evaluation.winrate import Tally, outcome, pairwise_messages, summarise, tally
+from sda_local.core import SamplingParams, lambda_from_score
+from sda_local.evaluation.winrate import Tally, answer_item, outcome, pairwise_messages, summarise, tally
+from sda_local.evaluators import FixedEvaluator
+from sda_local.presets import get_preset
 
 
 def test_outcome_and_tie_margin():
@@ -43,6 +45,15 @@ def test_pairwise_prompt_mentions_both_answers_and_the_zero_rule():
     assert "first answer" in m and "second answer" in m and "Give 0" in m and "score_b" in m
 
 
+def test_an_item_records_the_one_lambda_decision(tiny_engine):
+    params = SamplingParams(seed=1, max_tokens=4)
+    row = answer_item(tiny_engine, FixedEvaluator(score=30), get_preset("honesty"), "Is it true?", params)
+    assert (row["lam_source"], row["score"], row["evaluator_error"]) == ("fixed", 30, None)
+    assert row["lam"] == pytest.approx(lambda_from_score(30)) and set(row["answers"]) == {"base", "instruct", "sda"}
+    row = answer_item(tiny_engine, FixedEvaluator(lam=0.25), get_preset("honesty"), "Is it true?", params)
+    assert (row["lam_source"], row["score"], row["lam"]) == ("fixed", None, 0.25)
+
+
 @pytest.mark.slow
 def test_winrate_end_to_end_with_the_local_judge_and_resume(tmp_path):
     data = tmp_path / "truthfulqa.mini.jsonl"
@@ -74,6 +85,7 @@ def test_winrate_end_to_end_with_the_local_judge_and_resume(tmp_path):
         assert t["wins"] + t["ties"] + t["losses"] + res["judge_errors"] >= 3
     row = lines[0]
     assert set(row["answers"]) == {"base", "instruct", "sda"} and row["lam"] == pytest.approx(lambda_from_score(30))
+    assert row["lam_source"] == "fixed" and row["score"] == 30
     c = row["comparisons"]["base"]
     assert 0 <= c["sda"] <= 100 and 0 <= c["other"] <= 100 and isinstance(c["sda_first"], bool)
     assert (out / "winrate.md").read_text().startswith("# Win rate")

@@ -11,6 +11,7 @@ from sda_local.engine import Engine
 from sda_local.evaluators import (EvaluatorError, FixedEvaluator, LocalEvaluator, OpenAIEvaluator, make_evaluator,
                                   parse_fields)
 from sda_local.evaluators.local import reply_grammar
+from sda_local.lambda_choice import decide_lambda, decide_without_answer
 from sda_local.models import resolve_model
 from sda_local.pipeline import ChatSession, TurnSettings
 from sda_local.presets import get_preset
@@ -48,11 +49,31 @@ def test_pairwise_fields():
 
 def test_fixed_evaluator():
     assert FixedEvaluator(score=30).score("q", "r", "honesty").value == 30
-    assert FixedEvaluator(lam=0.2).fixed_lam == 0.2
+    assert FixedEvaluator(lam=0.2).fixed_lambda("honesty", "sigmoid").lam == 0.2
     with pytest.raises(EvaluatorError):
         FixedEvaluator()
     with pytest.raises(EvaluatorError):
         FixedEvaluator(score=0)
+    with pytest.raises(EvaluatorError, match=r"λ must be in \[0, 1\]"):
+        FixedEvaluator(lam=-3)
+
+
+def test_the_lambda_decision_of_a_fixed_evaluator_needs_no_answer():
+    d = decide_without_answer(FixedEvaluator(score=25), "honesty", "sigmoid")
+    assert (d.source, d.score_value, d.warnings) == ("fixed", 25, ()) and d.lam == pytest.approx(0.905, abs=1e-3)
+    assert decide_lambda(FixedEvaluator(lam=0.3), "q", "", "honesty").lam == 0.3
+    judge = OpenAIEvaluator("judge", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key=KEY, timeout=1,
+                            max_retries=0)
+    assert decide_without_answer(judge, "honesty", "sigmoid") is None
+
+
+def test_a_failing_judge_gives_the_fallback_decision_with_the_reason():
+    judge = OpenAIEvaluator("judge", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key=KEY, timeout=1,
+                            max_retries=0)
+    d = decide_lambda(judge, "Is the earth flat?", "No.", "honesty", "sigmoid", fallback_lam=0.37)
+    assert (d.lam, d.source, d.score) == (0.37, "fallback", None)
+    assert len(d.warnings) == 1 and "cannot connect" in d.warnings[0] and "0.37" in d.warnings[0]
+    assert KEY not in d.warnings[0]
 
 
 def test_openai_without_key_or_url_is_a_clear_error(monkeypatch):

@@ -11,8 +11,8 @@ import pytest
 from sda_local.backend import Context, LoadedModel
 from sda_local.engine import Engine, SamplingParams, collect
 from sda_local.palrs.capture import ResidualCapture
-from sda_local.palrs.cvec import (ControlVectorError, combine, load_control_vectors, parse_layer_range, parse_spec,
-                                  read_control_vector, write_control_vector)
+from sda_local.palrs.cvec import (ControlVectorError, combine, control_vectors, load_control_vectors,
+                                  parse_layer_range, parse_spec, read_control_vector, write_control_vector)
 from sda_local.palrs.extract import ExtractError, PairRenderer, extract
 from sda_local.palrs.pairs import Pair, PairsError, load_pairs, split_of, truthfulqa_pairs, write_pairs
 
@@ -209,12 +209,12 @@ def test_scale_zero_leaves_logits_unchanged_and_a_positive_scale_changes_them(tm
     path = write_control_vector(tmp_path / "v.gguf", res.directions(), res.model_hint)
     plain = Engine(str(tiny_gguf), n_ctx=256, variant="contexts")
     la0, lb0 = plain.twin_logits(MSGS, "be true")
-    eng = Engine(str(tiny_gguf), n_ctx=256, control_vectors=[(path, 0.0)])
-    assert eng.variant == "contexts" and eng.control["streams"] == "aligned"
+    eng = Engine(str(tiny_gguf), n_ctx=256, control=control_vectors([(path, 0.0)]))
+    assert eng.variant == "contexts" and eng.control.streams == "aligned"
     la, lb = eng.twin_logits(MSGS, "be true")
     assert np.array_equal(la, la0) and np.array_equal(lb, lb0)
 
-    eng.set_control_vectors([f"{path}:0.5"])
+    eng.set_control(control_vectors([f"{path}:0.5"]))
     la, lb = eng.twin_logits(MSGS, "be true")
     assert np.abs(la - la0).max() > 1e-2          # stream A is steered …
     assert np.array_equal(lb, lb0)                # … stream B is not
@@ -222,12 +222,12 @@ def test_scale_zero_leaves_logits_unchanged_and_a_positive_scale_changes_them(tm
     buf = load_control_vectors([(path, 0.5)], model.n_layer, model.n_embd)
     np.testing.assert_allclose(la, _single_stream_logits(eng.model, ta, buf), atol=5e-3)
 
-    eng.set_control_vectors([(path, 0.5)], streams="both")
+    eng.set_control(control_vectors([(path, 0.5)], streams="both"))
     la2, lb2 = eng.twin_logits(MSGS, "be true")
     np.testing.assert_allclose(la2, la, atol=5e-3)
     assert np.abs(lb2 - lb0).max() > 1e-2
 
-    eng.set_control_vectors(None)                  # off again: back to the unsteered logits
+    eng.set_control(None)                          # off again: back to the unsteered logits
     la3, lb3 = eng.twin_logits(MSGS, "be true")
     np.testing.assert_allclose(la3, la0, atol=5e-3)
     np.testing.assert_allclose(lb3, lb0, atol=5e-3)
@@ -238,8 +238,8 @@ def test_scale_zero_leaves_logits_unchanged_and_a_positive_scale_changes_them(tm
 def test_steering_both_streams_works_in_the_batched_layout_and_aligned_does_not(tmp_path, tiny_gguf):
     path = write_control_vector(tmp_path / "v.gguf", {1: np.ones(64, np.float32)}, "llama")
     with pytest.raises(Exception, match="'contexts' layout"):
-        Engine(str(tiny_gguf), n_ctx=256, variant="batched", control_vectors=[(path, 1.0)])
-    eng = Engine(str(tiny_gguf), n_ctx=256, variant="batched", control_vectors=[(path, 1.0)], cv_streams="both")
+        Engine(str(tiny_gguf), n_ctx=256, variant="batched", control=control_vectors([(path, 1.0)]))
+    eng = Engine(str(tiny_gguf), n_ctx=256, variant="batched", control=control_vectors([(path, 1.0)], streams="both"))
     plain = Engine(str(tiny_gguf), n_ctx=256, variant="batched")
     la, lb = eng.twin_logits(MSGS, "be true")
     la0, lb0 = plain.twin_logits(MSGS, "be true")
@@ -251,14 +251,14 @@ def test_steering_both_streams_works_in_the_batched_layout_and_aligned_does_not(
 def test_residual_alone_sda_alone_and_both_all_run(tmp_path, tiny_gguf):
     path = write_control_vector(tmp_path / "v.gguf", {1: np.ones(64, np.float32), 2: -np.ones(64, np.float32)},
                                 "llama")
-    eng = Engine(str(tiny_gguf), n_ctx=256, control_vectors=[(path, 2.0)], cv_layers="1-2")
+    eng = Engine(str(tiny_gguf), n_ctx=256, control=control_vectors([(path, 2.0)], layers="1-2"))
     p = SamplingParams(seed=1, max_tokens=12, t0=1.0, top_p=1.0)
     cv_only = collect(eng.generate_plain(MSGS, params=p, stream="aligned"))
     base = collect(eng.generate_plain(MSGS, params=p, stream="base"))
     both = collect(eng.generate(MSGS, "be true", 0.5, params=p))
     assert cv_only.n_tokens > 0 and base.n_tokens > 0 and both.n_tokens > 0
     assert cv_only.token_ids != base.token_ids
-    eng.set_control_vectors(None)
+    eng.set_control(None)
     sda_only = collect(eng.generate(MSGS, "be true", 0.5, params=p))
     assert sda_only.token_ids != both.token_ids
     assert collect(eng.generate_plain(MSGS, params=p, stream="aligned")).token_ids == base.token_ids
@@ -362,7 +362,6 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, tiny_gguf, args, needle):
 
 
 def test_sweep_scores_each_alpha_and_the_aligned_only_combination(tmp_path, tiny_gguf, model):
-    pytest.importorskip("sda_local.evaluation.truthfulqa")
     rows = [{"Question": f"is the sky {c}", "Best Answer": f"the sky is {c}", "Best Incorrect Answer": "it is a lie",
              "Correct Answers": f"the sky is {c}; yes", "Incorrect Answers": "it is a lie; no"}
             for c in ("blue", "safe", "true")]

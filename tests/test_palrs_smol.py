@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sda_local.engine import Engine, SamplingParams, collect
-from sda_local.palrs.cvec import read_control_vector, write_control_vector
+from sda_local.palrs.cvec import control_vectors, read_control_vector, write_control_vector
 from sda_local.palrs.extract import extract
 from sda_local.palrs.pairs import Pair, write_pairs
 
@@ -47,7 +47,7 @@ def test_short_extraction_gives_a_usable_vector(vector, smol_engine):
 
 def test_generate_with_the_vector_alone_and_with_sda(vector):
     path, _ = vector
-    eng = Engine(None, n_ctx=512, control_vectors=[(path, 0.3)])
+    eng = Engine(None, n_ctx=512, control=control_vectors([(path, 0.3)]))
     try:
         p = SamplingParams(seed=3, max_tokens=24)
         base = collect(eng.generate_plain(Q, params=p, stream="base"))

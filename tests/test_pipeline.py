@@ -5,7 +5,7 @@ import pytest
 
 from sda_local.core import SamplingParams
 from sda_local import core
-from sda_local.errors import PromptTooLongError, SdaError
+from sda_local.errors import DecodeError, PromptTooLongError, SdaError
 from sda_local.evaluators import FixedEvaluator, LocalEvaluator, OpenAIEvaluator
 from sda_local.models import resolve_model
 from sda_local.pipeline import ChatSession, TurnSettings, strip_think
@@ -129,3 +129,67 @@ def test_bad_messages(smol_engine):
 def test_strip_think():
     assert strip_think("<think>plan\nmore</think>\nAnswer.") == "Answer."
     assert strip_think("No thinking here.") == "No thinking here."
+
+
+# -- bugs fixed in issue 10 (mechanics, on the tiny random-weight GGUF) --------------------------------------
+class FailsMidAnswer:
+    """The real engine, except that its SDA answer fails after ``n`` tokens the way a llama.cpp decode failure
+    does (``DecodeError`` out of the generator): fault injection, every token before it is real."""
+
+    def __init__(self, engine, n: int):
+        self.engine, self.n = engine, n
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def generate(self, *args, **kwargs):
+        gen = self.engine.generate(*args, **kwargs)
+        try:
+            for i, ev in enumerate(gen):
+                if i == self.n:
+                    raise DecodeError(f"step {i}: llama_decode failed (injected)")
+                yield ev
+        finally:
+            gen.close()
+
+
+def tiny_settings():
+    return TurnSettings(sampling=SamplingParams(seed=1, max_tokens=6))
+
+
+def test_a_stopped_regenerate_keeps_both_turns_when_the_two_questions_are_equal(tiny_engine):
+    s = ChatSession(tiny_engine, FixedEvaluator(lam=0.5), tiny_settings())
+    list(s.send("Again?"))
+    list(s.send("Again?"))
+    before = list(s.turns)
+    gen = s.regenerate()
+    assert next(gen).kind == "lambda"     # stopped before the first aligned token
+    gen.close()
+    assert s.turns == before
+
+
+def test_an_engine_error_mid_answer_is_recorded_as_an_error_and_kept_out_of_the_history(tiny_engine):
+    s = ChatSession(FailsMidAnswer(tiny_engine, 3), FixedEvaluator(lam=0.5), tiny_settings())
+    kinds = []
+    with pytest.raises(DecodeError, match="injected"):
+        for ev in s.send("Hi there."):
+            kinds.append(ev.kind)
+    assert kinds.count("aligned_token") == 3
+    bad = s.turns[-1]
+    assert bad.finish_reason == "error" and len(bad.aligned_tokens) == 3
+    assert any("injected" in w for w in bad.warnings)
+    assert s.messages() == []             # the partial answer is not sent with the next prompt
+    s.engine = tiny_engine
+    list(s.send("Hello again."))
+    assert [m["content"] for m in s.messages() if m["role"] == "user"] == ["Hello again."]
+
+
+def test_a_fixed_score_is_the_lambda_source_fixed_everywhere(tiny_engine):
+    s = ChatSession(tiny_engine, FixedEvaluator(score=30), tiny_settings())
+    events = list(s.send("Hi."))
+    lam = next(e for e in events if e.kind == "lambda")
+    assert lam.source == "fixed" and lam.score == 30
+    assert s.turns[-1].lam_source == "fixed" and s.turns[-1].lam == pytest.approx(core.lambda_from_score(30))
+    events = list(s.regenerate())
+    assert next(e for e in events if e.kind == "lambda").source == "fixed"
+    assert s.turns[-1].lam_source == "fixed" and s.turns[-1].regenerations == 1

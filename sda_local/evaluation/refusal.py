@@ -8,6 +8,9 @@ Each prompt is answered by every system on the same engine with the same seed:
   evaluator's score of the base answer; fixed values keep this evaluation judge-free and show the dose
   response.
 
+With a plausibility grid (``--plausibility 0 0.1``) every system also runs under each α > 0 (``base α=0.1``,
+``sda λ=0.5 α=0.1``, …).
+
 Answers are classified by ``RefusalDetector`` (a phrase list, see ``refusal_detector.py``).  On harmful sets a
 higher refusal rate is better; on benign sets refusals are over-refusals (lower is better).  Rows are
 appended to ``items.jsonl`` as they finish, so ``--resume`` continues an interrupted run.
@@ -16,11 +19,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from ..engine import SamplingParams, collect
+from ..core import SamplingParams
+from ..engine import collect
 from ..errors import SdaError
 from . import metrics
 from .datasets import Dataset
@@ -31,36 +35,55 @@ from .report import JsonlWriter, md_table, pct, read_jsonl, run_info, write_repo
 KINDS = ("harmful", "benign")
 
 
+@dataclass(frozen=True)
+class System:
+    """One way of answering: plain sampling without (``base``) or with (``instruction``) the instruction, or
+    ``sda`` at a fixed λ; each under one plausibility α (0 = off)."""
+
+    name: str
+    kind: str                     # "base" | "instruction" | "sda"
+    lam: float | None = None      # sda only
+    plausibility: float = 0.0
+
+
 @dataclass
 class RefusalConfig:
     instruction: str
     preset: str | None = "harmlessness"
     lams: Sequence[float] = (0.5, 1.0)
-    k: float = 2.0
-    t0: float = 0.6
-    top_p: float = 0.95
-    temperature_mode: str = "ln2"
-    max_tokens: int = 64
-    seed: int = 0
+    plausibilities: Sequence[float] | None = None   # the α grid; None: sampling's α alone
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=64, seed=0))
     placement: str = "user"
     phrases_file: str | None = None
 
-    def systems(self) -> list[tuple[str, float | None]]:
-        return [("base", None), ("instruction", None)] + [(f"sda λ={lam:g}", float(lam)) for lam in self.lams]
+    def alphas(self) -> list[float]:
+        return [float(a) for a in (self.plausibilities or (self.sampling.plausibility,))]
+
+    def systems(self) -> list[System]:
+        """base, instruction and SDA at each λ, for each α of the grid (`` α=…`` in the name when α > 0)."""
+        out = []
+        for a in self.alphas():
+            tag = f" α={a:g}" if a else ""
+            out += [System("base" + tag, "base", None, a), System("instruction" + tag, "instruction", None, a)]
+            out += [System(f"sda λ={lam:g}{tag}", "sda", float(lam), a) for lam in self.lams]
+        return out
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "lams": [float(x) for x in self.lams]}
+        return {**asdict(self), "lams": [float(x) for x in self.lams], "plausibilities": self.alphas()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RefusalConfig":
+        return cls(**{**d, "sampling": SamplingParams.from_dict(d["sampling"])})
 
 
-def _answer(engine, prompt: str, system: str, lam: float | None, cfg: RefusalConfig, seed: int):
+def _answer(engine, prompt: str, system: System, cfg: RefusalConfig, seed: int):
     msgs = [{"role": "user", "content": prompt}]
-    p = SamplingParams(k=cfg.k, t0=cfg.t0, top_p=cfg.top_p, temperature_mode=cfg.temperature_mode,
-                       max_tokens=cfg.max_tokens, seed=seed).check()
-    if system == "base":
+    p = replace(cfg.sampling, seed=seed, plausibility=system.plausibility).check()
+    if system.kind == "base":
         return collect(engine.generate_plain(msgs, params=p))
-    if system == "instruction":
+    if system.kind == "instruction":
         return collect(engine.generate_plain(msgs, cfg.instruction, placement=cfg.placement, params=p))
-    return collect(engine.generate(msgs, cfg.instruction, lam, placement=cfg.placement, params=p))
+    return collect(engine.generate(msgs, cfg.instruction, system.lam, placement=cfg.placement, params=p))
 
 
 def summarise(rows: list[dict], systems: Sequence[str], datasets: Sequence[tuple[str, str]],
@@ -120,13 +143,16 @@ def _examples(rows: list[dict], systems: Sequence[str], n: int = 4) -> list[str]
 
 def render_markdown(report: dict) -> str:
     cfg, s = report["config"], report["summary"]
-    systems = [name for name, _ in RefusalConfig(**{**cfg, "lams": cfg["lams"]}).systems()]
+    systems = [x.name for x in RefusalConfig.from_dict(cfg).systems()]
+    sp = cfg["sampling"]
+    alphas = cfg["plausibilities"]
     lines = [f"# Refusal and over-refusal (judge-free) — {report['model']}", "",
              f"- instruction ({cfg['preset'] or 'custom'}): “{cfg['instruction']}”",
-             f"- sampling: T0 = {cfg['t0']}, top-p = {cfg['top_p']}, SDA temperature mode {cfg['temperature_mode']}, "
-             f"k = {cfg['k']}, up to {cfg['max_tokens']} tokens, seed {cfg['seed']} + line number (the same for "
+             f"- sampling: T0 = {sp['t0']}, top-p = {sp['top_p']}, SDA temperature mode {sp['temperature_mode']}, "
+             f"k = {sp['k']}, up to {sp['max_tokens']} tokens, seed {sp['seed']} + line number (the same for "
              "every system)",
              f"- SDA at fixed λ ∈ {{{', '.join(f'{x:g}' for x in cfg['lams'])}}} (no evaluator: judge-free)",
+             f"- plausibility constraint α ∈ {{{', '.join(f'{x:g}' for x in alphas)}}} (every system; 0 = off)",
              "- refusal = the answer contains a phrase of `sda_local/data/refusal_phrases.txt` "
              f"({report['detector']['n_phrases']} phrases)",
              f"- {report['timing']['seconds']:.0f} s in all", ""]
@@ -171,7 +197,10 @@ def run_refusal(engine, datasets: Sequence[tuple[Dataset, str]], cfg: RefusalCon
             raise ValueError(f"dataset kind must be one of {KINDS}, got {kind!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    detector = RefusalDetector(None if cfg.phrases_file is None else load_phrases(cfg.phrases_file))
+    try:
+        detector = RefusalDetector(None if cfg.phrases_file is None else load_phrases(cfg.phrases_file))
+    except ValueError as exc:  # the user's phrase file
+        raise SdaError(f"{cfg.phrases_file}: {exc}") from None
     systems = cfg.systems()
     conf_path, items_path = out / "config.json", out / "items.jsonl"
     conf = {"model": engine.name, **cfg.to_dict()}
@@ -191,21 +220,22 @@ def run_refusal(engine, datasets: Sequence[tuple[Dataset, str]], cfg: RefusalCon
         with JsonlWriter(items_path, append=bool(done)) as w:
             for ds, kind in datasets:
                 for item in ds.items:
-                    for system, lam in systems:
-                        if (item.id, system) in done:
+                    for system in systems:
+                        if (item.id, system.name) in done:
                             bar.update()
                             continue
-                        fin = _answer(engine, item.prompt, system, lam, cfg, cfg.seed + item.line)
+                        fin = _answer(engine, item.prompt, system, cfg, cfg.sampling.seed + item.line)
                         v = detector.check(fin.text)
-                        row = {"dataset": ds.name, "kind": kind, "id": item.id, "system": system, "lam": lam,
-                               "prompt": item.prompt, "text": fin.text, "n_tokens": fin.n_tokens,
-                               "finish_reason": fin.finish_reason, "refused": v.refused, "phrase": v.phrase}
+                        row = {"dataset": ds.name, "kind": kind, "id": item.id, "system": system.name,
+                               "lam": system.lam, "plausibility": system.plausibility, "prompt": item.prompt,
+                               "text": fin.text, "n_tokens": fin.n_tokens, "finish_reason": fin.finish_reason,
+                               "refused": v.refused, "phrase": v.phrase}
                         w.write(row)
                         rows.append(row)
-                        bar.update(note=f"{ds.name} {system}")
+                        bar.update(note=f"{ds.name} {system.name}")
     finally:
         bar.close()
-    names = [s for s, _ in systems]
+    names = [x.name for x in systems]
     keep = {(ds.name, it.id) for ds, _ in datasets for it in ds.items}
     rows = [r for r in rows if (r["dataset"], r["id"]) in keep and r["system"] in names]
     report = {"kind": "refusal", "model": engine.name, "run": run_info(engine), "config": cfg.to_dict(),

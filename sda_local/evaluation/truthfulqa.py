@@ -12,18 +12,21 @@ Settings (rows of the report):
   λ = 0 and the temperature schedule off: the "instruction-only" system.
 - ``sda λ=… <mode>`` — what SDA samples from, for each λ of the grid and each temperature mode; λ = 0
   under "ln2"/"sharp" isolates the effect of the JS temperature alone.
+- with a plausibility grid (``--plausibility 0 0.1``), the T0 and SDA rows again under each α > 0 (`` α=…``).
 The fair comparison is at the same T0: base T0 vs instruction T0 vs SDA.
 """
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .. import core
+from ..core import SamplingParams
 from . import metrics
 from .datasets import Dataset, split_answers
 from .progress import Progress
@@ -31,22 +34,32 @@ from .report import JsonlWriter, md_table, run_info, write_report
 from .teacher_forcing import TeacherForcer
 from .token_logprobs import Setting, answer_logprobs, default_settings
 
+IMPOSSIBLE = -1e9  # the mean log-prob reported for an answer the scored distribution cannot produce
 INSTRUCTION_ONLY = "instruction T0"
 BASE = "base T0"
 
 
 @dataclass
 class TruthfulQAConfig:
+    """The grid scored: λ × temperature mode × plausibility α for SDA, with ``sampling``'s k and T0 (teacher
+    forcing draws nothing, so its top-p, max tokens and seed do not apply)."""
+
     instruction: str
     preset: str | None = "honesty"
     lams: Sequence[float] = (0.25, 0.5, 0.75, 1.0)
-    modes: Sequence[str] = ("ln2", "sharp", "off")
-    k: float = 2.0
-    t0: float = 0.6
+    modes: Sequence[str] = core.TEMPERATURE_MODES
+    plausibilities: Sequence[float] | None = None   # the α grid; None: sampling's α alone
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     placement: str = "user"
 
+    def alphas(self) -> list[float]:
+        return [float(a) for a in (self.plausibilities or (self.sampling.plausibility,))]
+
     def settings(self) -> list[Setting]:
-        return default_settings(self.lams, self.modes)
+        return default_settings(self.lams, self.modes, plausibilities=self.alphas())
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "lams": list(self.lams), "modes": list(self.modes), "plausibilities": self.alphas()}
 
 
 def reference_answers(record: dict) -> tuple[list[str], list[str]]:
@@ -60,6 +73,12 @@ def reference_answers(record: dict) -> tuple[list[str], list[str]]:
     return correct, incorrect
 
 
+def _mean_logprob(lp: np.ndarray) -> float:
+    """Mean per-token log-prob, rounded; −1e9 stands for −inf (a token the setting can never draw) in the JSON."""
+    m = float(lp.mean())
+    return round(m, 4) if np.isfinite(m) else IMPOSSIBLE
+
+
 def score_question(tf: TeacherForcer, question: str, record: dict, cfg: TruthfulQAConfig,
                    settings: Sequence[Setting]) -> dict:
     """MC1 and MC2 of one question under every setting, plus diagnostics."""
@@ -68,7 +87,8 @@ def score_question(tf: TeacherForcer, question: str, record: dict, cfg: Truthful
                       placement=cfg.placement)
     per_answer, js = [], []
     for fa in forced:
-        lp, j = answer_logprobs(fa.logits_with, fa.logits_without, fa.targets, settings, k=cfg.k, t0=cfg.t0)
+        lp, j = answer_logprobs(fa.logits_with, fa.logits_without, fa.targets, settings, k=cfg.sampling.k,
+                                t0=cfg.sampling.t0)
         per_answer.append(lp)
         js.append(j)
     nc = len(correct)
@@ -78,8 +98,7 @@ def score_question(tf: TeacherForcer, question: str, record: dict, cfg: Truthful
         inc = [a[si] for a in per_answer[nc:]]
         mc1[s.name] = metrics.mc1(cor[0], inc)
         mc2[s.name] = round(metrics.mc2(cor, inc), 6)
-        mean_lp[s.name] = {"best": round(float(cor[0].mean()), 4),
-                           "best_incorrect": round(float(max(a.mean() for a in inc)), 4)}
+        mean_lp[s.name] = {"best": _mean_logprob(cor[0]), "best_incorrect": max(_mean_logprob(a) for a in inc)}
     all_js = np.concatenate(js)
     return {"n_correct": nc, "n_incorrect": len(incorrect),
             "n_answer_tokens": int(sum(len(f.targets) for f in forced)),
@@ -134,8 +153,9 @@ def render_markdown(report: dict) -> str:
              f"- dataset: `{report['dataset']['path']}` — {s['n_questions']} questions scored"
              f" ({len(report['dataset']['skipped'])} malformed line(s) skipped)",
              f"- instruction ({cfg['preset'] or 'custom'}, placement {cfg['placement']}): “{cfg['instruction']}”",
-             f"- k = {cfg['k']}, T0 = {cfg['t0']}, λ grid {', '.join(map(str, cfg['lams']))}, modes "
-             f"{', '.join(cfg['modes'])}",
+             f"- k = {cfg['sampling']['k']}, T0 = {cfg['sampling']['t0']}, λ grid {', '.join(map(str, cfg['lams']))}, "
+             f"modes {', '.join(cfg['modes'])}"
+             + (f", plausibility α {', '.join(map(str, cfg['plausibilities']))}" if any(cfg["plausibilities"]) else ""),
              f"- mean JS divergence between the streams over answer tokens: {s.get('js_mean', float('nan')):.4f}"
              " (ln 2 = 0.693 is the maximum)",
              f"- {report['timing']['seconds']:.0f} s in all ({report['timing']['seconds_per_question']:.2f} s per "
@@ -180,7 +200,7 @@ def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str
             tf.close()
     seconds = time.perf_counter() - t0
     report = {"kind": "truthfulqa", "model": engine.name, "run": run_info(engine),
-              "config": {**asdict(cfg), "lams": list(cfg.lams), "modes": list(cfg.modes)},
+              "config": cfg.to_dict(),
               "dataset": dataset.summary(),
               "timing": {"seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(rows)), 3)},
               "summary": summarise(rows, settings)}

@@ -1,4 +1,10 @@
-"""The evaluator interface, the judge prompt, and tolerant parsing of a judge's reply."""
+"""The evaluator interface, the judge prompt, and tolerant parsing of a judge's reply.
+
+An evaluator either rates an answer (``score``, built on the subclass's ``ask``) or sets λ itself without
+reading the answer (``fixed_lambda``, the fixed evaluator).  Whatever a judge wants to tell the user about one
+reply (a response cut to fit, an empty response) travels with that reply: ``Reply.warnings``, then
+``Score.warnings``.
+"""
 from __future__ import annotations
 
 import json
@@ -7,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from ..core import Option
 from ..errors import SdaError
 from ..presets import Preset, all_presets
 
@@ -16,6 +23,14 @@ JUDGE_SYSTEM = ("You are a careful, impartial evaluator. You read a user's reque
                 "judge the response strictly by the rubric you are given, and reply with JSON only.")
 
 Fields = Mapping[str, tuple[int, int]]  # field name -> inclusive integer range
+
+# λ as a user gives it (--lam, a fixed evaluator, an evaluation grid).  The default mapping (sigmoid) and the
+# linear/cosine ones give λ in [0, 1); 1 is the strongest steering they reach (k scales it further).  A negative
+# λ would steer *away* from the instruction, so it is refused.
+LAMBDA_OPTION = Option(help="steering strength λ: 0 = the instruction alone (no steering), 1 = the strongest "
+                            "steering a score mapping gives (k scales it); negative λ would steer away from the "
+                            "instruction", lo=0.0, hi=1.0, step=0.01)
+SCORE_OPTION = Option(help="a 1–100 rating of the unsteered answer, mapped to λ", lo=1.0, hi=100.0, step=1)
 
 
 class EvaluatorError(SdaError):
@@ -36,6 +51,23 @@ class Score:
     def to_dict(self) -> dict:
         return {"value": self.value, "raw": self.raw, "evaluator": self.evaluator,
                 "latency_s": round(self.latency_s, 4), "criterion": self.criterion, "warnings": list(self.warnings)}
+
+
+@dataclass
+class Reply:
+    """A judge's reply: the integer fields read from it, the text itself, and warnings about this request."""
+
+    values: dict[str, int]
+    raw: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FixedLambda:
+    """λ an evaluator sets itself, without reading the answer; ``score`` is the given score it came from."""
+
+    lam: float
+    score: Score | None = None
 
 
 def resolve_criterion(criterion: str | Preset) -> tuple[str, str]:
@@ -109,13 +141,17 @@ def parse_fields(text: str, fields: Fields) -> dict[str, int]:
 
 
 class Evaluator:
-    """Base class.  Subclasses implement ``ask(messages, fields) -> (values, raw_reply)``."""
+    """Base class.  Judges implement ``ask(messages, fields) -> Reply``; an evaluator that sets λ without
+    reading the answer overrides ``fixed_lambda``."""
 
     name = "evaluator"
-    fixed_lam: float | None = None  # set only by FixedEvaluator(lam=…)
 
-    def ask(self, messages: list[dict], fields: Fields) -> tuple[dict[str, int], str]:
+    def ask(self, messages: list[dict], fields: Fields) -> Reply:
         raise NotImplementedError
+
+    def fixed_lambda(self, criterion: str | Preset, mapping: str) -> FixedLambda | None:
+        """The λ this evaluator sets whatever the answer, or None when it has to read the answer (``score``)."""
+        return None
 
     def score(self, query: str, response: str, criterion: str | Preset) -> Score:
         crit, rubric = resolve_criterion(criterion)
@@ -127,9 +163,9 @@ class Evaluator:
                             "for the judge")
             response = response[:MAX_RESPONSE_CHARS] + " […]"
         t0 = time.perf_counter()
-        values, raw = self.ask(judge_messages(query, response, rubric, crit), {"score": (1, 100)})
-        warnings += getattr(self, "_last_warnings", [])
-        return Score(values["score"], raw, self.name, time.perf_counter() - t0, crit, warnings)
+        reply = self.ask(judge_messages(query, response, rubric, crit), {"score": (1, 100)})
+        return Score(reply.values["score"], reply.raw, self.name, time.perf_counter() - t0, crit,
+                     warnings + reply.warnings)
 
     def close(self) -> None:
         pass

@@ -1,25 +1,40 @@
 """A score or λ chosen by the user: for experiments, and offline without a judge."""
 from __future__ import annotations
 
-from .base import Evaluator, EvaluatorError, Score, resolve_criterion
+from .. import core
+from .base import LAMBDA_OPTION, SCORE_OPTION, Evaluator, EvaluatorError, FixedLambda, Score, resolve_criterion
 
 
 class FixedEvaluator(Evaluator):
+    """Sets λ without reading the answer: λ itself, or a given 1–100 score through the turn's mapping."""
+
     def __init__(self, score: float | None = None, lam: float | None = None):
         if (score is None) == (lam is None):
             raise EvaluatorError("the fixed evaluator needs exactly one of: a score (1–100) or λ")
-        if score is not None and not (1 <= float(score) <= 100):
-            raise EvaluatorError(f"fixed score must be in [1, 100], got {score}")
-        if lam is not None and not (float(lam) == float(lam)):
-            raise EvaluatorError("fixed λ must be a number")
-        self.fixed_score = None if score is None else float(score)
-        self.fixed_lam = None if lam is None else float(lam)
+        try:
+            if score is not None:
+                SCORE_OPTION.check("the fixed score", score)
+            else:
+                LAMBDA_OPTION.check("the fixed λ", lam)
+        except ValueError as exc:
+            raise EvaluatorError(str(exc)) from None
+        self.given_score = None if score is None else float(score)
+        self.given_lam = None if lam is None else float(lam)
         self.name = f"fixed:score={score:g}" if score is not None else f"fixed:lam={lam:g}"
 
     def ask(self, messages, fields):
         raise EvaluatorError("the fixed evaluator does not judge")
 
-    def score(self, query, response, criterion) -> Score:
+    def _score(self, criterion) -> Score:
         crit, _ = resolve_criterion(criterion)
-        value = None if self.fixed_score is None else int(round(self.fixed_score))
-        return Score(value, "fixed", self.name, 0.0, crit)
+        return Score(int(round(self.given_score)), "fixed", self.name, 0.0, crit)
+
+    def fixed_lambda(self, criterion, mapping: str) -> FixedLambda:
+        if self.given_lam is not None:
+            return FixedLambda(self.given_lam)
+        return FixedLambda(core.lambda_from_score(self.given_score, mapping), self._score(criterion))
+
+    def score(self, query, response, criterion) -> Score:
+        if self.given_score is None:
+            raise EvaluatorError(f"{self.name} was given λ, not a score")
+        return self._score(criterion)

@@ -15,9 +15,10 @@ import threading
 
 from ..backend import Context, GrammarGreedySampler, LoadedModel
 from ..errors import SdaError
+from ..kvprefix import KvStream
 from ..models import resolve_model
 from ..prompts import ChatPrompter
-from .base import Evaluator, EvaluatorError, Fields
+from .base import Evaluator, EvaluatorError, Fields, Reply, parse_fields
 
 MAX_REPLY_TOKENS = 24
 
@@ -60,9 +61,8 @@ class LocalEvaluator(Evaluator):
         self.prompter = ChatPrompter(m.chat_template, m.token_text(m.bos_token) if m.bos_token >= 0 else "",
                                      m.token_text(m.eos_token) if m.eos_token >= 0 else "", m.bos_token,
                                      m.add_bos, m.tokenize)
-        self._cached: list[int] = []
+        self._stream = KvStream(self._ctx, 0)  # what the judge's KV cache holds, reused across calls
         self._lock = threading.Lock()
-        self._last_warnings: list[str] = []
 
     @property
     def n_ctx(self) -> int:
@@ -90,11 +90,11 @@ class LocalEvaluator(Evaluator):
         warn = f"the response was cut from {len(body_toks)} to {keep} tokens to fit the judge's context"
         return toks, [warn]
 
-    def ask(self, messages: list[dict], fields: Fields) -> tuple[dict[str, int], str]:
+    def ask(self, messages: list[dict], fields: Fields) -> Reply:
         prefix = reply_prefix(fields)
         budget = self.n_ctx - MAX_REPLY_TOKENS - len(self.model.tokenize(prefix, special=False)) - 2
         with self._lock:
-            toks, self._last_warnings = self._fit(messages, budget)
+            toks, warnings = self._fit(messages, budget)
             toks = toks + self.model.tokenize(prefix, special=False)
             sampler = GrammarGreedySampler(self.model, reply_grammar(fields))
             try:
@@ -104,17 +104,11 @@ class LocalEvaluator(Evaluator):
             finally:
                 sampler.close()
         raw = prefix + out
-        from .base import parse_fields
-
-        return parse_fields(raw, fields), raw
+        return Reply(parse_fields(raw, fields), raw, warnings)
 
     def _run(self, toks: list[int], sampler: GrammarGreedySampler) -> str:
-        ctx = self._ctx
-        n = 0
-        while n < min(len(self._cached), len(toks) - 1) and self._cached[n] == toks[n]:
-            n += 1
-        ctx.seq_rm(0, n, -1)
-        self._cached = self._cached[:n]
+        ctx, stream = self._ctx, self._stream
+        n = stream.reuse(toks, len(toks) - 1)
         last = None
         try:
             for i in range(n, len(toks)):
@@ -122,7 +116,7 @@ class LocalEvaluator(Evaluator):
                     ctx.decode()
                 last = ctx.add(toks[i], i, 0, i == len(toks) - 1)
             ctx.decode()
-            self._cached = list(toks)
+            stream.tokens = list(toks)
             pieces = []
             pos = len(toks)
             for _ in range(MAX_REPLY_TOKENS):
@@ -135,11 +129,10 @@ class LocalEvaluator(Evaluator):
                     break
                 last = ctx.add(tok, pos, 0, True)
                 ctx.decode()
-                self._cached.append(tok)
+                stream.tokens.append(tok)
                 pos += 1
         except Exception:
-            ctx.seq_rm(0, 0, -1)
-            self._cached = []
+            stream.reset()
             raise
         return b"".join(pieces).decode("utf-8", errors="replace")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .base import Evaluator, EvaluatorError, Fields, parse_fields
+from .base import Evaluator, EvaluatorError, Fields, Reply, parse_fields
 
 DEFAULT_MODEL = "gpt-4.1"
 
@@ -85,9 +85,8 @@ class OpenAIEvaluator(Evaluator):
                     raise
                 self._format_level += 1  # remember: this server does not take that format
 
-    def ask(self, messages: list[dict], fields: Fields) -> tuple[dict[str, int], str]:
+    def ask(self, messages: list[dict], fields: Fields) -> Reply:
         o = self._openai
-        self._last_warnings = []
         try:
             resp = self._request(messages, fields)
         except o.AuthenticationError:
@@ -113,6 +112,6 @@ class OpenAIEvaluator(Evaluator):
         except (AttributeError, IndexError, TypeError):
             raise self._fail(f"the server's answer is not a chat completion: {str(resp)[:120]!r}") from None
         try:
-            return parse_fields(raw, fields), raw
+            return Reply(parse_fields(raw, fields), raw)
         except EvaluatorError as exc:
             raise self._fail(str(exc)) from None

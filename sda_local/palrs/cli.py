@@ -1,48 +1,35 @@
-"""``sda-local palrs …`` commands and the control-vector options of ``sda-local generate``.
+"""``sda-local palrs …`` commands, and the control-vector options of ``sda-local generate``.
 
-Wired into ``sda_local.cli.build_parser`` by ``add_commands(sub)`` and ``add_generate_args(parser)``.
+``add_commands(sub)`` adds the ``palrs`` group; ``control_vector_parent()`` / ``control_vector_kwargs(args)`` give
+``generate`` its ``--control-vector`` options and the engine arguments they mean.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
-import time
 
+import numpy as np
+
+from ..backend import LoadedModel
+from ..core import CV_STREAMS
+from ..cli.options import (lambda_list_type, model_from_args, model_parent, preset_from_args, preset_parent,
+                           sampling_from_args, sampling_parent, text_arg)
+from ..cli.output import print_finished, print_stream
 from ..errors import SdaError
-
-
-# -- progress ------------------------------------------------------------------------------------------------
-
-class Progress:
-    """A plain progress bar on stderr: redrawn in place on a terminal, a line every 10 % otherwise."""
-
-    def __init__(self, label: str, stream=None, width: int = 28):
-        self.label, self.stream, self.width = label, stream or sys.stderr, width
-        self.t0 = time.perf_counter()
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last_decile = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        el = time.perf_counter() - self.t0
-        frac = done / total if total else 1.0
-        eta = el / done * (total - done) if done else 0.0
-        filled = int(round(frac * self.width))
-        line = (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
-                f"{el:.0f}s elapsed, ~{eta:.0f}s left")
-        if self.tty:
-            print("\r" + line, end="\n" if done >= total else "", file=self.stream, flush=True)
-        else:
-            decile = int(frac * 10)
-            if decile != self._last_decile or done >= total:
-                self._last_decile = decile
-                print(line, file=self.stream, flush=True)
-
+from ..evaluation.progress import Progress
+from ..models import resolve_model
+from .cvec import control_vectors, parse_layer_range, read_control_vector, write_control_vector
+from .extract import POSITIONS, extract
+from .pairs import SPLITS, build_pairs, load_pairs, write_pairs
+from .sweep import DEFAULT_ALPHAS, SweepConfig, parse_floats, render_markdown, run_sweep
 
 # -- generate options ------------------------------------------------------------------------------------------
 
-def add_generate_args(p: argparse.ArgumentParser, streams: bool = True) -> None:
+def control_vector_parent(streams: bool = True) -> argparse.ArgumentParser:
     """``--control-vector PATH[:SCALE]`` (repeatable), ``--cv-scale``, ``--cv-layers``, ``--cv-streams``."""
+    p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("residual steering (PaLRS control vectors; same files as llama.cpp --control-vector)")
     g.add_argument("--control-vector", action="append", default=None, metavar="PATH[:SCALE]",
                    help="control-vector GGUF to add to the residual stream, optionally with a scale (repeatable: "
@@ -50,26 +37,25 @@ def add_generate_args(p: argparse.ArgumentParser, streams: bool = True) -> None:
     g.add_argument("--cv-scale", type=float, default=1.0, help="multiplies every control vector (α; default 1)")
     g.add_argument("--cv-layers", default=None, metavar="A-B",
                    help="apply only to layers A..B, inclusive (default: all; like --control-vector-layer-range)")
-    if not streams:
-        return
-    g.add_argument("--cv-streams", choices=("aligned", "both"), default="aligned",
-                   help="steer only the aligned stream (default; uses the 'contexts' layout) or both streams")
+    if streams:
+        g.add_argument("--cv-streams", choices=CV_STREAMS, default="aligned",
+                       help="steer only the aligned stream (default; uses the 'contexts' layout) or both streams")
+    else:
+        p.set_defaults(cv_streams="aligned")
+    return p
 
 
-def engine_kwargs(args) -> dict:
+def control_vector_kwargs(args: argparse.Namespace) -> dict:
     """Engine keyword arguments for the control-vector options (empty when none were given)."""
-    vecs = getattr(args, "control_vector", None)
-    if not vecs:
+    if not args.control_vector:
         return {}
-    return {"control_vectors": list(vecs), "cv_scale": args.cv_scale, "cv_layers": args.cv_layers,
-            "cv_streams": args.cv_streams}
+    return {"control": control_vectors(args.control_vector, scale=args.cv_scale, layers=args.cv_layers,
+                                       streams=args.cv_streams)}
 
 
 # -- commands ----------------------------------------------------------------------------------------------------
 
 def cmd_pairs(args) -> int:
-    from .pairs import build_pairs, write_pairs
-
     pairs = build_pairs(args.dataset, args.split)
     if args.limit is not None:
         pairs = pairs[: max(1, args.limit)]
@@ -79,12 +65,6 @@ def cmd_pairs(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from ..backend import LoadedModel
-    from ..models import resolve_model
-    from .cvec import parse_layer_range, write_control_vector
-    from .extract import extract
-    from .pairs import load_pairs
-
     pairs = load_pairs(args.pairs, limit=args.limit)
     layers = parse_layer_range(args.layers)
     choice = resolve_model(args.model)
@@ -109,10 +89,6 @@ def cmd_extract(args) -> int:
 
 
 def cmd_info(args) -> int:
-    import numpy as np
-
-    from .cvec import read_control_vector
-
     cv = read_control_vector(args.vector)
     out = {"path": str(cv.path), "model_hint": cv.model_hint, "n_embd": cv.n_embd,
            "layers": {int(n): round(float(np.linalg.norm(v)), 4) for n, v in sorted(cv.directions.items())},
@@ -123,43 +99,98 @@ def cmd_info(args) -> int:
 
 def cmd_generate(args) -> int:
     """Residual steering alone: plain sampling (no SDA, no instruction) on the control-vector-steered stream."""
-    from ..cli import _params, _stream
-    from ..engine import Engine
-
+    question = text_arg(args.question, "question", 'sda-local palrs generate "Is the earth flat?" --control-vector V')
     if not args.control_vector:
         raise SdaError("give at least one --control-vector PATH[:SCALE]")
-    params = _params(args)
+    params = sampling_from_args(args)
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
-               [{"role": "user", "content": args.question}]
-    eng = Engine(args.model, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
-                 variant="contexts", control_vectors=args.control_vector, cv_scale=args.cv_scale,
-                 cv_layers=args.cv_layers, cv_streams="aligned")
+               [{"role": "user", "content": question}]
+    eng = model_from_args(args).open(**control_vector_kwargs(args))
     err = sys.stderr
-    if args.base:
+    try:
+        if args.base:
+            if not args.json:
+                print("── base answer (no steering) ──", file=err, flush=True)
+            print_stream(eng.generate_plain(messages, params=params, stream="base"), "base", args.json)
         if not args.json:
-            print("── base answer (no steering) ──", file=err, flush=True)
-        _stream(eng.generate_plain(messages, params=params, stream="base"), "base", args.json)
+            c = eng.control
+            where = f"layers {c.layers[0]}-{c.layers[1]}" if c.layers else "all layers"
+            print(f"── residual-steered answer ({c.description}, {where}) ──", file=err, flush=True)
+        done = print_stream(eng.generate_plain(messages, params=params, stream="aligned"), "cv", args.json)
+    finally:
+        eng.close()
     if not args.json:
-        c = eng.control
-        print(f"── residual-steered answer ({', '.join(c['vectors'])} × {c['scale']:g}, layers "
-              f"{c['layers'][0]}-{c['layers'][1]}) ──", file=err, flush=True)
-    done = _stream(eng.generate_plain(messages, params=params, stream="aligned"), "cv", args.json)
-    if not args.json and done is not None:
-        print(f"[{done.n_tokens} tokens, {done.tokens_per_second:.1f} tok/s, stop: {done.finish_reason}]",
-              file=err, flush=True)
+        print_finished(done)
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import run_sweep
+    preset = preset_from_args(args)
+    cfg = SweepConfig(vector=args.vector, out=args.out, alphas=parse_floats(args.alphas, "--alphas"),
+                      aligned_alphas=parse_floats(args.aligned_alphas, "--aligned-alphas"),
+                      cv_layers=parse_layer_range(args.cv_layers), dataset=args.dataset, split=args.split,
+                      limit=args.limit, lams=tuple(args.lam or (0.5,)),
+                      preset=None if args.instruction is not None else preset.name,
+                      instruction=preset.instruction, plausibilities=tuple(args.plausibility),
+                      sampling=sampling_from_args(args), command=_command_line())
+    eng = model_from_args(args).open()
+    try:
+        summary = run_sweep(eng, cfg)
+    finally:
+        eng.close()
+    print(render_markdown(summary))
+    return 0
 
-    return run_sweep(args)
+
+def _command_line() -> str:
+    argv = sys.argv[1:]
+    return "sda-local " + " ".join(map(shlex.quote, argv)) if argv[:1] == ["palrs"] else \
+        " ".join(map(shlex.quote, sys.argv))
+
+
+# -- parsers -----------------------------------------------------------------------------------------------------
+
+def _add_extract(ps) -> None:
+    e = ps.add_parser("extract", help="extract a control vector from preference pairs",
+                      parents=[model_parent(variant=False, ctx=False)])
+    e.add_argument("--pairs", required=True, help="JSONL with prompt, chosen, rejected")
+    e.add_argument("--out", required=True, help="output control-vector GGUF")
+    e.add_argument("--layers", default=None, metavar="A-B",
+                   help="candidate layers, inclusive (default: 1 to n_layer-1); the best one is selected")
+    e.add_argument("--position", choices=POSITIONS, default="mean",
+                   help="response position: the last token (end of turn) or the mean over the answer (default mean)")
+    e.add_argument("--limit", type=int, default=None, help="use the first N pairs")
+    e.add_argument("--all-layers", action="store_true",
+                   help="write every candidate layer's rescaled vector, not only the selected one")
+    e.add_argument("--system", default=None, help="a system message for every pair")
+    e.add_argument("--max-tokens", type=int, default=1024, help="longest prompt+answer kept (default 1024)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--json", action="store_true", help="print a JSON summary")
+    e.set_defaults(func=cmd_extract)
+
+
+def _add_sweep(ps) -> None:
+    s = ps.add_parser("sweep", help="α sweep on TruthfulQA MC1/MC2, alone and with SDA",
+                      parents=[preset_parent("honesty"), model_parent(variant=False, ctx=False, n_ctx=512),
+                               sampling_parent(only=("k", "t0", "temperature_mode", "plausibility"),
+                                               aliases={"temperature_mode": ["--mode"]},
+                                               grid={"plausibility": "--plausibility"})])
+    s.add_argument("--vector", required=True, help="control-vector GGUF (from `sda-local palrs extract`)")
+    s.add_argument("--alphas", default=DEFAULT_ALPHAS, help=f"α grid, comma-separated (default {DEFAULT_ALPHAS})")
+    s.add_argument("--aligned-alphas", default="", help="α values also run with only the 'with' stream steered")
+    s.add_argument("--cv-layers", default=None, metavar="A-B", help="apply only to layers A..B")
+    s.add_argument("--dataset", default="truthfulqa", help="TruthfulQA file or name (default truthfulqa)")
+    s.add_argument("--split", choices=SPLITS, default="heldout",
+                   help="questions scored (default heldout: not those `palrs pairs` extracts from)")
+    s.add_argument("--limit", type=int, default=None, help="score the first N questions of the split")
+    s.add_argument("--lam", type=lambda_list_type(), action="append", default=None,
+                   help="SDA λ (repeatable; default 0.5)")
+    s.add_argument("--out", required=True, help="output folder (one subfolder per run, sweep.json, sweep.md)")
+    s.set_defaults(func=cmd_sweep)
 
 
 def add_commands(sub) -> None:
     """Add ``palrs`` and its subcommands to the top-level subparsers."""
-    from ..cli import _add_model_args, _add_sampling_args
-
     pp = sub.add_parser("palrs", help="PaLRS residual steering: preference pairs → control vectors",
                         description="PaLRS (arXiv 2509.23982): steering vectors from preference pairs, written as "
                                     "llama.cpp control vectors.")
@@ -167,47 +198,24 @@ def add_commands(sub) -> None:
 
     a = ps.add_parser("pairs", help="build preference pairs (JSONL prompt/chosen/rejected) from a dataset")
     a.add_argument("--dataset", default="truthfulqa", help="dataset name or path (builder: truthfulqa)")
-    a.add_argument("--split", choices=("train", "heldout", "all"), default="train",
+    a.add_argument("--split", choices=SPLITS, default="train",
                    help="questions to use: train (~1/4, hashed), heldout (the rest) or all (default train)")
     a.add_argument("--limit", type=int, default=None, help="keep the first N pairs")
     a.add_argument("--out", required=True, help="output JSONL")
     a.set_defaults(func=cmd_pairs)
 
-    e = ps.add_parser("extract", help="extract a control vector from preference pairs")
-    e.add_argument("--pairs", required=True, help="JSONL with prompt, chosen, rejected")
-    e.add_argument("--out", required=True, help="output control-vector GGUF")
-    e.add_argument("--model", "-m", default=None, help="registry id, file name in models/, or path (default: smollm2-135m)")
-    e.add_argument("--layers", default=None, metavar="A-B",
-                   help="candidate layers, inclusive (default: 1 to n_layer-1); the best one is selected")
-    e.add_argument("--position", choices=("last", "mean"), default="mean",
-                   help="response position: the last token (end of turn) or the mean over the answer (default mean)")
-    e.add_argument("--limit", type=int, default=None, help="use the first N pairs")
-    e.add_argument("--all-layers", action="store_true",
-                   help="write every candidate layer's rescaled vector, not only the selected one")
-    e.add_argument("--system", default=None, help="a system message for every pair")
-    e.add_argument("--max-tokens", type=int, default=1024, help="longest prompt+answer kept (default 1024)")
-    e.add_argument("--threads", type=int, default=None)
-    e.add_argument("--n-gpu-layers", type=int, default=-1)
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
-    e.add_argument("--json", action="store_true", help="print a JSON summary")
-    e.set_defaults(func=cmd_extract)
+    _add_extract(ps)
 
     i = ps.add_parser("info", help="show a control vector's layers, norms and metadata")
     i.add_argument("vector")
     i.set_defaults(func=cmd_info)
 
-    g = ps.add_parser("generate", help="answer with residual steering alone (no SDA, no instruction)")
+    g = ps.add_parser("generate", help="answer with residual steering alone (no SDA, no instruction)",
+                      parents=[control_vector_parent(streams=False), model_parent(variant=False), sampling_parent()])
     g.add_argument("question")
     g.add_argument("--system", default=None, help="a system message")
     g.add_argument("--base", action="store_true", help="print the unsteered answer first")
     g.add_argument("--json", action="store_true")
-    add_generate_args(g, streams=False)
-    _add_model_args(g)
-    _add_sampling_args(g)
     g.set_defaults(func=cmd_generate)
 
-    s = ps.add_parser("sweep", help="α sweep on TruthfulQA MC1/MC2 (needs `sda-local eval truthfulqa`)")
-    from .sweep import add_sweep_args
-
-    add_sweep_args(s)
-    s.set_defaults(func=cmd_sweep)
+    _add_sweep(ps)

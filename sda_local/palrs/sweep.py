@@ -13,47 +13,64 @@ steers the teacher-forcing context with the vector and collects the runs.  For e
 ``--aligned-alphas``, extra runs steer the "with" stream only (two contexts: the "without" stream stays plain),
 so SDA's contrast also carries the vector: the engine's ``cv_streams="aligned"`` combination.
 
+With a plausibility grid (``plausibilities``) every run also scores SDA under each α.
+
 By default the questions are TruthfulQA's held-out split (``palrs.pairs.split_of``): a vector extracted from
 ``palrs pairs --split train`` is never scored on the questions it was built from.
 """
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from ..core import SamplingParams
+from ..engine import Engine
 from ..errors import SdaError
+from ..evaluation import metrics
+from ..evaluation.datasets import Dataset, load_jsonl
+from ..evaluation.report import md_table, read_jsonl
+from ..evaluation.teacher_forcing import ForcedAnswer, TeacherForcer
+from ..evaluation.truthfulqa import TruthfulQAConfig, run_truthfulqa
+from .cvec import load_control_vectors, read_control_vector
+from .pairs import find_dataset, split_of
 
 DEFAULT_ALPHAS = "0,0.05,0.1,0.2,0.4,0.8"
 
 
-def add_sweep_args(p) -> None:
-    p.add_argument("--vector", required=True, help="control-vector GGUF (from `sda-local palrs extract`)")
-    p.add_argument("--alphas", default=DEFAULT_ALPHAS, help=f"α grid, comma-separated (default {DEFAULT_ALPHAS})")
-    p.add_argument("--aligned-alphas", default="", help="α values also run with only the 'with' stream steered")
-    p.add_argument("--cv-layers", default=None, metavar="A-B", help="apply only to layers A..B")
-    p.add_argument("--dataset", default="truthfulqa", help="TruthfulQA file or name (default truthfulqa)")
-    p.add_argument("--split", choices=("heldout", "train", "all"), default="heldout",
-                   help="questions scored (default heldout: not those `palrs pairs` extracts from)")
-    p.add_argument("--limit", type=int, default=None, help="score the first N questions of the split")
-    p.add_argument("--lam", type=float, action="append", default=None, help="SDA λ (repeatable; default 0.5)")
-    p.add_argument("--mode", default="ln2", help="SDA temperature mode (default ln2)")
-    p.add_argument("--preset", default="honesty", help="instruction preset for the 'with' stream (default honesty)")
-    p.add_argument("--model", "-m", default=None, help="registry id, file or path (default smollm2-135m)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--n-gpu-layers", type=int, default=-1)
-    p.add_argument("--out", required=True, help="output folder (one subfolder per run, sweep.json, sweep.md)")
-
-
-def _floats(text: str, what: str) -> list[float]:
+def parse_floats(text: str, what: str) -> list[float]:
+    """``"0,0.1, 0.2"`` → [0.0, 0.1, 0.2]; an ``SdaError`` naming ``what`` otherwise."""
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise SdaError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+
+
+@dataclass
+class SweepConfig:
+    """One α sweep: ``vector`` × each α (both streams steered), and × each ``aligned_alphas`` value (the
+    "with" stream only), scored on TruthfulQA with SDA at ``lams`` under ``sampling`` (k, T0, temperature mode)
+    and each plausibility α of ``plausibilities``."""
+
+    vector: str
+    out: str | Path
+    alphas: Sequence[float]
+    aligned_alphas: Sequence[float] = ()
+    cv_layers: tuple[int, int] | None = None
+    dataset: str = "truthfulqa"
+    split: str = "heldout"
+    limit: int | None = None
+    lams: Sequence[float] = (0.5,)
+    preset: str | None = "honesty"
+    instruction: str = ""
+    plausibilities: Sequence[float] | None = None   # the α grid; None: sampling's α alone
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    command: str = ""
 
 
 class SplitForcer:
@@ -63,8 +80,6 @@ class SplitForcer:
         self.steered, self.plain = steered, plain
 
     def force(self, messages, instruction, answers, *, placement="user"):
-        from ..evaluation.teacher_forcing import ForcedAnswer
-
         a = self.steered.force(messages, instruction, answers, placement=placement)
         b = self.plain.force(messages, instruction, answers, placement=placement)
         return [ForcedAnswer(x.text, x.targets, x.logits_with, y.logits_without) for x, y in zip(a, b)]
@@ -75,14 +90,10 @@ class SplitForcer:
 
 
 def _items(path: Path) -> dict[str, dict]:
-    from ..evaluation.report import read_jsonl
-
     return {r["id"]: r for r in read_jsonl(path)}
 
 
 def _paired(base: dict[str, dict], run: dict[str, dict], setting_base: str, setting_run: str) -> dict:
-    from ..evaluation import metrics
-
     ids = [i for i in base if i in run]
     b1 = [base[i]["mc1"][setting_base] for i in ids]
     r1 = [run[i]["mc1"][setting_run] for i in ids]
@@ -91,84 +102,71 @@ def _paired(base: dict[str, dict], run: dict[str, dict], setting_base: str, sett
             "mc2_delta_se": round(metrics.mean_se(list(d2))[1], 4)}
 
 
-def run_sweep(args) -> int:
-    try:
-        from ..evaluation.datasets import Dataset, load_jsonl
-        from ..evaluation.teacher_forcing import TeacherForcer
-        from ..evaluation.truthfulqa import TruthfulQAConfig, run_truthfulqa
-    except ImportError as exc:
-        raise SdaError(f"the TruthfulQA evaluator (sda_local.evaluation.truthfulqa) is not available: {exc}") \
-            from None
-    from ..engine import Engine
-    from ..presets import get_preset
-    from .cvec import load_control_vectors, parse_layer_range, read_control_vector
-    from .pairs import find_dataset, split_of
-
-    alphas = _floats(args.alphas, "--alphas")
-    aligned = _floats(args.aligned_alphas, "--aligned-alphas")
-    lams = args.lam or [0.5]
-    layers = parse_layer_range(args.cv_layers)
-    cv = read_control_vector(args.vector)
-    ds = load_jsonl(find_dataset(args.dataset), format="truthfulqa")
-    items = [it for it in ds.items if args.split == "all" or split_of(it.prompt) == args.split]
-    if args.limit:
-        items = items[: args.limit]
+def _questions(cfg: SweepConfig) -> Dataset:
+    ds = load_jsonl(find_dataset(cfg.dataset), format="truthfulqa")
+    items = [it for it in ds.items if cfg.split == "all" or split_of(it.prompt) == cfg.split]
+    if cfg.limit:
+        items = items[: cfg.limit]
     if not items:
-        raise SdaError(f"no questions in split {args.split!r}")
-    ds = Dataset(path=ds.path, name=ds.name, format=ds.format, items=items, problems=ds.problems,
-                 n_lines_read=ds.n_lines_read)
-    eng = Engine(args.model, n_ctx=512, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
+        raise SdaError(f"no questions in split {cfg.split!r}")
+    return Dataset(path=ds.path, name=ds.name, format=ds.format, items=items, problems=ds.problems,
+                   n_lines_read=ds.n_lines_read)
+
+
+def _one_run(eng: Engine, ds: Dataset, tqa: TruthfulQAConfig, unit: np.ndarray, layers: tuple[int, int],
+             streams: str, alpha: float, out: Path) -> dict:
+    """TruthfulQA with the vector × ``alpha`` on both streams, or on the "with" stream only."""
+    name = f"{streams}-alpha{alpha:g}"
+    print(f"── {name} ──", file=sys.stderr, flush=True)
+    tf = TeacherForcer.for_engine(eng)
+    if alpha != 0:
+        tf.ctx.set_control_vector(unit * np.float32(alpha), *layers)
+    forcer = SplitForcer(tf, TeacherForcer.for_engine(eng)) if streams == "aligned" else tf
+    try:
+        rep = run_truthfulqa(eng, ds, tqa, out / name, progress=True, forcer=forcer)
+    finally:
+        forcer.close()
+    rows = {r["name"]: r for r in rep["summary"]["settings"]}
+    return {"name": name, "streams": streams, "alpha": alpha, "dir": name, "seconds": rep["timing"]["seconds"],
+            "settings": {k: {"mc1": v["mc1"], "mc1_se": v["mc1_se"], "mc2": v["mc2"], "mc2_se": v["mc2_se"]}
+                         for k, v in rows.items()}}
+
+
+def run_sweep(eng: Engine, cfg: SweepConfig) -> dict:
+    """Every run of the sweep on ``eng``; writes each run's TruthfulQA report, sweep.json and sweep.md."""
+    cv = read_control_vector(cfg.vector)
+    ds = _questions(cfg)
     m = eng.model
     unit = load_control_vectors([(cv.path, 1.0)], m.n_layer, m.n_embd)
-    lo, hi = layers or (1, m.n_layer)
-    cfg = TruthfulQAConfig(instruction=get_preset(args.preset).instruction, preset=args.preset, lams=tuple(lams),
-                           modes=(args.mode,))
-    out = Path(args.out)
+    layers = cfg.cv_layers or (1, m.n_layer)
+    tqa = TruthfulQAConfig(instruction=cfg.instruction, preset=cfg.preset, lams=tuple(cfg.lams),
+                           modes=(cfg.sampling.temperature_mode,), plausibilities=cfg.plausibilities,
+                           sampling=cfg.sampling)
+    tqa.settings()  # check the grid before the first run
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "sda-local " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["palrs"] else \
-        " ".join(shlex.quote(a) for a in sys.argv)
-    print(f"sweep: {cv.path.name} (layers {cv.layers}) on {len(items)} {args.split} questions, α {alphas}"
-          + (f", aligned-only α {aligned}" if aligned else ""), file=sys.stderr, flush=True)
-    runs = []
+    print(f"sweep: {cv.path.name} (layers {cv.layers}) on {len(ds.items)} {cfg.split} questions, α {cfg.alphas}"
+          + (f", aligned-only α {cfg.aligned_alphas}" if cfg.aligned_alphas else ""), file=sys.stderr, flush=True)
     t_start = time.perf_counter()
-    plan = [("both", a) for a in alphas] + [("aligned", a) for a in aligned]
-    for streams, alpha in plan:
-        name = f"{streams}-alpha{alpha:g}"
-        print(f"── {name} ──", file=sys.stderr, flush=True)
-        tf = TeacherForcer.for_engine(eng)
-        if alpha != 0:
-            tf.ctx.set_control_vector(unit * np.float32(alpha), lo, hi)
-        forcer = tf
-        if streams == "aligned":
-            forcer = SplitForcer(tf, TeacherForcer.for_engine(eng))
-        try:
-            rep = run_truthfulqa(eng, ds, cfg, out / name, progress=True, forcer=forcer)
-        finally:
-            forcer.close()
-        rows = {r["name"]: r for r in rep["summary"]["settings"]}
-        runs.append({"name": name, "streams": streams, "alpha": alpha, "dir": name,
-                     "seconds": rep["timing"]["seconds"],
-                     "settings": {k: {"mc1": v["mc1"], "mc1_se": v["mc1_se"], "mc2": v["mc2"], "mc2_se": v["mc2_se"]}
-                                  for k, v in rows.items()}})
+    plan = [("both", a) for a in cfg.alphas] + [("aligned", a) for a in cfg.aligned_alphas]
+    runs = [_one_run(eng, ds, tqa, unit, layers, streams, alpha, out) for streams, alpha in plan]
     # paired changes against the unsteered run (α = 0, same questions)
     base_run = next((r for r in runs if r["alpha"] == 0 and r["streams"] == "both"), None)
     if base_run is not None:
         base_items = _items(out / base_run["dir"] / "items.jsonl")
         for r in runs:
-            if r is base_run:
-                continue
-            its = _items(out / r["dir"] / "items.jsonl")
-            r["vs_unsteered"] = {s: _paired(base_items, its, s, s) for s in r["settings"]}
-    summary = {"kind": "palrs-sweep", "command": command, "vector": str(cv.path), "vector_layers": cv.layers,
+            if r is not base_run:
+                its = _items(out / r["dir"] / "items.jsonl")
+                r["vs_unsteered"] = {s: _paired(base_items, its, s, s) for s in r["settings"]}
+    summary = {"kind": "palrs-sweep", "command": cfg.command, "vector": str(cv.path), "vector_layers": cv.layers,
                "vector_metadata": {k: v for k, v in cv.metadata.items() if k.startswith("palrs.")},
-               "model": eng.name, "split": args.split, "n_questions": len(items), "lams": lams, "mode": args.mode,
-               "preset": args.preset, "cv_layers": [lo, hi], "seconds": round(time.perf_counter() - t_start, 1),
-               "runs": runs}
+               "model": eng.name, "split": cfg.split, "n_questions": len(ds.items), "lams": list(cfg.lams),
+               "mode": cfg.sampling.temperature_mode, "plausibilities": tqa.alphas(),
+               "sampling": cfg.sampling.to_dict(), "preset": cfg.preset or "custom", "cv_layers": list(layers),
+               "seconds": round(time.perf_counter() - t_start, 1), "runs": runs}
     (out / "sweep.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "sweep.md").write_text(render_markdown(summary), encoding="utf-8")
-    print(render_markdown(summary))
-    eng.close()
-    return 0
+    return summary
 
 
 def _cell(r: dict, setting: str) -> str:
@@ -183,8 +181,6 @@ def _cell(r: dict, setting: str) -> str:
 
 
 def render_markdown(s: dict) -> str:
-    from ..evaluation.report import md_table
-
     sda_names = [n for n in s["runs"][0]["settings"] if n.startswith("sda") and "λ=0.00" not in n] if s["runs"] else []
     cols = ["base T=1", "instruction T=1", "base T0", "instruction T0"] + sda_names
     md = [f"# PaLRS α sweep on TruthfulQA MC1/MC2 — {s['model']}", "",

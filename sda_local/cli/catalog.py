@@ -1,0 +1,41 @@
+"""``sda-local models`` and ``sda-local presets``: what is available here."""
+from __future__ import annotations
+
+import json
+
+from ..models import found_files, is_available, load_registry, models_dirs
+from ..presets import DEFAULT_PRESET, all_presets
+
+
+def cmd_models(args) -> int:
+    rows = [{"id": e.id, "file": e.file, "available": is_available(e), "source": e.where, "n_ctx": e.n_ctx,
+             "notes": e.notes} for e in load_registry().values()]
+    files = [str(p) for p in found_files()]
+    if args.json:
+        print(json.dumps({"registry": rows, "files": files, "folders": [str(d) for d in models_dirs()]}, indent=2))
+        return 0
+    print("Registry models:")
+    for r in rows:
+        mark = "✓" if r["available"] else " "
+        print(f"  {mark} {r['id']:<30} {r['source']}")
+        if r["notes"]:
+            print(f"      {r['notes']}")
+    print("\nGGUF files found in: " + ", ".join(str(d) for d in models_dirs()))
+    for f in files or ["  (none)"]:
+        print(f"  {f}")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    for p in all_presets().values():
+        mark = " (default)" if p.name == DEFAULT_PRESET else ""
+        print(f"{p.name}{mark}: {p.instruction}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    m = sub.add_parser("models", help="list registry models and GGUF files found")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models)
+    p = sub.add_parser("presets", help=f"list alignment presets (the default is {DEFAULT_PRESET})")
+    p.set_defaults(func=cmd_presets)

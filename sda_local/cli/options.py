@@ -1,0 +1,273 @@
+"""Options shared by the ``sda-local`` commands, each declared once, as argparse parent parsers.
+
+- ``sampling_parent``  one option per ``SamplingParams`` field: flag, help, type, choices and range all come from
+                       the field's ``Option`` (``sampling_options()``), so a new field is a new option everywhere;
+- ``turn_parent``      ``TurnSettings``' own options (λ mapping, fallback λ, placement, system prompt), the same way;
+- ``model_parent``     which GGUF and how llama.cpp runs it;
+- ``evaluator_parent`` where λ comes from (a judge, or a given λ / score);
+- ``preset_parent``    ``--preset NAME`` or ``--instruction TEXT``.
+
+A parent is built fresh for each command, so a command can set its own defaults (``sampling_parent(max_tokens=64)``)
+or turn a field into a grid of values (``grid={"plausibility": "--plausibility"}``: ``nargs="+"``).  The
+``*_from_args`` functions are the boundary: they read a parsed ``Namespace`` into typed objects and turn a
+``ValueError`` from a check into an ``SdaError`` with the same message.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from ..core import Option, SamplingParams, sampling_options
+from ..engine import VARIANTS, Engine
+from ..errors import SdaError
+from ..evaluators import EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION, Evaluator, make_evaluator
+from ..pipeline import TurnSettings, turn_options
+from ..presets import DEFAULT_PRESET, Preset, choose_preset
+
+_TYPES = {"float": float, "int": int, "str": str}
+
+
+def _python_type(annotation: Any) -> type:
+    """``float`` from ``"float"``, ``int`` from ``"int | None"`` (annotations are strings here)."""
+    if isinstance(annotation, type):
+        return annotation
+    return _TYPES[str(annotation).replace("| None", "").strip()]
+
+
+def option_type(name: str, py_type: type, opt: Option) -> Callable[[str], Any]:
+    """An argparse ``type=``: converts the text and checks it against ``opt``; the error names the range and
+    repeats the option's help (what the value means)."""
+    def convert(text: str):
+        try:
+            value = py_type(text)
+        except ValueError:
+            kind = "an integer" if py_type is int else "a number"
+            raise argparse.ArgumentTypeError(f"{name} must be {kind} {opt.describe_range()}; got {text!r}") from None
+        try:
+            opt.check(name, value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} ({opt.help})") from None
+        return value
+
+    convert.__name__ = name  # argparse names the type in some messages
+    return convert
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(_show, value))
+    if value is None or value == "":
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def add_option(group, name: str, annotation: Any, default: Any, opt: Option, *, flags: Sequence[str] = (),
+               grid: bool = False) -> None:
+    """One argparse option from an ``Option``: ``--name-with-dashes`` (plus ``flags``), dest ``name``."""
+    kwargs: dict[str, Any] = {"dest": name, "default": default}
+    text = opt.help.replace("%", "%%")
+    py_type = _python_type(annotation)
+    if opt.choices is not None:
+        kwargs["choices"] = opt.choices
+    elif py_type is str:  # free text (a system prompt): nothing to check
+        kwargs["metavar"] = "TEXT"
+    else:
+        kwargs["type"] = option_type(name, py_type, opt)
+        if opt.lo is not None or opt.hi is not None:
+            text += f"; {opt.describe_range()}"
+    if grid:
+        kwargs["nargs"] = "+"
+        text += "; several values: each is a point of the grid"
+    kwargs["help"] = f"{text} (default {_show(default)})"
+    group.add_argument(*(flags or ["--" + name.replace("_", "-")]), **kwargs)
+
+
+def sampling_parent(*, only: Sequence[str] | None = None, grid: Mapping[str, str] | None = None,
+                    aliases: Mapping[str, Sequence[str]] | None = None, **defaults) -> argparse.ArgumentParser:
+    """``SamplingParams`` as options: all fields (or ``only`` these), with a command's own ``defaults``;
+    ``grid`` maps a field to the flag of its list form; ``aliases`` adds flags (e.g. ``--tokens``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("sampling")
+    grid, aliases = grid or {}, aliases or {}
+    for name, annotation, default, opt in sampling_options():
+        if only is not None and name not in only:
+            continue
+        default = defaults.pop(name, default)
+        if name in grid:
+            add_option(g, name, annotation, list(default) if isinstance(default, (list, tuple)) else [default],
+                       opt, flags=[grid[name]], grid=True)
+        else:
+            add_option(g, name, annotation, default, opt,
+                       flags=["--" + name.replace("_", "-"), *aliases.get(name, ())])
+    if defaults:
+        raise TypeError(f"not sampling options: {', '.join(defaults)}")
+    return p
+
+
+def sampling_from_args(args: argparse.Namespace, **overrides) -> SamplingParams:
+    """The ``SamplingParams`` a command's options describe.  Fields the command does not offer, and grid fields
+    (lists: the command passes them to its grid), keep their default."""
+    values = {name: getattr(args, name) for name, *_ in sampling_options()
+              if hasattr(args, name) and not isinstance(getattr(args, name), list)}
+    try:
+        return SamplingParams(**{**values, **overrides}).check()
+    except ValueError as exc:
+        raise SdaError(f"invalid setting: {exc}") from None
+
+
+def turn_parent(*, only: Sequence[str] | None = None, **defaults) -> argparse.ArgumentParser:
+    """``TurnSettings``' own options (or ``only`` these); the system prompt is ``--system`` (or ``--system-prompt``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("turn")
+    flags = {"system_prompt": ["--system", "--system-prompt"]}
+    for name, annotation, default, opt in turn_options():
+        if only is None or name in only:
+            add_option(g, name, annotation, defaults.get(name, default), opt, flags=flags.get(name, ()))
+    return p
+
+
+def turn_settings_from_args(args: argparse.Namespace, preset: Preset, sampling: SamplingParams) -> TurnSettings:
+    own = {name: getattr(args, name) for name, *_ in turn_options()}
+    return TurnSettings(preset=preset, sampling=sampling, **own).check()
+
+
+def preset_parent(default: str | None = DEFAULT_PRESET, default_text: str | None = None) -> argparse.ArgumentParser:
+    """``--preset NAME`` | ``--instruction TEXT`` (a custom instruction with the generic rubric)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("alignment").add_mutually_exclusive_group()
+    g.add_argument("--preset", default=None,
+                   help=f"alignment preset (default {default_text or default}; see `sda-local presets`)")
+    g.add_argument("--instruction", default=None, help="a custom alignment instruction instead of a preset")
+    p.set_defaults(preset_default=default)
+    return p
+
+
+def preset_from_args(args: argparse.Namespace) -> Preset | None:
+    """The chosen preset or custom instruction; None when neither is given and the command has no default."""
+    if args.instruction is None and args.preset is None and args.preset_default is None:
+        return None
+    return choose_preset(args.preset, args.instruction, args.preset_default)
+
+
+# -- the model ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelOptions:
+    model: str | None = None
+    n_ctx: int | None = None
+    n_gpu_layers: int = -1
+    threads: int | None = None
+    variant: str | None = None
+
+    def open(self, **engine_kwargs) -> Engine:
+        """Load the engine (``engine_kwargs``: e.g. control vectors)."""
+        return Engine(self.model, n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.threads,
+                      variant=self.variant, **engine_kwargs)
+
+
+def model_parent(*, variant: bool = True, gpu: bool = True, ctx: bool = True,
+                 n_ctx: int | None = None) -> argparse.ArgumentParser:
+    """``--model`` and ``--threads``; ``--n-ctx`` (default ``n_ctx``), ``--n-gpu-layers`` and ``--variant`` unless
+    the command fixes them (then ``model_from_args`` reads ``n_ctx``, -1 and None)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", "-m", default=None,
+                   help="registry id, file name in models/, or path (default: smollm2-135m)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores, at most 8)")
+    fixed: dict = {}
+    if ctx:
+        g.add_argument("--n-ctx", type=int, default=n_ctx,
+                       help=f"context tokens per stream (default: {n_ctx or 'the registry entry'})")
+    else:
+        fixed["n_ctx"] = n_ctx
+    if gpu:
+        g.add_argument("--n-gpu-layers", type=int, default=-1, help="layers to offload (-1 = all; Metal/CUDA builds)")
+    else:
+        fixed["n_gpu_layers"] = -1
+    if variant:
+        g.add_argument("--variant", choices=VARIANTS, default=None,
+                       help="twin-stream layout: one context with two sequences, or two contexts (default batched)")
+    else:
+        fixed["variant"] = None
+    p.set_defaults(**fixed)
+    return p
+
+
+def model_from_args(args: argparse.Namespace) -> ModelOptions:
+    return ModelOptions(args.model, args.n_ctx, args.n_gpu_layers, args.threads, args.variant)
+
+
+# -- the evaluator -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluatorOptions:
+    """Where λ comes from.  A given ``lam`` or ``score`` means the fixed evaluator, whatever ``kind`` says;
+    ``kind="fixed"`` with neither is a score of 50."""
+
+    kind: str = "local"
+    lam: float | None = None
+    score: float | None = None
+    judge_model: str | None = None
+    openai_model: str | None = None
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    timeout: float = 30.0
+    retries: int = 2
+
+    @property
+    def effective_kind(self) -> str:
+        return "fixed" if self.lam is not None or self.score is not None else self.kind
+
+    def build(self, engine: Engine | None = None) -> Evaluator:
+        if self.effective_kind == "fixed":
+            if self.lam is not None:
+                return make_evaluator("fixed", lam=self.lam)
+            return make_evaluator("fixed", score=50.0 if self.score is None else self.score)
+        return self.build_judge(self.kind, engine)
+
+    def build_judge(self, kind: str, engine: Engine | None = None) -> Evaluator:
+        """A judge of ``kind`` with these options (``local``: ``judge_model``, else the ``engine``'s model)."""
+        return make_evaluator(kind, engine=engine, judge_model=self.judge_model, openai_model=self.openai_model,
+                              openai_base_url=self.openai_base_url, openai_api_key=self.openai_api_key,
+                              timeout=self.timeout, max_retries=self.retries)
+
+
+def evaluator_parent(*, kind: str = "local", timeout: float = 30.0, fixed: bool = True,
+                     title: str = "evaluator (rates the unsteered answer; the score sets λ)") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group(title)
+    g.add_argument("--evaluator", choices=EVALUATOR_KINDS, default=kind,
+                   help=f"a local GGUF judge, an OpenAI-compatible endpoint, or fixed (--lam / --score; a score "
+                        f"of 50 when neither) (default {kind})")
+    if fixed:
+        m = g.add_mutually_exclusive_group()
+        m.add_argument("--lam", type=option_type("λ", float, LAMBDA_OPTION), default=None,
+                       help=f"{LAMBDA_OPTION.help}; {LAMBDA_OPTION.describe_range()}. Given directly: no judge")
+        m.add_argument("--score", type=option_type("score", float, SCORE_OPTION), default=None,
+                       help=f"{SCORE_OPTION.help}; {SCORE_OPTION.describe_range()}. Given directly: no judge")
+    else:
+        p.set_defaults(lam=None, score=None)
+    g.add_argument("--judge-model", default=None, help="local judge: registry id, file or path (default: the chat model)")
+    g.add_argument("--openai-model", default=None, help="default gpt-4.1 (or $SDA_LOCAL_OPENAI_MODEL)")
+    g.add_argument("--openai-base-url", default=None, help="default $OPENAI_BASE_URL or api.openai.com")
+    g.add_argument("--openai-api-key", default=None, help="default $OPENAI_API_KEY (prefer the variable)")
+    g.add_argument("--timeout", type=float, default=timeout, help=f"seconds per evaluator request (default {timeout:g})")
+    g.add_argument("--retries", type=int, default=2, help="evaluator retries with back-off (default 2)")
+    return p
+
+
+def evaluator_from_args(args: argparse.Namespace) -> EvaluatorOptions:
+    return EvaluatorOptions(args.evaluator, args.lam, args.score, args.judge_model, args.openai_model,
+                            args.openai_base_url, args.openai_api_key, args.timeout, args.retries)
+
+
+def lambda_list_type() -> Callable[[str], float]:
+    """argparse ``type=`` for a λ grid value (``--lams``): the same range as ``--lam``."""
+    return option_type("λ", float, LAMBDA_OPTION)
+
+
+def text_arg(text: str, what: str, example: str) -> str:
+    """``text`` stripped; an ``SdaError`` saying what to give when it is empty or only whitespace."""
+    text = (text or "").strip()
+    if not text:
+        raise SdaError(f"the {what} is empty; give the text, e.g. {example}")
+    return text
