@@ -21,7 +21,7 @@ from ui_support import app_in_process  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-OUTPUTS = ("chat", "status", "message", "plot", "plot_summary", "table", "turn_pick", "record")
+OUTPUTS = ("chat", "status", "message", "plot", "plot_summary", "table", "turn", "record")
 FAST = dict(evaluator="fixed", fixed_by="lam", fixed_lam=0.6, max_tokens=6, seed=3)
 
 
@@ -62,6 +62,142 @@ def texts(html: str, cls: str) -> list[str]:
                       flags=re.S)
 
 
+# -- the Advanced settings come from the settings' declarations ----------------------------------------------
+def test_advanced_settings_are_generated_from_sampling_params_and_turn_options():
+    from sda_local import core
+    from sda_local.pipeline import turn_options
+    from sda_local.prompts import PLACEMENTS
+    from sda_local.ui.fields import SAMPLING, SETTING_FIELDS, TURN
+
+    fields = {f.name: f for f in SETTING_FIELDS}
+    assert [f.name for f in SETTING_FIELDS] == ([n for n, *_ in core.sampling_options()] +
+                                                 [n for n, *_ in turn_options()])
+    assert {f.group for f in SETTING_FIELDS if f.name in ("k", "plausibility", "seed")} == {SAMPLING}
+    assert fields["placement"].group == TURN and fields["placement"].choices == PLACEMENTS
+    assert fields["mapping"].choices == tuple(core.LAMBDA_MAPPINGS)
+    assert fields["temperature_mode"].choices == core.TEMPERATURE_MODES
+    a = fields["plausibility"]  # α ∈ [0, 1): a slider from 0 to one step below 1
+    assert a.widget == "slider" and a.minimum == 0 and a.maximum == 1 - a.step and a.default == 0
+    assert fields["t0"].minimum > 0  # T0 > 0: the slider starts one step above 0
+    assert fields["max_tokens"].integer and fields["max_tokens"].maximum == 2048
+    assert fields["seed"].widget == "number" and fields["seed"].optional
+
+
+def test_a_new_sampling_option_becomes_a_widget_with_no_ui_edit():
+    import gradio as gr
+
+    from sda_local.core import Option, sampling_options
+    from sda_local.ui.fields import setting_fields
+    from sda_local.ui.layout import setting_widget
+
+    extra = [("top_k", "int", 40, Option(help="keep the k most likely tokens", lo=1, step=1, ui_max=200)),
+             ("style", "str", "plain", Option(help="a style", choices=("plain", "terse", "florid", "formal")))]
+    fields = {f.name: f for f in setting_fields(sampling=[*sampling_options(), *extra], turn=[])}
+    top_k, style = fields["top_k"], fields["style"]
+    assert (top_k.widget, top_k.minimum, top_k.maximum, top_k.integer) == ("slider", 1, 200, True)
+    assert top_k.value(12.0) == 12 and top_k.value(None) == 40 and style.widget == "dropdown"
+    with gr.Blocks():
+        w = setting_widget(top_k)
+        d = setting_widget(style)
+    assert isinstance(w, gr.Slider) and (w.minimum, w.maximum, w.value) == (1, 200, 40) and w.elem_id == "sda-top-k"
+    assert isinstance(d, gr.Dropdown) and [c[1] for c in d.choices] == ["plain", "terse", "florid", "formal"]
+
+
+def test_every_setting_reaches_turn_settings_by_name():
+    from sda_local.ui.controls import Controls
+    from sda_local.ui.fields import SAMPLING, SETTING_FIELDS
+
+    def other(f):  # a valid value different from the default, as the widget would send it
+        if f.choices:
+            return next(c for c in reversed(f.choices) if c != f.default)
+        if f.widget == "text":
+            return "  Be brief.  "
+        if f.optional:
+            return 7.0
+        return float(f.maximum) if f.maximum != f.default else float(f.minimum)
+
+    values = {f.name: other(f) for f in SETTING_FIELDS}
+    settings = Controls.from_named(values).settings()
+    for f in SETTING_FIELDS:
+        got = getattr(settings.sampling if f.group == SAMPLING else settings, f.name)
+        want = f.value(values[f.name])
+        assert got == want and got != f.default, f.name
+    assert settings.system_prompt == "Be brief." and isinstance(settings.sampling.max_tokens, int)
+    assert settings.preset.name == "helpfulness"  # presets.DEFAULT_PRESET
+    with pytest.raises(TypeError, match="not a chat control: temperatur"):
+        Controls.from_named({"temperatur": "ln2"})
+
+
+# -- the controller's callbacks, called directly (no Gradio server) ------------------------------------------
+def test_controller_is_free_of_gradio():
+    import subprocess
+    import sys
+
+    code = "import sys, sda_local.ui.controller; print('gradio' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr[-2000:]
+
+
+def test_controller_runs_a_turn_and_a_regeneration_without_gradio(host):
+    from sda_local.ui.controller import TURN_OUTPUTS, ChatController
+    from sda_local.ui.state import SessionState
+
+    c = ChatController(host, stream_interval_s=0)
+    st = SessionState()
+    replies = list(c.send(st, "Name a fruit.", **{**FAST, "plausibility": 0.1, "k": 1.5}))
+    assert all(set(r) <= set(TURN_OUTPUTS) for r in replies)
+    assert replies[0]["message"] == "" and "record" not in replies[0]  # streaming: the plot waits for the end
+    final = replies[-1]
+    rec = final["record"]
+    assert final["status"].startswith("Done · λ = 0.600"), final["status"]
+    assert rec["settings"]["sampling"]["plausibility"] == 0.1 and rec["settings"]["sampling"]["k"] == 1.5
+    assert rec["aligned"] == st.turns[-1].aligned and final["turn"].choices == ["1"]
+    assert any("data-phase=\"aligned\"" in r["chat"] for r in replies[:-1])
+    again = list(c.regenerate(st, **FAST))[-1]
+    assert again["status"].startswith("Regenerated") and again["record"]["regenerations"] == 1
+    assert again["record"]["base"] == rec["base"] and len(st.turns) == 1
+    shown = c.inspect_turn(st, "1")
+    assert set(shown) == {"plot", "plot_summary", "table"} and shown["plot_summary"].startswith("Turn 1:")
+
+
+def test_controller_refusals_keep_the_chat_usable(host):
+    from sda_local.ui.controller import ChatController
+    from sda_local.ui.state import SessionState
+
+    c = ChatController(host)
+    st = SessionState()
+    nothing = list(c.regenerate(st, **FAST))
+    assert len(nothing) == 1 and "send a message first" in nothing[0]["status"]
+    assert [t.level for t in nothing[0].toasts] == ["info"]
+    bad = list(c.send(st, "Hello?", **{**FAST, "top_p": 0}))[-1]  # an invalid setting: named, message kept
+    assert "top_p" in bad["status"] and bad["message"] == "Hello?" and bad.toasts[0].level == "warning"
+    negative = list(c.send(st, "Hello?", **{**FAST, "seed": -1}))[-1]
+    assert "seed must be in [0" in negative["status"] and not st.turns
+    assert "nothing is being generated" in c.stop(st)["status"]
+    c.begin_send(st, "Stop me while I wait.")  # Stop pressed while the turn waits in the queue
+    assert "Stopping" in c.stop(st)["status"]
+    stopped = list(c.send(st, "Stop me while I wait.", **FAST))[-1]
+    assert "nothing new was kept" in stopped["status"] and not st.turns and not st.pending and st.live is None
+    assert list(c.send(st, "Hi.", **FAST))[-1]["record"]["user"] == "Hi."
+
+
+def test_controller_presets_on_page_load(host):
+    from sda_local.ui.controller import ChatController
+    from sda_local.ui.reply import KEEP
+
+    c = ChatController(host)
+    loaded = c.on_load(None)
+    assert "preset" not in loaded and "smollm2-135m" in loaded["model_info"]  # nothing new: the dropdown stays
+    picked = c.pick_preset("honesty")
+    assert set(picked) == {"instruction", "rubric"} and picked["instruction"]
+    assert c.pick_preset("(custom)") == {}
+    saved = c.save_preset("  brief  ", "Answer in one sentence.", "")
+    assert saved["preset"].value == "brief" and "Saved" in saved["status"]
+    assert "brief" in c.on_load(None)["preset"].choices and c.on_load(None)["preset"].value is KEEP
+    refused = c.save_preset("(custom)", "x", "")
+    assert "reserved" in refused["status"] and refused.toasts[0].level == "warning"
+
+
 def test_app_runs_generations_in_one_queue_of_one(served):
     from sda_local.ui.app import ENGINE_GROUP
 
@@ -75,6 +211,19 @@ def test_app_runs_generations_in_one_queue_of_one(served):
     assert {"/send", "/regenerate", "/stop", "/clear", "/export", "/import", "/load_model"} <= set(info)
     params = [p["parameter_name"] for p in info["/send"]["parameters"]]
     assert params[:4] == ["message", "preset", "instruction", "rubric"] and "openai_api_key" in params
+    # every Advanced setting is a named parameter, the plausibility α included
+    from sda_local.ui.controls import CONTROL_NAMES
+
+    assert params == ["message", *CONTROL_NAMES] and "plausibility" in params
+    assert [p["parameter_name"] for p in info["/regenerate"]["parameters"]] == list(CONTROL_NAMES)
+
+    def names(endpoint):
+        return [p["parameter_name"] for p in info[endpoint]["parameters"]]
+
+    # widgets read under another name keep the API's parameter names and order
+    assert names("/save_preset") == ["name", "instruction", "rubric"] and names("/show_base") == ["show"]
+    assert names("/control_vectors") == ["vectors", "scale", "layers", "streams"]
+    assert names("/load_model") == ["choice", "path"] and names("/import") == ["file"]
 
 
 def test_send_streams_base_then_score_then_aligned(url):
@@ -92,7 +241,7 @@ def test_send_streams_base_then_score_then_aligned(url):
     rec = final["record"]
     assert rec["user"] == "Name a colour." and rec["score"]["value"] == 30
     assert rec["base"].strip() and rec["aligned"].strip()
-    assert rec["settings"]["preset"]["name"] == "helpfulness" and rec["settings"]["max_tokens"] == 12
+    assert rec["settings"]["preset"]["name"] == "helpfulness" and rec["settings"]["sampling"]["max_tokens"] == 12
     assert texts(final["chat"], "sda-base") and texts(final["chat"], "sda-aligned")
     assert "score 30/100" in final["chat"] and "λ = " in final["chat"]
     assert outs[0]["message"] == ""  # the input box is cleared once the turn starts
@@ -190,7 +339,10 @@ def test_evaluator_failure_is_a_visible_warning_with_the_fallback_lambda_and_the
                                      {"role": "assistant", "content": rec["aligned"]}]
     t = data["turns"][-1]
     assert t["evaluator"].startswith("openai:") and t["lam"] == 0.25 and t["settings"]["preset"]["name"]
-    assert {"k", "t0", "top_p", "temperature_mode", "mapping", "max_tokens", "seed", "placement"} <= set(t["settings"])
+    from sda_local.core import sampling_options
+
+    assert {name for name, *_ in sampling_options()} == set(t["settings"]["sampling"])
+    assert {"mapping", "fallback_lam", "placement", "system_prompt"} <= set(t["settings"])
 
     # clear, then import it back: the same conversation
     cleared = named(c.predict(api_name="/clear"))
@@ -269,7 +421,7 @@ def test_control_vectors_turn_on_and_off(host, url, tmp_path):
                              api_name="/control_vectors")
     assert "not applied" not in status and "applied" in status
     assert "control vectors on the aligned stream" in info
-    assert host.engine.control["layers"] == [2, 10] and host.engine.variant == "contexts"
+    assert host.engine.control.layers == (2, 10) and host.engine.variant == "contexts"
     assert send(c, "Hello there.", max_tokens=3)["record"]["aligned"] is not None
     _, status = c.predict(vectors=str(tmp_path / "missing.gguf"), scale=1.0, layers="", streams="both",
                           api_name="/control_vectors")

@@ -1,30 +1,36 @@
-"""Turn the values of the chat's settings widgets into pipeline objects (``TurnSettings``, ``EvaluatorSpec``).
+"""Turn the values of the chat's settings widgets, given by name, into pipeline objects (``TurnSettings``,
+``EvaluatorSpec``).
 
-The names in ``CONTROL_NAMES`` are the keyword names the callbacks (and the Gradio API) use, in the order the
-widgets are passed.
+``CONTROL_NAMES`` are the names of every widget a turn reads, which are also the keyword names of the
+controller's ``send``/``regenerate`` and of the Gradio API: the preset and evaluator widgets below, then one
+per Advanced setting (``fields.SETTING_FIELDS``, derived from ``SamplingParams`` and ``TurnSettings``).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from sda_local.core import SamplingParams
 from sda_local.errors import SdaError
 from sda_local.pipeline import TurnSettings
-from sda_local.presets import Preset, all_presets
+from sda_local.presets import DEFAULT_PRESET, Preset, all_presets, custom_preset
+
+from .fields import SAMPLING, SETTING_FIELDS, SettingField
 
 CUSTOM = "(custom)"  # the preset dropdown's entry for an instruction typed by hand
 
 EVALUATORS = {"local": "Local judge (GGUF)", "openai": "OpenAI-compatible", "fixed": "Fixed score / λ"}
 CHAT_MODEL_JUDGE = "(the chat model)"
 
-CONTROL_NAMES = (
-    "preset", "instruction", "rubric",
-    "evaluator", "judge_model", "openai_base_url", "openai_model", "openai_api_key",
-    "fixed_by", "fixed_lam", "fixed_score",
-    "k", "t0", "top_p", "temperature_mode", "mapping", "fallback_lam", "max_tokens", "seed", "placement",
-    "system_prompt",
-)
+PRESET_NAMES = ("preset", "instruction", "rubric")
+EVALUATOR_NAMES = ("evaluator", "judge_model", "openai_base_url", "openai_model", "openai_api_key",
+                   "fixed_by", "fixed_lam", "fixed_score")
+CONTROL_NAMES = PRESET_NAMES + EVALUATOR_NAMES + tuple(f.name for f in SETTING_FIELDS)
+
+
+def preset_choices() -> list[str]:
+    """The preset dropdown's entries: built-in and saved presets, then ``CUSTOM``."""
+    return list(all_presets()) + [CUSTOM]
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,10 @@ class EvaluatorSpec:
 
 @dataclass
 class Controls:
-    """Every settings widget's value, by name (see ``CONTROL_NAMES``)."""
+    """Every settings widget's value, by name: the preset and evaluator widgets as fields, the Advanced
+    settings in ``options`` (field name → widget value)."""
 
-    preset: str = "helpfulness"
+    preset: str = DEFAULT_PRESET
     instruction: str = ""
     rubric: str = ""
     evaluator: str = "local"
@@ -63,30 +70,24 @@ class Controls:
     fixed_by: str = "lam"
     fixed_lam: float = 0.5
     fixed_score: float = 50
-    k: float = 2.0
-    t0: float = 0.6
-    top_p: float = 0.95
-    temperature_mode: str = "ln2"
-    mapping: str = "sigmoid"
-    fallback_lam: float = 0.5
-    max_tokens: int = 256
-    seed: float | None = None
-    placement: str = "user"
-    system_prompt: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_values(cls, values) -> "Controls":
-        values = list(values)
-        if len(values) != len(CONTROL_NAMES):
-            raise SdaError(f"expected {len(CONTROL_NAMES)} settings, got {len(values)}")
-        given = {k: v for k, v in zip(CONTROL_NAMES, values, strict=True) if v is not None or k == "seed"}
-        return cls(**given)
+    def from_named(cls, values: Mapping[str, Any],
+                   setting_fields: tuple[SettingField, ...] = SETTING_FIELDS) -> Controls:
+        """From widget values by name; a name that is no control is a programming error (``TypeError``).
+        None for a preset or evaluator widget keeps its default."""
+        known = {f.name for f in setting_fields}
+        unknown = set(values) - known - set(PRESET_NAMES) - set(EVALUATOR_NAMES)
+        if unknown:
+            raise TypeError(f"not a chat control: {', '.join(sorted(unknown))}")
+        own = {k: v for k, v in values.items() if k not in known and v is not None}
+        return cls(**own, options={k: v for k, v in values.items() if k in known})
 
     # -- to pipeline objects --------------------------------------------------------------------------------
     def chosen_preset(self) -> Preset:
         """The selected preset, or a custom one when the instruction or rubric was edited (or none chosen)."""
-        presets = all_presets()
-        base = presets.get(self.preset)
+        base = all_presets().get(self.preset)
         instruction = (self.instruction or "").strip()
         rubric = (self.rubric or "").strip()
         if base is not None and instruction in ("", base.instruction) and rubric in ("", base.rubric):
@@ -97,29 +98,16 @@ class Controls:
             instruction = base.instruction
         name = "custom" if base is None else f"{base.name} (edited)"
         rubric = rubric or (base.rubric if base is not None else "")
-        from sda_local.presets import custom_preset
-
         return custom_preset(instruction, rubric or None, name=name)
 
-    def seed_value(self) -> int | None:
-        if self.seed is None or self.seed == "":
-            return None
-        s = float(self.seed)
-        if not math.isfinite(s) or s < 0:
-            raise SdaError(f"the seed must be a whole number ≥ 0 (or empty for a random one), got {self.seed}")
-        return int(s)
-
-    def settings(self) -> TurnSettings:
-        try:
-            return TurnSettings(
-                preset=self.chosen_preset(), mapping=self.mapping, fallback_lam=float(self.fallback_lam),
-                placement=self.placement,
-                sampling=SamplingParams(k=float(self.k), t0=float(self.t0), top_p=float(self.top_p),
-                                        temperature_mode=self.temperature_mode, max_tokens=int(self.max_tokens),
-                                        seed=self.seed_value()),
-                system_prompt=(self.system_prompt or "").strip()).check()
-        except ValueError as exc:  # SamplingParams.check
-            raise SdaError(f"invalid setting: {exc}") from None
+    def settings(self, setting_fields: tuple[SettingField, ...] = SETTING_FIELDS) -> TurnSettings:
+        """``TurnSettings(preset=…, sampling=SamplingParams(**…), **turn options)``, checked (``SdaError``)."""
+        sampling: dict[str, Any] = {}
+        turn: dict[str, Any] = {}
+        for f in setting_fields:
+            if f.name in self.options:
+                (sampling if f.group == SAMPLING else turn)[f.name] = f.value(self.options[f.name])
+        return TurnSettings(preset=self.chosen_preset(), sampling=SamplingParams(**sampling), **turn).check()
 
     def evaluator_spec(self) -> EvaluatorSpec:
         kind = self.evaluator if self.evaluator in EVALUATORS else "local"

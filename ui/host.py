@@ -10,14 +10,22 @@ import hashlib
 import logging
 import threading
 
+from sda_local.core import ControlVectors
 from sda_local.engine import Engine
 from sda_local.errors import SdaError
 from sda_local.evaluators import Evaluator, EvaluatorError, LocalEvaluator, make_evaluator
 from sda_local.models import found_files, is_available, load_registry, resolve_model
+from sda_local.palrs.cvec import control_vectors
 
 from .controls import EvaluatorSpec
 
 log = logging.getLogger("sda_local.ui")
+
+
+def _control_vectors(control: dict) -> ControlVectors:
+    """The engine's control-vector data from the chat's settings (files read here; errors are SdaErrors)."""
+    return control_vectors(control["vectors"], scale=control["scale"], layers=control["layers"],
+                           streams=control["streams"])
 
 
 class UnavailableEvaluator(Evaluator):
@@ -46,10 +54,7 @@ class ModelHost:
 
     def _load(self, spec, control: dict | None = None) -> Engine:
         choice = resolve_model(spec)  # ModelFileError with a clear message for a missing / bad file
-        kwargs = {}
-        if control:
-            kwargs = {"control_vectors": control["vectors"], "cv_scale": control["scale"],
-                      "cv_layers": control["layers"], "cv_streams": control["streams"]}
+        kwargs = {"control": _control_vectors(control)} if control else {}
         variant = self.variant
         if control and control["streams"] == "aligned":
             variant = "contexts"  # a control vector applies to a whole context: stream A needs its own
@@ -70,7 +75,7 @@ class ModelHost:
         e = self.engine
         cv = ""
         if e.control:
-            cv = f" · control vectors on the {e.control['streams']} stream(s): {', '.join(e.control['vectors'])}"
+            cv = f" · control vectors on the {e.control.streams} stream(s): {e.control.description}"
         return f"**{e.name}** · {e.model.description or '?'} · context {e.n_ctx} tokens per stream · {e.variant}{cv}"
 
     def switch(self, spec: str, control: dict | None = None) -> str:
@@ -97,11 +102,7 @@ class ModelHost:
         if need_contexts and e.variant != "contexts":
             return self.switch(str(e.choice.path), control)
         with self._swap:
-            if control:
-                e.set_control_vectors(control["vectors"], layers=control["layers"], streams=control["streams"],
-                                      scale=control["scale"])
-            else:
-                e.set_control_vectors(None)
+            e.set_control(_control_vectors(control) if control else None)
         return self.describe()
 
     @staticmethod

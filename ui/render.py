@@ -82,9 +82,10 @@ def _record_html(i: int, r: TurnRecord) -> str:
     s = r.score or {}
     detail = f"{s.get('evaluator', '')}: {s.get('raw', '')} ({s.get('latency_s', 0):.2f} s)" if s else ""
     preset = (r.settings.get("preset") or {}).get("name", "")
-    phase = "stopped" if r.finish_reason == "stopped" else "done"
+    phase = r.finish_reason if r.finish_reason in ("stopped", "error") else "done"
     regen = f" · regenerated {r.regenerations}×" if r.regenerations else ""
-    stop = " · stopped" if phase == "stopped" else (" · hit max tokens" if r.finish_reason == "length" else "")
+    stop = {"stopped": " · stopped", "error": " · ended by an error", "length": " · hit max tokens"}.get(
+        r.finish_reason, "")
     warn = _warnings(r.warnings)
     return (f'<div class="sda-turn" data-turn="{i}" data-phase="{phase}">'
             + _user(r.user)

@@ -40,8 +40,6 @@ class SessionState:
         self.stop = threading.Event()
         self.pending = False                # a send/regenerate was clicked and waits in the queue
         self.show_base = True
-        self.inspect_turn: int | None = None  # which turn the plot shows (None: the last)
-        self.last_notice = ""
 
     def __deepcopy__(self, memo):  # Gradio may copy state values; a session is never duplicated
         return self

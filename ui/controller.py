@@ -1,0 +1,388 @@
+"""``ChatController``: every callback of the chat as a method, testable without Gradio.
+
+Inputs come by name (the widgets' names: ``controls.CONTROL_NAMES`` for a turn's settings); each method returns
+(or, for a turn, yields) a ``Reply``: new values for output widgets by name, and toasts.  No SDA math here:
+``send``/``regenerate`` drive the session's ``ChatSession`` and turn its events (base tokens, score, λ, aligned
+tokens, timings) into what the page shows.  ``app`` wires the methods to the widgets.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterator
+
+from sda_local.errors import PromptTooLongError, SdaError
+from sda_local.pipeline import TurnRecord
+from sda_local.presets import all_presets, custom_preset, save_user_preset
+
+from . import plots
+from .controls import CUSTOM, Controls, preset_choices
+from .host import ModelHost
+from .render import chat_html, timings_text
+from .reply import Choices, Reply, Visible, notice
+from .state import LiveTurn, SessionState
+
+log = logging.getLogger("sda_local.ui")
+
+STREAM_INTERVAL_S = 0.08  # at most ~12 page updates a second while tokens arrive
+EXPORT_DIR = Path(tempfile.gettempdir()) / "sda-local-exports"
+TOKEN_EVENTS = ("base_token", "aligned_token")
+BUSY = "an answer is still being generated; stop it or wait"
+
+# The outputs of every callback that changes the conversation (send, regenerate, clear, import).
+TURN_OUTPUTS = ("state", "chat", "status", "message", "plot", "plot_summary", "table", "turn", "record")
+
+
+class Ending(Enum):
+    DONE = "done"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with the API key replaced by ``***``."""
+    return text.replace(secret, "***") if secret and len(secret) >= 4 else text
+
+
+def record_summary(rec: TurnRecord) -> dict:
+    d = rec.to_dict()
+    d["aligned_tokens"] = len(rec.aligned_tokens)
+    return d
+
+
+def inspect_values(st: SessionState, turn_no: int | None = None) -> dict[str, Any]:
+    """Plot, plot summary, token table, turn selector and record of one turn (default: the last)."""
+    turns = st.turns
+    if not turns:
+        return {"plot": None, "plot_summary": "No turn yet.", "table": plots.table_rows([]),
+                "turn": Choices([], None), "record": None}
+    n = len(turns) if turn_no is None else max(1, min(int(turn_no), len(turns)))
+    rec = turns[n - 1]
+    return {"plot": plots.plot_frame(rec.aligned_tokens) if rec.aligned_tokens else None,  # None: an empty plot
+            "plot_summary": f"Turn {n}: " + plots.summary(rec.aligned_tokens),
+            "table": plots.table_rows(rec.aligned_tokens),
+            "turn": Choices([str(i) for i in range(1, len(turns) + 1)], str(n)), "record": record_summary(rec)}
+
+
+def apply_event(live: LiveTurn, ev, key: str | None) -> str | None:
+    """Show one pipeline event in the live turn; returns an evaluator warning (key scrubbed) to pop up."""
+    kind = ev.kind
+    if kind == "base_token":
+        live.base += ev.token.text
+    elif kind == "phase_done" and ev.phase == "base":
+        live.base = ev.finished.text
+        live.phase = "judge"
+    elif kind == "score":
+        s = ev.score
+        live.score = s.value
+        live.score_detail = f"{s.evaluator}: {s.raw} ({s.latency_s:.2f} s)"
+    elif kind == "warning":
+        msg = scrub(ev.message, key)
+        live.warnings.append(msg)
+        return msg
+    elif kind == "lambda":
+        live.lam, live.lam_source = ev.lam, ev.source
+        live.phase = "aligned"
+    elif kind == "aligned_token":
+        live.aligned += ev.token.text
+    return None
+
+
+def too_long_text(exc: PromptTooLongError) -> str:
+    return (f"the message is too long for the model's context: {exc.n_prompt} tokens for the {exc.stream}, "
+            f"the context holds {exc.n_ctx} per stream. Shorten it (or clear the chat, or restart with a "
+            f"larger --n-ctx).")
+
+
+class ChatController:
+    """The chat's callbacks for one ``ModelHost``; per-session data lives in the ``SessionState`` passed in."""
+
+    def __init__(self, host: ModelHost, *, stream_interval_s: float = STREAM_INTERVAL_S,
+                 export_dir: Path = EXPORT_DIR):
+        self.host = host
+        self.stream_interval_s = stream_interval_s
+        self.export_dir = Path(export_dir)
+        self.page_presets = preset_choices()  # the preset list the page is built with
+
+    # -- replies ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def _turn_reply(st: SessionState, status: str, *, message: str | None = None, inspect: bool = True) -> Reply:
+        """The conversation outputs; ``message`` None leaves the input box alone, ``inspect`` False the plot."""
+        reply = Reply(state=st, chat=chat_html(st), status=status)
+        if message is not None:
+            reply["message"] = message
+        if inspect:
+            reply.update(inspect_values(st))
+        return reply
+
+    def _refuse(self, st: SessionState, status: str, message: str | None = None) -> Reply:
+        """End a send/regenerate that did not start: a stop pressed meanwhile has nothing left to stop."""
+        if st.live is not None and st.live.phase == "queued":
+            st.live = None
+        if st.live is None:
+            st.pending = False
+            st.stop.clear()
+        return self._turn_reply(st, status, message=message)
+
+    def _refusal(self, st: SessionState, exc: Exception, key: str | None, message: str | None = None) -> Reply:
+        """The reply to a turn that could not start because of ``exc`` (called inside its ``except``)."""
+        if isinstance(exc, PromptTooLongError):
+            kind, msg = "Too long", too_long_text(exc)
+        elif isinstance(exc, SdaError):
+            kind, msg = "Error", scrub(str(exc), key)
+        else:  # a bug or a llama.cpp failure: logged, shown, and the chat stays usable
+            log.exception("turn failed to start")
+            kind, msg = "Error", scrub(f"{type(exc).__name__}: {exc}", key)
+        return self._refuse(st, notice(kind, msg), message).warn(msg)
+
+    # -- turns -----------------------------------------------------------------------------------------------
+    def begin_send(self, state: SessionState | None, message: str | None) -> Reply:
+        """Runs at once (not queued): show the message as waiting while other tabs' answers are generated."""
+        st = self.begin(state)["state"]
+        text = (message or "").strip()
+        if text and st.live is None:
+            st.live = LiveTurn(user=text, phase="queued")
+        return Reply(state=st, chat=chat_html(st))
+
+    @staticmethod
+    def begin(state: SessionState | None) -> Reply:
+        """Runs at once: a send or regenerate is on its way (so Stop can stop it while it waits)."""
+        st = state or SessionState()
+        st.stop.clear()
+        st.pending = True
+        return Reply(state=st)
+
+    def send(self, state: SessionState | None, message: str | None, **controls: Any) -> Iterator[Reply]:
+        """One turn: base answer, score, λ, aligned answer, streamed.  ``controls``: see ``CONTROL_NAMES``."""
+        st = state or SessionState()
+        st.pending = False
+        ctrl = Controls.from_named(controls)
+        key = ctrl.openai_api_key
+        text = (message or "").strip()
+        if not text:
+            yield self._refuse(st, notice("Notice", "the message is empty, nothing was sent")).inform(
+                "Empty message: nothing was sent.")
+            return
+        if st.live is not None and st.live.phase != "queued":
+            yield self._refuse(st, notice("Notice", BUSY), message)
+            return
+        try:
+            settings = ctrl.settings()
+            chat = st.session(self.host)
+            chat.evaluator = self.host.evaluator(ctrl.evaluator_spec())
+            events = chat.send(text, settings)
+        except Exception as exc:
+            yield self._refusal(st, exc, key, message)
+            return
+        st.live = LiveTurn(user=text)
+        yield self._turn_reply(st, "", message="", inspect=False)
+        yield from self._run(st, events, key, "Done")
+
+    def regenerate(self, state: SessionState | None, **controls: Any) -> Iterator[Reply]:
+        """Sample the last aligned answer again, reusing its base answer and score."""
+        st = state or SessionState()
+        st.pending = False
+        ctrl = Controls.from_named(controls)
+        key = ctrl.openai_api_key
+        if st.live is not None:
+            yield self._refuse(st, notice("Notice", BUSY))
+            return
+        try:
+            settings = ctrl.settings()
+        except Exception as exc:
+            yield self._refusal(st, exc, key)
+            return
+        chat = st.session(self.host)
+        previous = chat.turns[-1] if chat.turns else None
+        try:
+            events = chat.regenerate(settings)
+        except SdaError as exc:  # the settings are checked above: what is left is "no turn to regenerate"
+            msg = f"{exc}: send a message first (after an import or a model switch, regenerate needs a new turn)"
+            yield self._refuse(st, notice("Notice", msg)).inform(msg)
+            return
+        st.live = LiveTurn(user=previous.user, base=previous.base, phase="aligned", regenerating=True,
+                           previous=previous)
+        yield self._turn_reply(st, "", inspect=False)
+        yield from self._run(st, events, key, "Regenerated")
+
+    def _run(self, st: SessionState, events, key: str | None, verb: str) -> Iterator[Reply]:
+        """Feed pipeline events into ``st.live`` and yield page updates; always leaves the chat usable."""
+        before = st.turns[-1] if st.turns else None
+        done: TurnRecord | None = None
+        ending, error = Ending.DONE, ""
+        last = 0.0
+        try:
+            for ev in events:
+                if st.stop.is_set():
+                    ending = Ending.STOPPED
+                    break
+                if ev.kind == "done":
+                    done = ev.turn
+                    continue
+                warning = apply_event(st.live, ev, key)
+                now = time.monotonic()
+                if ev.kind not in TOKEN_EVENTS or now - last >= self.stream_interval_s:
+                    last = now
+                    reply = self._turn_reply(st, "", inspect=False)
+                    yield reply.warn(warning) if warning else reply
+        except SdaError as exc:
+            ending, error = Ending.ERROR, scrub(str(exc), key)
+        except Exception as exc:  # a bug or a llama.cpp failure mid-answer: say so, keep the app alive
+            log.exception("turn failed")
+            ending, error = Ending.ERROR, scrub(f"{type(exc).__name__}: {exc}", key)
+        finally:
+            events.close()  # a stopped turn keeps what was generated so far (the pipeline records it)
+            st.live = None
+            st.pending = False
+            st.stop.clear()
+        if ending is Ending.DONE and done is None:
+            ending = Ending.STOPPED
+        reply = self._turn_reply(st, self._ending_status(st, ending, before, done, error, verb))
+        yield reply.warn(error) if error else reply
+
+    @staticmethod
+    def _ending_status(st: SessionState, ending: Ending, before: TurnRecord | None, done: TurnRecord | None,
+                       error: str, verb: str) -> str:
+        if ending is Ending.ERROR:
+            return notice("Error", error + " — the chat is still usable")
+        if ending is Ending.STOPPED:
+            kept = bool(st.turns) and st.turns[-1] is not before and st.turns[-1].finish_reason == "stopped"
+            return notice("Stopped", "the partial answer was kept" if kept else
+                          "before the aligned answer started; nothing new was kept")
+        return f"{verb} · λ = {done.lam:.3f} ({done.lam_source}) · {timings_text(done.timings)}"
+
+    def stop(self, state: SessionState | None) -> Reply:
+        if state is not None and (state.pending or state.live is not None):
+            state.stop.set()
+            return Reply(status=notice("Stopping", "the answer ends after the current token"))
+        return Reply(status=notice("Notice", "nothing is being generated"))
+
+    def clear(self, state: SessionState | None) -> Reply:
+        st = state or SessionState()
+        if st.live is not None:
+            return self._turn_reply(st, notice("Notice", "stop the current answer before clearing"))
+        if st.chat is not None:
+            st.chat.clear()
+        return self._turn_reply(st, notice("Cleared", "the conversation is empty"))
+
+    # -- view ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def toggle_base(state: SessionState | None, show: bool | None) -> Reply:
+        st = state or SessionState()
+        st.show_base = bool(show)
+        return Reply(state=st, chat=chat_html(st))
+
+    @staticmethod
+    def inspect_turn(state: SessionState | None, turn: str | int | None) -> Reply:
+        values = inspect_values(state or SessionState(), int(turn) if turn else None)
+        return Reply({k: values[k] for k in ("plot", "plot_summary", "table")})
+
+    def on_load(self, state: SessionState | None) -> Reply:
+        """A page (re)opens: its session, the current model, and the presets saved since the page was built
+        (the dropdown is left alone when there are none: re-rendering it could close it under the pointer)."""
+        st = state or SessionState()
+        reply = Reply(state=st, model_info=self.host.describe(), chat=chat_html(st))
+        choices = preset_choices()
+        if choices != self.page_presets:
+            reply["preset"] = Choices(choices)
+        return reply
+
+    # -- files -----------------------------------------------------------------------------------------------
+    def export_chat(self, state: SessionState | None, openai_api_key: str | None = None) -> Reply:
+        st = state or SessionState()
+        if not st.turns:
+            return Reply(export_file=None, status=notice("Notice", "nothing to export yet")).inform(
+                "Nothing to export yet.")
+        data = st.chat.export()
+        data["exported_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        data["app"] = "sda-local chat"
+        text = scrub(json.dumps(data, ensure_ascii=False, indent=2), openai_api_key)
+        self.export_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        fd, path = tempfile.mkstemp(prefix=f"sda-chat-{stamp}-", suffix=".json", dir=self.export_dir)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return Reply(export_file=path,
+                     status=notice("Exported", f"{len(st.turns)} turn(s) — download the JSON file below"))
+
+    def import_chat(self, state: SessionState | None, file) -> Reply:
+        st = state or SessionState()
+        if st.live is not None:
+            return self._turn_reply(st, notice("Notice", "stop the current answer before importing"))
+        if not file:
+            return self._turn_reply(st, notice("Notice", "no file was given"))
+        path = Path(file if isinstance(file, str) else getattr(file, "name", str(file)))
+        chat = st.session(self.host)
+        before = list(chat.turns)
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            msg = f"cannot read that file as JSON ({type(exc).__name__}: {exc})"
+            return self._turn_reply(st, notice("Import failed", msg)).warn(msg)
+        try:
+            chat.load(data)
+            chat_html(st), inspect_values(st)  # fields of the wrong type fail here, not in the page
+        except Exception as exc:  # SdaError: not an export; anything else: turns holding values of the wrong type
+            chat.turns = before
+            msg = str(exc) if isinstance(exc, SdaError) else f"the chat export is damaged ({type(exc).__name__}: {exc})"
+            return self._turn_reply(st, notice("Import failed", msg)).warn(msg)
+        return self._turn_reply(st, notice("Imported", f"{len(st.turns)} turn(s) from {path.name}"))
+
+    # -- presets and evaluator -------------------------------------------------------------------------------
+    @staticmethod
+    def pick_preset(preset: str | None) -> Reply:
+        p = all_presets().get(preset)
+        return Reply() if p is None else Reply(instruction=p.instruction, rubric=p.rubric)
+
+    @staticmethod
+    def save_preset(name: str | None, instruction: str | None, rubric: str | None) -> Reply:
+        name = (name or "").strip()
+        try:
+            if not name:
+                raise SdaError("give the preset a name")
+            if name == CUSTOM:
+                raise SdaError(f"{CUSTOM!r} is reserved; choose another name")
+            path = save_user_preset(custom_preset(instruction, rubric or None, name=name))
+        except SdaError as exc:
+            return Reply(status=notice("Not saved", str(exc))).warn(str(exc))
+        return Reply(preset=Choices(preset_choices(), name),
+                     status=notice("Saved", f"preset {name!r} in {path}"))
+
+    @staticmethod
+    def show_evaluator(evaluator: str | None) -> Reply:
+        return Reply(local_box=Visible(evaluator == "local"), openai_box=Visible(evaluator == "openai"),
+                     fixed_box=Visible(evaluator == "fixed"))
+
+    # -- model -----------------------------------------------------------------------------------------------
+    def load_model(self, choice: str | None, path: str | None) -> Reply:
+        spec = (path or "").strip() or (choice or "")
+        try:
+            info = self.host.switch(spec)
+        except SdaError as exc:
+            return Reply(status=notice("Model not loaded", f"{exc} — still using {self.host.model_name}")).warn(
+                str(exc))
+        except Exception as exc:  # llama.cpp refusing the file in an unforeseen way
+            log.exception("model load failed")
+            return Reply(status=notice("Model not loaded", f"{type(exc).__name__}: {exc} — still using "
+                                       f"{self.host.model_name}"))
+        return Reply(model_info=info,
+                     status=notice("Model loaded", f"{self.host.model_name}; every open chat now uses it"))
+
+    def apply_control(self, vectors: str | None, scale: float | None, layers: str | None,
+                      streams: str | None) -> Reply:
+        lines = [ln.strip() for ln in (vectors or "").splitlines() if ln.strip()]
+        control = None
+        if lines:
+            control = {"vectors": lines, "scale": float(scale if scale is not None else 1.0),
+                       "layers": (layers or "").strip() or None, "streams": streams or "aligned"}
+        try:
+            info = self.host.set_control(control)
+        except (SdaError, ValueError, OSError) as exc:
+            return Reply(status=notice("Control vectors not applied", str(exc))).warn(str(exc))
+        return Reply(model_info=info, status=notice("Control vectors", "applied" if control else "off"))

@@ -1,0 +1,153 @@
+"""The chat page's widgets (Gradio), by name.  ``build_layout`` must run inside a ``gr.Blocks`` context; it
+returns every widget a callback reads or writes, keyed by the name the callbacks use (``Widgets``).
+
+The Advanced settings are generated from ``fields.SETTING_FIELDS``: one widget per ``SamplingParams`` field and
+``TurnSettings`` option, named like the field.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from sda_local.core import CV_STREAMS
+from sda_local.presets import DEFAULT_PRESET, all_presets
+
+from . import plots
+from .controls import CHAT_MODEL_JUDGE, EVALUATORS
+from .fields import SETTING_FIELDS, SettingField
+from .host import ModelHost
+from .render import chat_html
+
+Widgets = dict  # name → Gradio component (or a column whose visibility a callback sets)
+
+PLACEHOLDER = "Type a message and press Enter (Shift+Enter: new line)"
+
+
+def setting_widget(f: SettingField) -> gr.components.Component:
+    """The widget for one Advanced setting."""
+    common = dict(label=f.label, info=f.help, elem_id=f.elem_id)
+    if f.widget == "slider":
+        return gr.Slider(f.minimum, f.maximum, value=f.default, step=f.step, **common)
+    if f.widget == "radio":
+        return gr.Radio(choices=list(f.choices), value=f.default, **common)
+    if f.widget == "dropdown":
+        return gr.Dropdown(choices=list(f.choices), value=f.default, **common)
+    if f.widget == "number":
+        return gr.Number(value=f.default, precision=0 if f.integer else None, minimum=f.minimum,
+                         maximum=f.maximum, step=f.step or 1, **common)
+    return gr.Textbox(value=f.default, lines=2, **common)
+
+
+def _conversation(w: Widgets) -> None:
+    w["chat"] = gr.HTML(chat_html(None), elem_id="sda-chat")
+    w["status"] = gr.Markdown("", elem_id="sda-status")
+    with gr.Row():
+        # one line that grows: Enter sends (Gradio submits on Enter only when lines=1), Shift+Enter adds a line
+        w["message"] = gr.Textbox(placeholder=PLACEHOLDER, show_label=False, lines=1, max_lines=8, scale=6,
+                                  elem_id="sda-input")
+        with gr.Column(scale=1, min_width=110):
+            w["send_btn"] = gr.Button("Send", variant="primary", elem_id="sda-send")
+            w["stop_btn"] = gr.Button("Stop", variant="stop", elem_id="sda-stop")
+    with gr.Row():
+        w["regen_btn"] = gr.Button("Regenerate aligned", size="sm", elem_id="sda-regenerate")
+        w["clear_btn"] = gr.Button("Clear", size="sm", elem_id="sda-clear")
+        w["export_btn"] = gr.Button("Export JSON", size="sm", elem_id="sda-export")
+        w["file"] = gr.UploadButton("Import JSON", file_types=[".json"], type="filepath", size="sm",
+                                    elem_id="sda-import")
+        w["show_base"] = gr.Checkbox(value=True, label="Show base answer", elem_id="sda-show-base")
+    w["export_file"] = gr.File(label="Exported chat (JSON)", interactive=False, elem_id="sda-export-file", height=80)
+
+
+def _diagnostics(w: Widgets) -> None:
+    with gr.Accordion("Per-token diagnostics of the aligned answer", open=True):
+        with gr.Row():
+            w["turn"] = gr.Dropdown(choices=[], value=None, label="Turn", scale=1, min_width=90,
+                                    elem_id="sda-turn-pick")
+            w["plot_summary"] = gr.Markdown("No turn yet.", elem_id="sda-plot-summary")
+        w["plot"] = gr.LinePlot(None, x="token #", y="value", color="series", tooltip=["token", "series", "value"],
+                                height=330, label="JS divergence, temperature and chosen-token probability per token",
+                                elem_id="sda-plot")
+        w["table"] = gr.Dataframe(headers=plots.TABLE_HEADERS, value=[], interactive=False, max_height=260,
+                                  label="Tokens", elem_id="sda-token-table", wrap=True)
+    with gr.Accordion("Turn record (as exported)", open=False):
+        w["record"] = gr.JSON(label="Last turn", elem_id="sda-record")
+
+
+def _preset(w: Widgets, choices: list[str]) -> None:
+    presets = all_presets()
+    first = DEFAULT_PRESET if DEFAULT_PRESET in presets else next(iter(presets))
+    with gr.Group():
+        w["preset"] = gr.Dropdown(choices=choices, value=first, label="Alignment preset",
+                                  elem_id="sda-preset")
+        w["instruction"] = gr.Textbox(value=presets[first].instruction, lines=3,
+                                      label="Instruction (edit it for a custom one)", elem_id="sda-instruction")
+        with gr.Accordion("Judge rubric and saving", open=False):
+            w["rubric"] = gr.Textbox(value=presets[first].rubric, lines=4, label="Rubric the evaluator scores by",
+                                     elem_id="sda-rubric")
+            with gr.Row():
+                w["preset_name"] = gr.Textbox(label="Save as preset named", scale=3, elem_id="sda-preset-name")
+                w["save_btn"] = gr.Button("Save preset", size="sm", scale=1, elem_id="sda-save-preset")
+
+
+def _evaluator(w: Widgets, model_values: list[str]) -> None:
+    with gr.Group():
+        w["evaluator"] = gr.Radio(choices=[(v, k) for k, v in EVALUATORS.items()], value="local",
+                                  label="Evaluator (scores the base answer; the score sets λ)", elem_id="sda-evaluator")
+        with gr.Column(visible=True) as w["local_box"]:
+            w["judge_model"] = gr.Dropdown(choices=[CHAT_MODEL_JUDGE] + model_values, value=CHAT_MODEL_JUDGE,
+                                           allow_custom_value=True, label="Judge model (or a .gguf path)",
+                                           elem_id="sda-judge")
+        with gr.Column(visible=False) as w["openai_box"]:
+            w["openai_base_url"] = gr.Textbox(label="Base URL (empty: $OPENAI_BASE_URL or api.openai.com)",
+                                              elem_id="sda-openai-url")
+            w["openai_model"] = gr.Textbox(label="Model (empty: gpt-4.1)", elem_id="sda-openai-model")
+            w["openai_api_key"] = gr.Textbox(label="API key (empty: $OPENAI_API_KEY); never shown or saved",
+                                             type="password", elem_id="sda-openai-key")
+        with gr.Column(visible=False) as w["fixed_box"]:
+            w["fixed_by"] = gr.Radio(choices=[("λ", "lam"), ("score", "score")], value="lam", label="Fix",
+                                     elem_id="sda-fixed-by")
+            w["fixed_lam"] = gr.Slider(0, 1, value=0.5, step=0.01, label="λ", elem_id="sda-fixed-lam")
+            w["fixed_score"] = gr.Slider(1, 100, value=50, step=1, label="score (mapped to λ)",
+                                         elem_id="sda-fixed-score")
+
+
+def _advanced(w: Widgets) -> None:
+    with gr.Accordion("Advanced settings", open=False):
+        for f in SETTING_FIELDS:
+            w[f.name] = setting_widget(f)
+
+
+def _model(w: Widgets, host: ModelHost, models: list[tuple[str, str]]) -> None:
+    current = host.engine.name if host.engine.name in [v for _, v in models] else None
+    with gr.Accordion("Model", open=False):
+        w["model_pick"] = gr.Dropdown(choices=models, value=current, label="Model (registry and models/*.gguf)",
+                                      elem_id="sda-model-pick")
+        w["model_path"] = gr.Textbox(label="…or a path to a .gguf file", elem_id="sda-model-path",
+                                     value="" if current else str(host.engine.choice.path))
+        w["load_btn"] = gr.Button("Load model", size="sm", elem_id="sda-load-model")
+        gr.Markdown("Control vectors (PaLRS residual steering; files from `sda-local palrs extract`)")
+        w["cv_files"] = gr.Textbox(label="Control vectors, one PATH[:SCALE] per line (empty: off)", lines=2,
+                                   elem_id="sda-cv-files")
+        with gr.Row():
+            w["cv_scale"] = gr.Number(value=1.0, label="Scale", elem_id="sda-cv-scale")
+            w["cv_layers"] = gr.Textbox(label="Layers A-B (empty: all)", elem_id="sda-cv-layers")
+            w["cv_streams"] = gr.Radio(choices=list(CV_STREAMS), value=CV_STREAMS[0], label="Streams",
+                                       elem_id="sda-cv-streams")
+        w["cv_btn"] = gr.Button("Apply control vectors", size="sm", elem_id="sda-cv-apply")
+
+
+def build_layout(host: ModelHost, preset_choices: list[str]) -> Widgets:
+    """Every widget of the page, by name (call inside ``with gr.Blocks(...)``)."""
+    w: Widgets = {"state": gr.State(None)}
+    models = host.model_choices()
+    gr.Markdown("## sda-local chat — training-free alignment (SDA) on a local model")
+    w["model_info"] = gr.Markdown(host.describe(), elem_id="sda-model-info")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            _conversation(w)
+            _diagnostics(w)
+        with gr.Column(scale=2):
+            _preset(w, preset_choices)
+            _evaluator(w, [v for _, v in models])
+            _advanced(w)
+            _model(w, host, models)
+    return w
