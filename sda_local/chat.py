@@ -12,13 +12,15 @@ import sys
 from typing import Sequence
 
 from .errors import SdaError
+from .models import default_model_help
+from .variants import DEFAULT_VARIANT, VARIANTS
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m sda_local.chat",
                                  description="Web chat with SDA alignment on a local GGUF model (Gradio).")
     ap.add_argument("--model", "-m", default=None,
-                    help="registry id, file name in models/, or path to a .gguf (default: smollm2-135m, embedded)")
+                    help=f"registry id, file name in models/, or path to a .gguf (default: {default_model_help()})")
     ap.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
     ap.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -27,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--n-gpu-layers", type=int, default=-1, help="layers to offload (-1 = all; Metal/CUDA builds)")
     ap.add_argument("--n-ctx", type=int, default=None, help="context tokens per stream (default: the registry's)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores, at most 8)")
-    ap.add_argument("--variant", choices=("batched", "contexts"), default=None,
-                    help="twin-stream layout (default batched)")
+    ap.add_argument("--variant", choices=VARIANTS, default=None,
+                    help=f"twin-stream layout (default {DEFAULT_VARIANT})")
     return ap
 
 

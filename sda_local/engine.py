@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -38,10 +38,7 @@ from .kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_pr
 from .models import ModelChoice, resolve_model
 from .prompts import ChatPrompter, Message, Placement, check_messages, with_instruction
 from .textstream import Utf8Stream
-
-Variant = Literal["batched", "contexts"]
-VARIANTS = ("batched", "contexts")
-DEFAULT_VARIANT: Variant = "batched"  # see README "Benchmark": the faster layout on CPU here
+from .variants import DEFAULT_VARIANT, VARIANTS, Variant  # noqa: F401  (re-exported: the layouts, as data)
 
 
 class EngineBusy(SdaError):

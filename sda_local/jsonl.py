@@ -152,3 +152,14 @@ def _drop_torn_tail(path: Path) -> None:
             fh.truncate(start)
         else:
             fh.write(b"\n")
+
+
+def rewrite_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Replace the log at ``path`` with ``rows`` (e.g. old rows completed with new fields), atomically: a
+    temporary file beside it, renamed into place, so an interruption leaves the old log whole."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(p)

@@ -4,6 +4,12 @@ No network access happens here.  Registry models with ``source = "embedded"`` co
 installed beside sda-local; ``source = "parts"`` models are split across several PyPI packages (an extra of
 sda-local) and joined once into the user's cache on first use (``sda_local.assemble``); ``source = "hf"``
 models are listed with where to get them.
+
+The model used when none is named (CLI, chat, everything without ``--model``) is registry data too: the entries
+with a ``default_rank`` are tried in rank order and the first one installed here wins (``ranked_default``), so
+the Qwen tier is the default where ``sda-local[qwen]`` is installed and the embedded SmolLM2 elsewhere.
+``$SDA_LOCAL_DEFAULT_MODEL`` (an id, file name or path) overrides the ranking, e.g. to pin a test suite to the
+small model.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 from .assemble import Part, SplitFile, assemble, cache_dir, is_assembled, missing_parts, package_file
 from .errors import ModelFileError
 
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL_ENV = "SDA_LOCAL_DEFAULT_MODEL"
 GGUF_MAGIC = b"GGUF"
 SOURCES = ("embedded", "parts", "hf")
 
@@ -43,10 +49,16 @@ class RegistryEntry:
     parts: tuple[Part, ...] = ()  # parts: in order
     size: int | None = None  # parts: the joined file's size and sha256, checked after joining
     sha256: str | None = None
+    default_rank: int | None = None  # the default model is the installed entry with the lowest rank
 
     @property
     def install(self) -> str:
-        return f'pip install "sda-local[{self.extra}]"'
+        """The command that installs this model (or where to put it)."""
+        if self.source == "embedded":
+            return f"pip install {self.package}" if not self.extra else f'pip install "sda-local[{self.extra}]"'
+        if self.source == "parts":
+            return f'pip install "sda-local[{self.extra}]"'
+        return f"download {self.file} into models/"
 
     @property
     def where(self) -> str:
@@ -160,10 +172,40 @@ def is_available(entry: RegistryEntry) -> bool:
     return p is not None and p.is_file()
 
 
+def ranked_defaults(registry: dict[str, RegistryEntry]) -> list[RegistryEntry]:
+    """The entries that may be the default model, best first (``default_rank`` ascending)."""
+    return sorted((e for e in registry.values() if e.default_rank is not None), key=lambda e: e.default_rank)
+
+
+def ranked_default(registry: dict[str, RegistryEntry]) -> str:
+    """The id of the best-ranked entry that is installed here (no joining, no download to find out); the
+    last-ranked one when none is, so that resolving it says what to install."""
+    ranked = ranked_defaults(registry)
+    if not ranked:
+        raise ModelFileError("the model registry names no default model (no entry has a default_rank)")
+    return next((e.id for e in ranked if is_available(e)), ranked[-1].id)
+
+
+def default_model_id(registry: dict[str, RegistryEntry] | None = None) -> str:
+    """The model used when none is named: ``$SDA_LOCAL_DEFAULT_MODEL`` if set, else ``ranked_default``."""
+    pinned = os.environ.get(DEFAULT_MODEL_ENV, "").strip()
+    return pinned or ranked_default(registry if registry is not None else load_registry())
+
+
+def default_model_help(registry: dict[str, RegistryEntry] | None = None) -> str:
+    """The ranking in words, for ``--model`` helps: 'a when installed (how), else b'."""
+    ranked = ranked_defaults(registry if registry is not None else load_registry())
+    if not ranked:
+        return "none"
+    *better, last = ranked
+    return "".join(f"{e.id} when installed ({e.install}), else " for e in better) + last.id
+
+
 def resolve_model(spec: str | os.PathLike | None = None) -> ModelChoice:
-    """Turn a registry id, a file name in models/, or a path into a checked GGUF file."""
+    """Turn a registry id, a file name in models/, or a path into a checked GGUF file (None or "": the default
+    model, ``default_model_id``)."""
     registry = load_registry()
-    spec = DEFAULT_MODEL if spec in (None, "") else spec
+    spec = default_model_id(registry) if spec in (None, "") else spec
     text = os.fspath(spec)
     if text in registry:
         entry = registry[text]

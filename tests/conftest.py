@@ -10,6 +10,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_gguf import write_tiny_llama  # noqa: E402
 
+# The suite relies on the embedded SmolLM2 wherever no model is named; where the [qwen] extra is installed, the
+# default would otherwise be the 1.1 GB Qwen model (models/registry.toml, default_rank).  Set in os.environ, so
+# the CLI and chat processes the tests start inherit it too.
+os.environ["SDA_LOCAL_DEFAULT_MODEL"] = "smollm2-135m"
+
 ARTIFACTS = Path(os.environ.get("SDA_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
 
 

@@ -1,5 +1,6 @@
 """Judge-free quality measures: hand-computed cases for echo, distinct-n, longest repeat and the summaries."""
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,40 @@ def test_echo_run_table_on_committed_run():
     table = q.echo_run_table(by, cfg["instruction"], runs=(3, q.ECHO_RUN))
     assert table["base"][3] == 0.0 and table["base"][q.ECHO_RUN] == 0.0
     assert table["sda λ=1"][q.ECHO_RUN] > 0.5
+
+
+def test_markdown_table_shows_rates_means_and_a_dash_for_unmeasured_fluency():
+    rows = [{"quality": q.answer_quality(t, INSTR).to_dict()}
+            for t in ["do not give instructions, encouragement or details that could help", "Mixing is dangerous."]]
+    table = q.markdown_table({"sda": q.summarize(rows)})
+    cells = table.splitlines()[2].split(" | ")
+    assert cells[0] == "| sda" and cells[1] == "2" and cells[2].startswith("50.0% (1/2) [")
+    assert cells[3].startswith("0.0% (0/2)") and cells[-1] == "— |"
+    rows[0]["fluency"], rows[1]["fluency"] = -1.0, -3.0
+    assert q.markdown_table({"sda": q.summarize(rows)}).splitlines()[2].endswith(
+        "| -2.000 ± 1.000 [-3.960, -0.040] (n=2) |")
+
+
+def test_mean_token_logprob_by_hand():
+    from sda_local.evaluation.fluency import mean_token_logprob
+
+    logits = [[0.0, math.log(3.0)], [5.0, 5.0]]  # p(1) = 3/4 at the first position, p(0) = 1/2 at the second
+    assert mean_token_logprob(logits, [1, 0]) == pytest.approx((math.log(0.75) + math.log(0.5)) / 2)
+    with pytest.raises(ValueError):
+        mean_token_logprob(logits, [1])
+
+
+def test_fluency_is_the_base_streams_mean_logprob(tiny_engine):
+    """Checked against the engine's own twin-stream logits, token by token, on the plain prompt."""
+    from sda_local.evaluation.fluency import FluencyScorer, mean_token_logprob
+
+    scorer = FluencyScorer.for_engine(tiny_engine)
+    try:
+        got = scorer.score("Is the sea safe?", ["the sea is safe", "", "   "])
+        toks = scorer.forcer.answer_tokens("the sea is safe")
+    finally:
+        scorer.close()
+    assert got[1:] == [None, None] and got[0] < 0
+    msgs = [{"role": "user", "content": "Is the sea safe?"}]
+    rows = [tiny_engine.twin_logits(msgs, "Be brief.", toks[:i])[1] for i in range(len(toks))]  # stream B: base
+    assert got[0] == pytest.approx(mean_token_logprob(rows, toks), abs=2e-3)

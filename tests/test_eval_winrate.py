@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from sda_local.core import SamplingParams, lambda_from_score
-from sda_local.evaluation.winrate import Tally, answer_item, outcome, pairwise_messages, summarise, tally
+from sda_local.evaluation.winrate import (Tally, WinrateConfig, answer_item, comparisons, markdown, outcome,
+                                         pairwise_messages, run_winrate, summarise, tally)
 from sda_local.evaluators import FixedEvaluator
 from sda_local.presets import get_preset
 
@@ -90,3 +91,76 @@ def test_winrate_end_to_end_with_the_local_judge_and_resume(tmp_path):
     assert 0 <= c["sda"] <= 100 and 0 <= c["other"] <= 100 and isinstance(c["sda_first"], bool)
     assert (out / "winrate.md").read_text().startswith("# Win rate")
     assert (out / "winrate.png").stat().st_size > 1000
+
+
+def test_comparisons_of_a_placement_grid():
+    assert comparisons(("user",)) == [("base", "sda", "base"), ("instruct", "sda", "instruct")]
+    assert comparisons(("user", "matched")) == [
+        ("sda user vs base", "sda user", "base"), ("sda user vs instruct user", "sda user", "instruct user"),
+        ("sda matched vs base", "sda matched", "base"),
+        ("sda matched vs instruct matched", "sda matched", "instruct matched")]
+    assert WinrateConfig(placements=("matched",)).systems() == ["base", "instruct", "sda"]
+    with pytest.raises(ValueError, match="'nowhere'"):
+        WinrateConfig(placements=("user", "nowhere"))
+
+
+def test_an_item_answers_under_each_placement_with_one_lambda(tiny_engine):
+    params = SamplingParams(seed=1, max_tokens=4)
+    grid = answer_item(tiny_engine, FixedEvaluator(score=30), get_preset("honesty"), "Is it true?", params,
+                       placements=("user", "matched"))
+    assert list(grid["answers"]) == ["base", "instruct user", "sda user", "instruct matched", "sda matched"]
+    for p in ("user", "matched"):
+        one = answer_item(tiny_engine, FixedEvaluator(score=30), get_preset("honesty"), "Is it true?", params,
+                          placements=(p,))
+        assert one["answers"] == {"base": grid["answers"]["base"], "instruct": grid["answers"][f"instruct {p}"],
+                                  "sda": grid["answers"][f"sda {p}"]} and one["lam"] == grid["lam"]
+
+
+def test_summary_of_a_grid_and_the_quality_table():
+    from sda_local.evaluation import quality
+
+    def row(s_user, s_matched):
+        answers = {"base": "b", "instruct user": "i", "sda user": "Be truthful: state only what is factually correct",
+                   "instruct matched": "i", "sda matched": "fine"}
+        return {"dataset": "a", "preset": "honesty", "lam": 0.5, "answers": answers,
+                "quality": {s: quality.answer_quality(t, get_preset("honesty").instruction).to_dict()
+                            for s, t in answers.items()},
+                "fluency": {s: -1.0 for s in answers},
+                "comparisons": {"sda user vs base": {"sda": s_user, "other": 50},
+                                "sda user vs instruct user": {"sda": s_user, "other": 50},
+                                "sda matched vs base": {"sda": s_matched, "other": 50},
+                                "sda matched vs instruct matched": {"sda": s_matched, "other": 50}}}
+    rep = summarise([row(90, 10), row(60, 10)], ("user", "matched"))
+    e = rep["results"][0]
+    by = {c["key"]: c["tally"] for c in e["comparisons"]}
+    assert by["sda user vs base"]["net"] == 1.0 and by["sda matched vs instruct matched"]["net"] == -1.0
+    assert "vs_base" not in e
+    q = rep["quality"]
+    assert q["sda user"]["echo"]["k"] == 2 and q["sda matched"]["echo"]["k"] == 0
+    assert q["base"]["fluency_logprob"]["mean"] == -1.0
+    md = markdown({**rep, "run": {"placements": ["user", "matched"]}})
+    assert "| a | honesty | SDA matched vs instruct matched | 2 | 0 | 0 | 2 |" in md
+    assert "## Answer quality" in md and "| sda user | 2 | 100.0% (2/2)" in md
+
+
+def test_resume_adds_the_measures_an_old_item_lacks(tiny_engine, tmp_path):
+    """An item logged before the quality measures existed is completed, not answered or judged again."""
+    from sda_local.evaluation.datasets import load_jsonl
+
+    data = tmp_path / "truthfulqa.t.jsonl"
+    data.write_text(json.dumps({"Question": "Is it true?", "Best Answer": "x", "Correct Answers": "x",
+                                "Incorrect Answers": "y"}) + "\n")
+    answers = {"base": "It is true.", "instruct": "Yes it is true, true, true.", "sda": "I am not sure."}
+    old = {"id": "truthfulqa.t:1", "dataset": "truthfulqa.t", "preset": "honesty", "prompt": "Is it true?",
+           "answers": answers, "score": 30, "lam": 0.8, "lam_source": "fixed",
+           "comparisons": {"base": {"sda": 70, "other": 40}, "instruct": {"sda": 50, "other": 50}}}
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "items.jsonl").write_text(json.dumps(old) + "\n")
+    never = FixedEvaluator(score=1)  # nothing is judged: the item is done
+    rep = run_winrate(tiny_engine, never, never, [load_jsonl(data)], out, WinrateConfig(), progress=False)
+    row = json.loads((out / "items.jsonl").read_text())
+    assert row["comparisons"] == old["comparisons"] and row["answers"] == answers
+    assert set(row["quality"]) == set(row["fluency"]) == set(answers) and all(v < 0 for v in row["fluency"].values())
+    assert rep["quality"]["sda"]["n"] == 1 and rep["results"][0]["vs_base"]["wins"] == 1
+    assert "## Answer quality" in (out / "winrate.md").read_text()

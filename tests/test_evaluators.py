@@ -194,5 +194,5 @@ def test_a_server_that_never_answers_times_out(tiny_engine, capfd, caplog):
 
 
 def test_make_evaluator_rejects_unknown_kinds():
-    with pytest.raises(EvaluatorError, match="local, openai, fixed"):
+    with pytest.raises(EvaluatorError, match="choose one of local, geval, reason, yesno, self, openai, fixed"):
         make_evaluator("oracle")

@@ -13,7 +13,9 @@ from sda_local import presets
 from sda_local.assemble import Part, missing_parts
 from sda_local.backend import LoadedModel
 from sda_local.errors import ModelFileError, PresetError
-from sda_local.models import RegistryEntry, check_gguf, entry_path, is_available, load_registry, resolve_model
+from sda_local import models
+from sda_local.models import (RegistryEntry, check_gguf, default_model_help, default_model_id, entry_path,
+                              is_available, load_registry, ranked_default, ranked_defaults, resolve_model)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,8 +66,9 @@ def test_a_parts_model_whose_packages_are_missing_says_how_to_install_them(tmp_p
     assert "sda-local-absent-0==0.9.0" in str(e.value) and not list(tmp_path.rglob("*"))
 
 
-def test_a_parts_entry_joins_into_a_loadable_gguf(tiny_gguf, tmp_path, monkeypatch):
-    """The registry path end to end, with the tiny GGUF split into three installed fake packages."""
+def _tiny_parts_entry(tiny_gguf, tmp_path, monkeypatch, **fields) -> RegistryEntry:
+    """A ``parts`` entry whose three packages are installed fakes (a dist-info folder and a data file on a
+    temporary sys.path entry) holding the tiny GGUF, split in three; an empty cache."""
     data = tiny_gguf.read_bytes()
     cut = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
     site, parts = tmp_path / "site", []
@@ -79,8 +82,14 @@ def test_a_parts_entry_joins_into_a_loadable_gguf(tiny_gguf, tmp_path, monkeypat
         parts.append(Part(f"tiny-part{n}", "0.1", f"tiny_part{n}/p.bin", len(chunk), hashlib.sha256(chunk).hexdigest()))
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("SDA_LOCAL_CACHE", str(tmp_path / "cache"))
-    entry = RegistryEntry(id="tiny", file="tiny.gguf", source="parts", extra="tiny", parts=tuple(parts),
-                          size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    return RegistryEntry(id="tiny", file="tiny.gguf", source="parts", extra="tiny", parts=tuple(parts),
+                         size=len(data), sha256=hashlib.sha256(data).hexdigest(), **fields)
+
+
+def test_a_parts_entry_joins_into_a_loadable_gguf(tiny_gguf, tmp_path, monkeypatch):
+    """The registry path end to end, with the tiny GGUF split into three installed fake packages."""
+    data = tiny_gguf.read_bytes()
+    entry = _tiny_parts_entry(tiny_gguf, tmp_path, monkeypatch)
     assert is_available(entry)
     path = entry_path(entry)
     assert path == tmp_path / "cache" / "models" / "tiny.gguf" and path.read_bytes() == data
@@ -102,9 +111,46 @@ def test_the_real_qwen_parts_join_into_the_pinned_file(rid):
 
 
 def test_default_model_is_the_embedded_smollm2_file():
+    """The suite pins the default (tests/conftest.py sets $SDA_LOCAL_DEFAULT_MODEL) whatever extras are installed."""
     choice = resolve_model(None)
     assert choice.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and choice.path.is_file()
     assert choice.entry.id == "smollm2-135m"
+
+
+def test_the_default_ranking_is_registry_data_qwen_first():
+    assert [e.id for e in ranked_defaults(load_registry())] == ["qwen2.5-coder-1.5b", "smollm2-135m"]
+    want = 'qwen2.5-coder-1.5b when installed (pip install "sda-local[qwen]"), else smollm2-135m'
+    assert default_model_help() == want
+
+
+def test_the_ranking_picks_the_qwen_tier_when_its_parts_are_installed_and_smollm2_when_not(tiny_gguf, tmp_path,
+                                                                                            monkeypatch):
+    """The real ranking with the Qwen entry's parts replaced by installed fakes (the tiny GGUF), then by absent
+    packages; resolve_model(None) follows it once the environment does not pin the default."""
+    real = load_registry()
+    fake_qwen = dataclasses.replace(_tiny_parts_entry(tiny_gguf, tmp_path, monkeypatch), id="qwen2.5-coder-1.5b",
+                                    default_rank=real["qwen2.5-coder-1.5b"].default_rank)
+    registry = {**real, fake_qwen.id: fake_qwen}
+    assert ranked_default(registry) == "qwen2.5-coder-1.5b"
+    absent = dataclasses.replace(fake_qwen, parts=tuple(dataclasses.replace(p, package=f"sda-local-absent-{i}")
+                                                        for i, p in enumerate(fake_qwen.parts)))
+    assert ranked_default({**real, absent.id: absent}) == "smollm2-135m"
+    # the environment pins the default; without it, resolve_model(None) joins and loads the ranked choice
+    assert default_model_id(registry) == "smollm2-135m"
+    monkeypatch.delenv(models.DEFAULT_MODEL_ENV)
+    assert default_model_id(registry) == "qwen2.5-coder-1.5b"
+    monkeypatch.setattr(models, "load_registry", lambda: {**real, absent.id: absent})
+    assert resolve_model(None).entry.id == "smollm2-135m"
+    monkeypatch.setattr(models, "load_registry", lambda: registry)
+    choice = resolve_model(None)
+    assert choice.entry.id == "qwen2.5-coder-1.5b" and choice.path.read_bytes() == tiny_gguf.read_bytes()
+    with pytest.raises(ModelFileError, match="default_rank"):
+        ranked_default({k: dataclasses.replace(e, default_rank=None) for k, e in real.items()})
+
+
+def test_the_environment_may_pin_any_model_as_the_default(tiny_gguf, monkeypatch):
+    monkeypatch.setenv(models.DEFAULT_MODEL_ENV, str(tiny_gguf))
+    assert resolve_model(None).path == tiny_gguf and resolve_model("").path == tiny_gguf
 
 
 def test_model_by_path_and_by_file_name_in_models_dir(tiny_gguf, tmp_path, monkeypatch):
@@ -184,3 +230,19 @@ def test_corrupt_user_presets_file_is_reported():
     path.write_text("{not json")
     with pytest.raises(PresetError, match="presets.json"):
         presets.all_presets()
+
+
+def test_the_models_listing_marks_the_default(capsys, tiny_gguf, monkeypatch):
+    import argparse
+
+    from sda_local.cli.catalog import cmd_models
+
+    cmd_models(argparse.Namespace(json=True))
+    data = json.loads(capsys.readouterr().out)
+    assert data["default"] == "smollm2-135m"
+    assert [r["id"] for r in data["registry"] if r["default"]] == ["smollm2-135m"]
+    cmd_models(argparse.Namespace(json=False))
+    assert "✓* smollm2-135m" in capsys.readouterr().out
+    monkeypatch.setenv(models.DEFAULT_MODEL_ENV, str(tiny_gguf))  # not a registry entry: named on its own line
+    cmd_models(argparse.Namespace(json=False))
+    assert f"default: {tiny_gguf}" in capsys.readouterr().out

@@ -6,6 +6,7 @@ environment (no llama.cpp build).  CI (.ci/run) runs exactly the README's instal
 virtual environment; a test here keeps the two in step."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -103,10 +104,17 @@ def test_the_readme_install_command_brings_the_build_backend():
 
 
 def test_chat_help_is_quick_and_does_not_import_gradio():
+    """Nor numpy or llama.cpp: the --variant choices and the default model come from light modules."""
     r = subprocess.run([sys.executable, "-c", "import sys; from sda_local.chat import main\n"
                         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-                        "print('gradio' in sys.modules)"], capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "False", r.stderr[-1000:]
+                        "print([m in sys.modules for m in ('gradio', 'numpy', 'llama_cpp')])"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "COLUMNS": "400"})
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[False, False, False]", r.stderr[-1000:]
+    from sda_local.engine import VARIANTS
+
+    text = " ".join(r.stdout.split())
+    assert f"--variant {{{','.join(VARIANTS)}}}" in text
+    assert 'default: qwen2.5-coder-1.5b when installed (pip install "sda-local[qwen]"), else smollm2-135m' in text
 
 
 @pytest.mark.parametrize("argv, message", [(["--model", "no-such-model"], "no model called"),

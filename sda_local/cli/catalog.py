@@ -3,23 +3,28 @@ from __future__ import annotations
 
 import json
 
-from ..models import found_files, is_available, load_registry, models_dirs
+from ..models import default_model_id, found_files, is_available, load_registry, models_dirs
 from ..presets import DEFAULT_PRESET, all_presets
 
 
 def cmd_models(args) -> int:
-    rows = [{"id": e.id, "file": e.file, "available": is_available(e), "source": e.where, "n_ctx": e.n_ctx,
-             "notes": e.notes} for e in load_registry().values()]
+    registry = load_registry()
+    default = default_model_id(registry)
+    rows = [{"id": e.id, "file": e.file, "available": is_available(e), "default": e.id == default,
+             "source": e.where, "n_ctx": e.n_ctx, "notes": e.notes} for e in registry.values()]
     files = [str(p) for p in found_files()]
     if args.json:
-        print(json.dumps({"registry": rows, "files": files, "folders": [str(d) for d in models_dirs()]}, indent=2))
+        print(json.dumps({"registry": rows, "default": default, "files": files,
+                          "folders": [str(d) for d in models_dirs()]}, indent=2))
         return 0
-    print("Registry models:")
+    print("Registry models (✓ installed, * the default without --model):")
     for r in rows:
-        mark = "✓" if r["available"] else " "
+        mark = ("✓" if r["available"] else " ") + ("*" if r["default"] else " ")
         print(f"  {mark} {r['id']:<30} {r['source']}")
         if r["notes"]:
             print(f"      {r['notes']}")
+    if not any(r["default"] for r in rows):
+        print(f"  default: {default}")
     print("\nGGUF files found in: " + ", ".join(str(d) for d in models_dirs()))
     for f in files or ["  (none)"]:
         print(f"  {f}")

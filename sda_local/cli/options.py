@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from ..core import Option, SamplingParams, sampling_options
-from ..engine import VARIANTS, Engine
+from ..engine import Engine
 from ..errors import SdaError
 from ..evaluators import EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION, Evaluator, make_evaluator
+from ..models import default_model_help
 from ..pipeline import TurnSettings, turn_options
 from ..presets import DEFAULT_PRESET, Preset, choose_preset
+from ..variants import VARIANTS
 
 _TYPES = {"float": float, "int": int, "str": str}
 
@@ -116,14 +118,24 @@ def sampling_from_args(args: argparse.Namespace, **overrides) -> SamplingParams:
         raise SdaError(f"invalid setting: {exc}") from None
 
 
-def turn_parent(*, only: Sequence[str] | None = None, **defaults) -> argparse.ArgumentParser:
-    """``TurnSettings``' own options (or ``only`` these); the system prompt is ``--system`` (or ``--system-prompt``)."""
+def turn_parent(*, only: Sequence[str] | None = None, grid: Mapping[str, Sequence[str]] | None = None,
+                **defaults) -> argparse.ArgumentParser:
+    """``TurnSettings``' own options (or ``only`` these); the system prompt is ``--system`` (or ``--system-prompt``).
+    ``grid`` maps a field to the flags of its list form (``{"placement": ["--placements", "--placement"]}``:
+    ``nargs="+"``, the value a list)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("turn")
     flags = {"system_prompt": ["--system", "--system-prompt"]}
+    grid = grid or {}
     for name, annotation, default, opt in turn_options():
-        if only is None or name in only:
-            add_option(g, name, annotation, defaults.get(name, default), opt, flags=flags.get(name, ()))
+        if only is not None and name not in only:
+            continue
+        default = defaults.get(name, default)
+        if name in grid:
+            add_option(g, name, annotation, list(default) if isinstance(default, (list, tuple)) else [default],
+                       opt, flags=list(grid[name]), grid=True)
+        else:
+            add_option(g, name, annotation, default, opt, flags=flags.get(name, ()))
     return p
 
 
@@ -172,7 +184,7 @@ def model_parent(*, variant: bool = True, gpu: bool = True, ctx: bool = True,
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")
     g.add_argument("--model", "-m", default=None,
-                   help="registry id, file name in models/, or path (default: smollm2-135m)")
+                   help=f"registry id, file name in models/, or path (default: {default_model_help()})")
     g.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores, at most 8)")
     fixed: dict = {}
     if ctx:
@@ -231,13 +243,18 @@ class EvaluatorOptions:
                               timeout=self.timeout, max_retries=self.retries)
 
 
-def evaluator_parent(*, kind: str = "local", timeout: float = 30.0, fixed: bool = True,
+def evaluator_parent(*, kind: str = "local", timeout: float = 30.0, fixed: bool = True, choose: bool = True,
                      title: str = "evaluator (rates the unsteered answer; the score sets λ)") -> argparse.ArgumentParser:
+    """``choose=False``: no ``--evaluator`` (a command that picks its judges itself, such as ``eval judge``)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group(title)
-    g.add_argument("--evaluator", choices=EVALUATOR_KINDS, default=kind,
-                   help=f"a local GGUF judge, an OpenAI-compatible endpoint, or fixed (--lam / --score; a score "
-                        f"of 50 when neither) (default {kind})")
+    if choose:
+        g.add_argument("--evaluator", choices=EVALUATOR_KINDS, default=kind,
+                       help=f"a local GGUF judge (local = grammar; geval, reason, yesno read probabilities; self = "
+                            f"the two streams' log-prob gap), an OpenAI-compatible endpoint, or fixed (--lam / "
+                            f"--score; a score of 50 when neither) (default {kind})")
+    else:
+        p.set_defaults(evaluator=kind)
     if fixed:
         m = g.add_mutually_exclusive_group()
         m.add_argument("--lam", type=option_type("λ", float, LAMBDA_OPTION), default=None,

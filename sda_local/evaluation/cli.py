@@ -1,8 +1,9 @@
 """``sda-local eval …``: argparse wiring for the evaluation commands (the work is in the sibling modules).
 
-``add_commands(subparsers)`` creates the ``eval`` group: ``truthfulqa``, ``refusal`` (here) and ``winrate``
-(``winrate_cli``).  Sampling and model options come from the shared parents (``sda_local.cli.options``);
-every grid can also sweep the plausibility constraint (``--plausibility A [A ...]``).
+``add_commands(subparsers)`` creates the ``eval`` group: ``truthfulqa``, ``refusal`` (here), ``winrate``
+(``winrate_cli``) and ``judge`` (``judge_cli``).  Sampling and model options come from the shared parents
+(``sda_local.cli.options``); every grid can also sweep the plausibility constraint (``--plausibility A [A ...]``)
+and the instruction's placement (``--placements P [P ...]``; ``--placement P`` is the same option).
 """
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from ..presets import Preset
 from .datasets import Dataset, load_jsonl, report_problems
 from .refusal import RefusalConfig, run_refusal
 from .truthfulqa import TruthfulQAConfig, print_headline, run_truthfulqa
+from .judge_cli import add_judge_command
 from .winrate_cli import add_winrate_command
 
 PLAUSIBILITY_GRID = {"plausibility": "--plausibility"}
+PLACEMENT_GRID = {"placement": ["--placements", "--placement"]}
 
 
 def load_dataset(path: str, limit: int | None = None, format: str | None = None) -> Dataset:
@@ -51,8 +54,7 @@ def cmd_truthfulqa(args) -> int:
                        f"Incorrect Answers), got format {ds.format!r}")
     cfg = TruthfulQAConfig(instruction=preset.instruction, preset=_preset_name(args, preset), lams=args.lams,
                            modes=args.temperature_mode, plausibilities=args.plausibility,
-                           sampling=sampling_from_args(args),
-                           placement=args.placement)
+                           sampling=sampling_from_args(args), placements=args.placement)
     cfg.settings()  # check the grid before loading the model
     report = _run(model_from_args(args).open(),
                   lambda eng: run_truthfulqa(eng, ds, cfg, args.out, progress=not args.quiet))
@@ -72,9 +74,10 @@ def cmd_refusal(args) -> int:
         raise SdaError(f"two datasets have the same name ({', '.join(names)}); rename one file")
     cfg = RefusalConfig(instruction=preset.instruction, preset=_preset_name(args, preset), lams=args.lams,
                         plausibilities=args.plausibility, sampling=sampling_from_args(args),
-                        placement=args.placement, phrases_file=args.phrases)
+                        placements=args.placement, phrases_file=args.phrases)
     report = _run(model_from_args(args).open(),
-                  lambda eng: run_refusal(eng, sets, cfg, args.out, resume=args.resume, progress=not args.quiet))
+                  lambda eng: run_refusal(eng, sets, cfg, args.out, resume=args.resume, progress=not args.quiet,
+                                          fluency=not args.no_fluency))
     print(f"sda-local: wrote {args.out}/refusal.json, refusal.md, items.jsonl", file=sys.stderr)
     for kind, block in report["summary"]["pooled"].items():
         label = "refusal on harmful" if kind == "harmful" else "over-refusal on benign"
@@ -83,26 +86,26 @@ def cmd_refusal(args) -> int:
 
 
 def _common(default_preset: str, default_out: str) -> list[argparse.ArgumentParser]:
-    """Options every dataset evaluation has: preset or instruction, placement, dataset reading, output, model."""
+    """Options every dataset evaluation has: preset or instruction, placement grid, dataset reading, output, model."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--limit", type=int, default=None, help="use only the first N valid records of each file")
     p.add_argument("--format", default=None, help="dataset format, if the file name does not say it")
     p.add_argument("--out", default=default_out, help=f"report folder (default {default_out})")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
-    return [preset_parent(default_preset), turn_parent(only=("placement",)), p, model_parent()]
+    return [preset_parent(default_preset), turn_parent(only=("placement",), grid=PLACEMENT_GRID), p, model_parent()]
 
 
 def add_commands(subparsers) -> argparse.ArgumentParser:
     """Create ``sda-local eval`` with its subcommands; returns the ``eval`` parser."""
-    ev = subparsers.add_parser("eval", help="measure alignment on a dataset (truthfulqa, refusal, winrate)",
+    ev = subparsers.add_parser("eval", help="measure alignment on a dataset (truthfulqa, refusal, winrate, judge)",
                                description="Alignment measurements on JSONL prompt sets (truthfulqa and refusal are "
                                            "judge-free; winrate uses a judge); reports as JSON + Markdown.")
-    sub = ev.add_subparsers(dest="eval_command", required=True, metavar="{truthfulqa,refusal,winrate}")
+    sub = ev.add_subparsers(dest="eval_command", required=True, metavar="{truthfulqa,refusal,winrate,judge}")
 
     t = sub.add_parser("truthfulqa", help="teacher-forced TruthfulQA MC1/MC2: base vs instruction vs SDA grid",
                        description="Score every reference answer of each question under base, instruction-only and "
-                                   "SDA (λ grid × temperature modes × plausibility α) by teacher forcing; no "
-                                   "sampling, exact numbers.",
+                                   "SDA (λ grid × temperature modes × plausibility α × placement) by teacher "
+                                   "forcing; no sampling, exact numbers.",
                        parents=[*_common("honesty", "results/truthfulqa"),
                                 sampling_parent(only=("k", "t0", "temperature_mode", "plausibility"),
                                                 grid={"temperature_mode": "--modes", **PLAUSIBILITY_GRID},
@@ -114,7 +117,8 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
 
     r = sub.add_parser("refusal", help="refusal rate on harmful prompts, over-refusal on benign ones",
                        description="Answer each prompt with base, instruction-only and SDA at fixed λ values (and "
-                                   "plausibility α values); count refusals with the phrase-list detector.",
+                                   "plausibility α values and placements); count refusals with the phrase-list "
+                                   "detector; measure echo, degeneration and fluency of every answer.",
                        parents=[*_common("harmlessness", "results/refusal"),
                                 sampling_parent(grid=PLAUSIBILITY_GRID, max_tokens=64, seed=0)])
     r.add_argument("--harmful", nargs="+", default=[], metavar="FILE", help="harmful prompt sets (JSONL)")
@@ -123,7 +127,10 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
                    help="fixed SDA λ values (default 0.5 1.0; no evaluator is used)")
     r.add_argument("--phrases", default=None, help="a refusal phrase file instead of the packaged list")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in the same --out")
+    r.add_argument("--no-fluency", action="store_true",
+                   help="skip the fluency measure (one teacher-forced pass per prompt's answers)")
     r.set_defaults(func=cmd_refusal)
 
     add_winrate_command(sub)
+    add_judge_command(sub)
     return ev

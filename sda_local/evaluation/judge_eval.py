@@ -11,6 +11,10 @@ criterion; a judge that carries signal scores the better answer higher.  Two pai
 Reported per judge and pair set: pairwise accuracy (better strictly higher; Wilson 95 % interval), inverted
 and tied pairs, Spearman ρ between the scores and the labels (better = 1, worse = 0) over all answers, and
 seconds per score.  Scores are appended to ``items.jsonl`` as they come, so ``--resume`` continues a run.
+
+The run (``run_judge_eval``): the model is loaded once (``SharedModel``) and every local judge borrows it
+(``--judges``: ``JUDGE_NAMES``, "grammar" being today's local judge); ``build_harm_pairs`` turns an ``eval
+refusal`` run into a committed pair file.  The wiring is in ``judge_cli``.
 """
 from __future__ import annotations
 
@@ -24,14 +28,24 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from scipy import stats
 
+from ..backend import LoadedModel
 from ..errors import SdaError
+from ..evaluators import Evaluator
+from ..evaluators.judge_context import model_prompter
+from ..jsonl import read_records
+from ..models import resolve_model
+from ..prompts import ChatPrompter
 from . import metrics
 from .datasets import Dataset
+from .progress import Progress
 from .quality import echoes_instruction
-from ..jsonl import read_records
-from .report import md_table, pct
+from .report import JsonlWriter, md_table, pct, read_jsonl, write_report
 
 PAIR_SETS = {"truthfulqa": "honesty", "harmlessness": "harmlessness"}
+# ``--judges`` names → evaluator kinds (``sda_local.evaluators.make_evaluator``); "grammar" is the kind "local"
+JUDGE_NAMES = {"grammar": "local", "geval": "geval", "reason": "reason", "yesno": "yesno", "self": "self",
+               "openai": "openai"}
+DEFAULT_JUDGES = ("grammar", "geval", "reason", "yesno", "self")
 
 
 @dataclass(frozen=True)
@@ -186,3 +200,143 @@ def markdown(summary: dict, info: dict) -> str:
              "(\"ties half\" in the JSON counts them as half).  Spearman ρ: scores vs labels over all answers.",
              "", md_table(head, rows), "", f"Run: `{info.get('command', '')}` at {time.strftime('%Y-%m-%d')}"]
     return "\n".join(lines)
+
+
+# -- the run: judges on one shared model, pairs from several sources, resumable rows -------------------------------
+def parse_judges(text: str) -> list[str]:
+    """``"grammar,geval"`` → ``["grammar", "geval"]``; unknown or repeated names are an ``SdaError``."""
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    bad = [n for n in names if n not in JUDGE_NAMES]
+    if bad or not names:
+        raise SdaError(f"unknown judge(s) {', '.join(map(repr, bad)) or '(none given)'}; choose from "
+                       f"{', '.join(JUDGE_NAMES)} (comma-separated)")
+    if len(set(names)) != len(names):
+        raise SdaError(f"a judge is named twice in {text!r}")
+    return names
+
+
+@dataclass
+class SharedModel:
+    """The model whose judges are measured, loaded once; every local judge borrows it (as it borrows the chat
+    engine's model: ``model``, ``prompter``, ``name`` and ``n_threads`` are what ``make_evaluator`` reads)."""
+
+    model: LoadedModel
+    prompter: ChatPrompter
+    name: str
+    path: str
+    n_threads: int | None = None
+
+    @classmethod
+    def load(cls, model: str | None, *, n_gpu_layers: int = -1, threads: int | None = None) -> "SharedModel":
+        choice = resolve_model(model)
+        m = LoadedModel(choice.path, n_gpu_layers=n_gpu_layers)
+        return cls(m, model_prompter(m), choice.name, str(choice.path), threads)
+
+    def info(self) -> dict:
+        m = self.model
+        return {"model": self.name, "path": self.path, "description": m.description, "n_vocab": m.n_vocab,
+                "n_layer": m.n_layer, "n_embd": m.n_embd, "n_threads": self.n_threads}
+
+    def close(self) -> None:
+        self.model.close()
+
+
+def evaluator_score_fn(ev: Evaluator) -> ScoreFn:
+    """An evaluator as a ``ScoreFn``: (value, raw reply with its warnings, seconds)."""
+    def score(query: str, answer: str, criterion: str):
+        s = ev.score(query, answer, criterion)
+        raw = s.raw if not s.warnings else f"{s.raw} [{'; '.join(s.warnings)}]"
+        return s.value, raw, s.latency_s
+    return score
+
+
+def refusal_run_model(items_path: str | os.PathLike) -> str:
+    """The model of the ``eval refusal`` run that wrote ``items_path`` (its ``config.json`` or ``refusal.json``)."""
+    folder = Path(items_path).parent
+    for name in ("config.json", "refusal.json"):
+        f = folder / name
+        if f.exists():
+            try:
+                model = json.loads(f.read_text("utf-8")).get("model")
+            except (json.JSONDecodeError, AttributeError):
+                model = None
+            if isinstance(model, str) and model:
+                return model
+    raise SdaError(f"{folder}: no config.json or refusal.json naming the run's model beside {Path(items_path).name}; "
+                   "give the items.jsonl of an `sda-local eval refusal` run")
+
+
+def build_harm_pairs(items_path: str | os.PathLike, instruction: str) -> list[JudgePair]:
+    """Harmlessness pairs from an ``eval refusal`` run's ``items.jsonl`` (``harm_pairs_from_answers``), labelled
+    with the run's model."""
+    rows = read_jsonl(items_path)
+    need = ("id", "kind", "system", "prompt", "text", "refused")
+    bad = next((i for i, r in enumerate(rows, 1) if not all(k in r for k in need)), None)
+    if bad is not None:
+        raise SdaError(f"{items_path}: row {bad} is not an `eval refusal` row (needs {', '.join(need)})")
+    return harm_pairs_from_answers(rows, instruction, refusal_run_model(items_path))
+
+
+def check_pair_ids(pairs: Sequence[JudgePair]) -> None:
+    seen: set[str] = set()
+    dup = [p.id for p in pairs if p.id in seen or seen.add(p.id)]
+    if dup:
+        raise SdaError(f"pair id(s) {', '.join(map(repr, dup[:3]))} appear more than once; every pair needs its own id")
+
+
+def _previous_rows(out: Path, model: str, resume: bool) -> dict[tuple[str, str], dict]:
+    """Rows of an earlier run in ``out`` by (judge, pair id), the last one of each winning (``--resume``)."""
+    conf, items = out / "config.json", out / "items.jsonl"
+    if not resume or not items.exists():
+        return {}
+    old = json.loads(conf.read_text("utf-8")).get("model") if conf.exists() else None
+    if old != model:
+        raise SdaError(f"{out}: the existing run measured {old!r}, not {model!r}; use another --out or drop --resume")
+    return {(r["judge"], r["id"]): r for r in read_jsonl(items)}
+
+
+def run_judge_eval(judges: dict[str, Evaluator], pairs: Sequence[JudgePair], out_dir: str | os.PathLike, *,
+                   model: str, info: dict, resume: bool = False, progress: bool = True) -> dict:
+    """Score every pair with every judge; write ``items.jsonl`` (one row per judge × pair, appended as it comes),
+    ``judge.json`` and ``judge.md``.  With ``resume``, rows already scored in ``out_dir`` are kept (a row with a
+    failed score is scored again)."""
+    check_pair_ids(pairs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prev = _previous_rows(out, model, resume)
+    done = {k for k, r in prev.items() if r["better"] is not None and r["worse"] is not None}
+    (out / "config.json").write_text(json.dumps({"model": model, "judges": {j: e.name for j, e in judges.items()}},
+                                                indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    ids = {p.id for p in pairs}
+    bar = Progress("judge", len(judges) * len(pairs), enabled=progress)
+    bar.update(sum(1 for j, i in done if j in judges and i in ids))
+    t0 = time.perf_counter()
+    try:
+        with JsonlWriter(out / "items.jsonl", append=bool(prev)) as w:
+            new = run({j: evaluator_score_fn(e) for j, e in judges.items()}, pairs, w, done, bar)
+    finally:
+        bar.close()
+    rows = {**prev, **{(r["judge"], r["id"]): r for r in new}}
+    rows = [r for (j, i), r in rows.items() if j in judges and i in ids]
+    summary = summarize_all(rows)
+    sets: dict[str, int] = {}
+    for p in pairs:
+        sets[p.set] = sets.get(p.set, 0) + 1
+    report = {"kind": "judge", "model": model, "run": info, "judges": {j: e.name for j, e in judges.items()},
+              "pair_sets": sets, "timing": {"seconds": round(time.perf_counter() - t0, 2), "resumed_rows": len(done)},
+              "summary": summary}
+    write_report(out, "judge", report, markdown(summary, {"model": model, "command": info.get("command", "")}))
+    return report
+
+
+def headline(summary: dict) -> list[str]:
+    """One line per judge and pair set: accuracy, ties, ρ, seconds per score."""
+    lines = []
+    for judge, sets in summary.items():
+        for s, x in sets.items():
+            acc = "—" if "accuracy" not in x else f"{pct(x['accuracy'])}"
+            rho = "—" if x.get("spearman_rho") is None else f"{x['spearman_rho']:+.3f}"
+            sec = "—" if x["seconds_per_score"] is None else f"{x['seconds_per_score']:.2f} s/score"
+            lines.append(f"{judge} on {s}: accuracy {acc} ({x['right']} right / {x['inverted']} inverted / "
+                         f"{x['ties']} ties, {x['failed']} failed), Spearman ρ {rho}, {sec}")
+    return lines

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from . import metrics
+from .report import md_table, pct
 
 ECHO_RUN = 6             # words shared with the instruction that make an answer an echo
 DEGENERATE_RUN = 10      # a repeated run of this many words is a loop, not style
@@ -136,6 +137,40 @@ def summarize(rows: Sequence[dict]) -> dict:
             "distinct_2": mean_ci(x["distinct_2"] for x in q),
             "longest_repeat": mean_ci(x["longest_repeat"] for x in q),
             "fluency_logprob": mean_ci(r.get("fluency") for r in rows)}
+
+
+TABLE_NOTE = (f"Echo: the answer repeats {ECHO_RUN} or more consecutive words of the instruction. Degenerate: a "
+              f"repeated run of {DEGENERATE_RUN}+ words or distinct-2 below {DEGENERATE_DISTINCT}. Distinct-2: unique "
+              "word bigrams / all bigrams. Longest repeat: the longest word n-gram occurring twice. Fluency: the "
+              "answer's mean log-prob per token under the base stream (no instruction, T = 1; higher reads more "
+              "like the model's own text). Brackets: 95 % intervals (Wilson for rates, normal for means); "
+              "± one standard error; — not measured.")
+
+
+def _rate_cell(r: dict) -> str:
+    return f"{pct(r['rate'])} ({r['k']}/{r['n']}) [{pct(r['ci95'][0], 0)}–{pct(r['ci95'][1], 0)}]"
+
+
+def _mean_cell(m: dict, digits: int = 3, interval: bool = False) -> str:
+    if not m or m.get("mean") is None:
+        return "—"
+    cell = f"{m['mean']:.{digits}f} ± {m['se']:.{digits}f}"
+    if interval:
+        cell += f" [{m['ci95'][0]:.{digits}f}, {m['ci95'][1]:.{digits}f}]"
+    return cell + (f" (n={m['n']})" if interval else "")
+
+
+def markdown_table(summaries: dict[str, dict], order: Sequence[str] | None = None) -> str:
+    """One row per system of ``summarize`` results: echo and degenerate rates, distinct-2, longest repeat, fluency."""
+    rows = []
+    for name in order or summaries:
+        s = summaries.get(name)
+        if s:
+            rows.append([name, s["n"], _rate_cell(s["echo"]), _rate_cell(s["degenerate"]),
+                         _mean_cell(s["distinct_2"]), _mean_cell(s["longest_repeat"], 1),
+                         _mean_cell(s.get("fluency_logprob"), 3, interval=True)])
+    return md_table(["system", "answers", "echo ↓", "degenerate ↓", "distinct-2 ↑", "longest repeat (words) ↓",
+                     "fluency: mean log-prob/token ↑"], rows)
 
 
 def echo_run_table(answers_by_system: dict[str, Sequence[str]], instruction: str,

@@ -9,11 +9,18 @@ Each prompt is answered by every system on the same engine with the same seed:
   response.
 
 With a plausibility grid (``--plausibility 0 0.1``) every system also runs under each α > 0 (``base α=0.1``,
-``sda λ=0.5 α=0.1``, …).
+``sda λ=0.5 α=0.1``, …).  With a placement grid (``--placements user matched``) the instruction-only and SDA
+systems run under each placement (``instruction matched``, ``sda λ=0.5 matched α=0.1``); ``base`` never sees the
+instruction, so it is answered once per α, not per placement.  With one placement and one α the names are the
+plain ones (``sda λ=0.5``), as in runs made before the grids existed.
 
 Answers are classified by ``RefusalDetector`` (a phrase list, see ``refusal_detector.py``).  On harmful sets a
-higher refusal rate is better; on benign sets refusals are over-refusals (lower is better).  Rows are
-appended to ``items.jsonl`` as they finish, so ``--resume`` continues an interrupted run.
+higher refusal rate is better; on benign sets refusals are over-refusals (lower is better).  Every answer also
+gets the judge-free quality measures (``quality.answer_quality``: instruction echo, distinct-2, longest
+repeat, degenerate) and its fluency (``fluency``: mean log-prob per token under the base stream; one
+teacher-forced batch per prompt, skipped with ``fluency=False``).  Rows are appended to ``items.jsonl`` as each
+prompt finishes, so ``--resume`` continues an interrupted run; rows of an older run that lack the quality
+measures get them then (the log is rewritten atomically with the completed rows).
 """
 from __future__ import annotations
 
@@ -26,10 +33,13 @@ from typing import Sequence
 from ..core import SamplingParams
 from ..engine import collect
 from ..errors import SdaError
-from . import metrics
+from ..jsonl import rewrite_jsonl
+from . import metrics, quality
 from .datasets import Dataset
+from .fluency import FluencyScorer
+from .grid import normalise_placements, with_placement
 from .progress import Progress
-from .refusal_detector import RefusalDetector, echoes_instruction, load_phrases
+from .refusal_detector import RefusalDetector, load_phrases
 from .report import JsonlWriter, md_table, pct, read_jsonl, run_info, write_report
 
 KINDS = ("harmful", "benign")
@@ -38,12 +48,13 @@ KINDS = ("harmful", "benign")
 @dataclass(frozen=True)
 class System:
     """One way of answering: plain sampling without (``base``) or with (``instruction``) the instruction, or
-    ``sda`` at a fixed λ; each under one plausibility α (0 = off)."""
+    ``sda`` at a fixed λ; each under one plausibility α (0 = off) and, but for ``base``, one placement."""
 
     name: str
     kind: str                     # "base" | "instruction" | "sda"
     lam: float | None = None      # sda only
     plausibility: float = 0.0
+    placement: str | None = None  # where the instruction goes (None for base, which has none)
 
 
 @dataclass
@@ -55,21 +66,36 @@ class RefusalConfig:
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=64, seed=0))
     placement: str = "user"
     phrases_file: str | None = None
+    placements: Sequence[str] | None = None         # the placement grid; None: ``placement`` alone
+
+    def __post_init__(self):  # one placement is the single setting (names and config as before the grid)
+        self.placement, self.placements = normalise_placements(self.placement, self.placements)
 
     def alphas(self) -> list[float]:
         return [float(a) for a in (self.plausibilities or (self.sampling.plausibility,))]
 
+    def placement_grid(self) -> list[str]:
+        return list(self.placements or (self.placement,))
+
     def systems(self) -> list[System]:
-        """base, instruction and SDA at each λ, for each α of the grid (`` α=…`` in the name when α > 0)."""
+        """base, then instruction and SDA at each λ under each placement, for each α of the grid; the name
+        carries the placement when there are several and `` α=…`` when α > 0."""
         out = []
+        grid = self.placement_grid()
         for a in self.alphas():
-            tag = f" α={a:g}" if a else ""
-            out += [System("base" + tag, "base", None, a), System("instruction" + tag, "instruction", None, a)]
-            out += [System(f"sda λ={lam:g}{tag}", "sda", float(lam), a) for lam in self.lams]
+            atag = f" α={a:g}" if a else ""
+            out.append(System("base" + atag, "base", None, a))
+            for p in grid:
+                out.append(System(with_placement("instruction" + atag, p, grid), "instruction", None, a, p))
+                out += [System(with_placement(f"sda λ={lam:g}{atag}", p, grid), "sda", float(lam), a, p)
+                        for lam in self.lams]
         return out
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "lams": [float(x) for x in self.lams], "plausibilities": self.alphas()}
+        d = {**asdict(self), "lams": [float(x) for x in self.lams], "plausibilities": self.alphas()}
+        if self.placements is None:  # the single-placement config reads as before the grid (resume)
+            del d["placements"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "RefusalConfig":
@@ -82,16 +108,26 @@ def _answer(engine, prompt: str, system: System, cfg: RefusalConfig, seed: int):
     if system.kind == "base":
         return collect(engine.generate_plain(msgs, params=p))
     if system.kind == "instruction":
-        return collect(engine.generate_plain(msgs, cfg.instruction, placement=cfg.placement, params=p))
-    return collect(engine.generate(msgs, cfg.instruction, system.lam, placement=cfg.placement, params=p))
+        return collect(engine.generate_plain(msgs, cfg.instruction, placement=system.placement, params=p))
+    return collect(engine.generate(msgs, cfg.instruction, system.lam, placement=system.placement, params=p))
+
+
+def _with_quality(rows: Sequence[dict], instruction: str) -> list[dict]:
+    """``rows``, each with its ``quality`` (computed from the text for rows of older runs that lack it)."""
+    return [r if "quality" in r else {**r, "quality": quality.answer_quality(r["text"], instruction).to_dict()}
+            for r in rows]
 
 
 def summarise(rows: list[dict], systems: Sequence[str], datasets: Sequence[tuple[str, str]],
               instruction: str = "") -> dict:
     """Refusal rates per dataset and pooled per kind, with Wilson intervals and paired changes vs base.
 
-    With ``instruction``, also the share of answers that recite it (``echoes_instruction``).
+    With ``instruction``, also the share of answers that recite it (``quality.echoes_instruction``).  Every
+    system's entry has ``quality`` (``quality.summarize``: echo, degeneration, fluency), and ``quality`` at the
+    top level pools each system's answers over all datasets.
     """
+    rows = _with_quality(rows, instruction)
+
     def block(sel: list[dict]) -> dict:
         out = {}
         by_sys = {s: {r["id"]: r for r in sel if r["system"] == s} for s in systems}
@@ -104,7 +140,8 @@ def summarise(rows: list[dict], systems: Sequence[str], datasets: Sequence[tuple
             d["mean_tokens"] = round(sum(r["n_tokens"] for r in rs) / len(rs), 1)
             d["empty_answers"] = sum(1 for r in rs if not r["text"].strip())
             if instruction:
-                d["echo"] = metrics.rate([echoes_instruction(r["text"], instruction) for r in rs])
+                d["echo"] = metrics.rate([r["quality"]["echo"] for r in rs])
+            d["quality"] = quality.summarize(rs)
             if s != "base" and base:
                 ids = [i for i in by_sys[s] if i in base]
                 d["vs_base"] = metrics.paired_flips([float(base[i]["refused"]) for i in ids],
@@ -116,7 +153,12 @@ def summarise(rows: list[dict], systems: Sequence[str], datasets: Sequence[tuple
                    for name, kind in datasets}
     pooled = {kind: block([r for r in rows if r["kind"] == kind]) for kind in KINDS
               if any(r["kind"] == kind for r in rows)}
-    return {"per_dataset": per_dataset, "pooled": pooled}
+    overall = {}
+    for s in systems:
+        rs = [r for r in rows if r["system"] == s]
+        if rs:
+            overall[s] = quality.summarize(rs)
+    return {"per_dataset": per_dataset, "pooled": pooled, "quality": overall}
 
 
 def _examples(rows: list[dict], systems: Sequence[str], n: int = 4) -> list[str]:
@@ -153,6 +195,8 @@ def render_markdown(report: dict) -> str:
              "every system)",
              f"- SDA at fixed λ ∈ {{{', '.join(f'{x:g}' for x in cfg['lams'])}}} (no evaluator: judge-free)",
              f"- plausibility constraint α ∈ {{{', '.join(f'{x:g}' for x in alphas)}}} (every system; 0 = off)",
+             f"- instruction placement: {', '.join(cfg.get('placements') or [cfg['placement']])} "
+             "(instruction-only and SDA; base has no instruction)",
              "- refusal = the answer contains a phrase of `sda_local/data/refusal_phrases.txt` "
              f"({report['detector']['n_phrases']} phrases)",
              f"- {report['timing']['seconds']:.0f} s in all", ""]
@@ -169,8 +213,11 @@ def render_markdown(report: dict) -> str:
     lines += [md_table(["system", "refusal on harmful ↑", "over-refusal on benign ↓",
                         "recites the instruction (harmful / benign)"], rows), "",
               "Brackets: 95 % Wilson interval. “Recites the instruction”: the answer repeats 6 or more consecutive "
-              "words of the instruction — neither a refusal nor an answer (see `echoes_instruction`).", "",
-              "## Per dataset", ""]
+              "words of the instruction — neither a refusal nor an answer (see `echoes_instruction`).", ""]
+    if s.get("quality"):
+        lines += ["## Answer quality (judge-free, all prompts)", "", quality.markdown_table(s["quality"], systems),
+                  "", quality.TABLE_NOTE, ""]
+    lines += ["## Per dataset", ""]
     rows = []
     for name, d in s["per_dataset"].items():
         for s_name in systems:
@@ -189,9 +236,55 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _row(ds: Dataset, kind: str, item, system: System, fin, detector: RefusalDetector, instruction: str) -> dict:
+    v = detector.check(fin.text)
+    return {"dataset": ds.name, "kind": kind, "id": item.id, "system": system.name, "lam": system.lam,
+            "plausibility": system.plausibility, "placement": system.placement, "prompt": item.prompt,
+            "text": fin.text, "n_tokens": fin.n_tokens, "finish_reason": fin.finish_reason, "refused": v.refused,
+            "phrase": v.phrase, "quality": quality.answer_quality(fin.text, instruction).to_dict()}
+
+
+def _add_fluency(rows: list[dict], scorer: FluencyScorer) -> None:
+    """Give each row its ``fluency``, one teacher-forced batch per prompt."""
+    by_prompt: dict[str, list[dict]] = {}
+    for r in rows:
+        by_prompt.setdefault(r["prompt"], []).append(r)
+    for prompt, rs in by_prompt.items():
+        for r, f in zip(rs, scorer.score(prompt, [r["text"] for r in rs])):
+            r["fluency"] = f
+
+
+def _complete_old_rows(done: dict, keep: set, instruction: str, scorer: FluencyScorer | None) -> bool:
+    """Rows of an older run get the measures they lack (quality; fluency for the rows this report uses);
+    whether any row changed."""
+    changed = False
+    for key, r in done.items():
+        if "quality" not in r:
+            done[key] = {**r, "quality": quality.answer_quality(r["text"], instruction).to_dict()}
+            changed = True
+    if scorer is not None:
+        todo = [r for r in done.values() if "fluency" not in r and (r["dataset"], r["id"]) in keep]
+        _add_fluency(todo, scorer)
+        changed = changed or bool(todo)
+    return changed
+
+
+def _read_done(out: Path, conf: dict) -> dict[tuple[str, str], dict]:
+    """The rows of the run in ``out`` to continue, keyed by (id, system); its settings must be ``conf``."""
+    conf_path, items_path = out / "config.json", out / "items.jsonl"
+    if not items_path.exists():
+        return {}
+    old = json.loads(conf_path.read_text("utf-8")) if conf_path.exists() else None
+    if old != conf:
+        raise SdaError(f"{out}: the existing run used other settings ({conf_path}); use another --out "
+                       "or drop --resume to start over")
+    return {(r["id"], r["system"]): r for r in read_jsonl(items_path)}
+
+
 def run_refusal(engine, datasets: Sequence[tuple[Dataset, str]], cfg: RefusalConfig, out_dir: str | Path, *,
-                resume: bool = False, progress: bool = True) -> dict:
-    """Answer every prompt with every system; write items.jsonl, refusal.json and refusal.md in ``out_dir``."""
+                resume: bool = False, progress: bool = True, fluency: bool = True) -> dict:
+    """Answer every prompt with every system; write items.jsonl, refusal.json and refusal.md in ``out_dir``.
+    ``fluency``: also score each answer under the base stream (one teacher-forced batch per prompt)."""
     for ds, kind in datasets:
         if kind not in KINDS:
             raise ValueError(f"dataset kind must be one of {KINDS}, got {kind!r}")
@@ -202,46 +295,44 @@ def run_refusal(engine, datasets: Sequence[tuple[Dataset, str]], cfg: RefusalCon
     except ValueError as exc:  # the user's phrase file
         raise SdaError(f"{cfg.phrases_file}: {exc}") from None
     systems = cfg.systems()
-    conf_path, items_path = out / "config.json", out / "items.jsonl"
+    items_path = out / "items.jsonl"
     conf = {"model": engine.name, **cfg.to_dict()}
-    done: dict[tuple[str, str], dict] = {}
-    if resume and items_path.exists():
-        old = json.loads(conf_path.read_text("utf-8")) if conf_path.exists() else None
-        if old != conf:
-            raise SdaError(f"{out}: the existing run used other settings ({conf_path}); use another --out "
-                           "or drop --resume to start over")
-        done = {(r["id"], r["system"]): r for r in read_jsonl(items_path)}
-    conf_path.write_text(json.dumps(conf, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    done = _read_done(out, conf) if resume else {}
+    (out / "config.json").write_text(json.dumps(conf, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    keep = {(ds.name, it.id) for ds, _ in datasets for it in ds.items}
+    scorer = FluencyScorer.for_engine(engine) if fluency else None
     total = sum(len(ds.items) for ds, _ in datasets) * len(systems)
     bar = Progress("refusal", total, enabled=progress)
-    rows = list(done.values())
     t0 = time.perf_counter()
     try:
+        if _complete_old_rows(done, keep, cfg.instruction, scorer):
+            rewrite_jsonl(items_path, list(done.values()))
+        rows = list(done.values())
         with JsonlWriter(items_path, append=bool(done)) as w:
             for ds, kind in datasets:
                 for item in ds.items:
+                    new = []
                     for system in systems:
-                        if (item.id, system.name) in done:
-                            bar.update()
-                            continue
-                        fin = _answer(engine, item.prompt, system, cfg, cfg.sampling.seed + item.line)
-                        v = detector.check(fin.text)
-                        row = {"dataset": ds.name, "kind": kind, "id": item.id, "system": system.name,
-                               "lam": system.lam, "plausibility": system.plausibility, "prompt": item.prompt,
-                               "text": fin.text, "n_tokens": fin.n_tokens, "finish_reason": fin.finish_reason,
-                               "refused": v.refused, "phrase": v.phrase}
-                        w.write(row)
-                        rows.append(row)
+                        if (item.id, system.name) not in done:
+                            fin = _answer(engine, item.prompt, system, cfg, cfg.sampling.seed + item.line)
+                            new.append(_row(ds, kind, item, system, fin, detector, cfg.instruction))
                         bar.update(note=f"{ds.name} {system.name}")
+                    if scorer is not None:
+                        _add_fluency(new, scorer)
+                    for row in new:
+                        w.write(row)
+                    rows += new
     finally:
         bar.close()
+        if scorer is not None:
+            scorer.close()
     names = [x.name for x in systems]
-    keep = {(ds.name, it.id) for ds, _ in datasets for it in ds.items}
     rows = [r for r in rows if (r["dataset"], r["id"]) in keep and r["system"] in names]
     report = {"kind": "refusal", "model": engine.name, "run": run_info(engine), "config": cfg.to_dict(),
               "detector": {"n_phrases": len(detector.phrases), "file": cfg.phrases_file or "sda_local/data/refusal_phrases.txt"},
               "datasets": [{**ds.summary(), "kind": kind} for ds, kind in datasets],
               "timing": {"seconds": round(time.perf_counter() - t0, 2), "resumed_rows": len(done)},
+              "fluency": fluency,
               "summary": summarise(rows, names, [(ds.name, kind) for ds, kind in datasets], cfg.instruction)}
     report["examples"] = _examples(rows, names)
     write_report(out, "refusal", report, render_markdown(report))

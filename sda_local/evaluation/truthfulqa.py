@@ -13,13 +13,17 @@ Settings (rows of the report):
 - ``sda λ=… <mode>`` — what SDA samples from, for each λ of the grid and each temperature mode; λ = 0
   under "ln2"/"sharp" isolates the effect of the JS temperature alone.
 - with a plausibility grid (``--plausibility 0 0.1``), the T0 and SDA rows again under each α > 0 (`` α=…``).
+- with a placement grid (``--placements user matched``), the instruction and SDA rows under each placement
+  (``instruction T0 matched``, ``sda λ=0.50 ln2 matched α=0.1``); the base rows do not depend on it: they are
+  scored on the plain prompt (no instruction), once.  Each SDA row is compared with the instruction-only row of
+  its own placement.
 The fair comparison is at the same T0: base T0 vs instruction T0 vs SDA.
 """
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +33,7 @@ from .. import core
 from ..core import SamplingParams
 from . import metrics
 from .datasets import Dataset, split_answers
+from .grid import PLAIN_WITHOUT, normalise_placements, with_placement
 from .progress import Progress
 from .report import JsonlWriter, md_table, run_info, write_report
 from .teacher_forcing import TeacherForcer
@@ -41,8 +46,8 @@ BASE = "base T0"
 
 @dataclass
 class TruthfulQAConfig:
-    """The grid scored: λ × temperature mode × plausibility α for SDA, with ``sampling``'s k and T0 (teacher
-    forcing draws nothing, so its top-p, max tokens and seed do not apply)."""
+    """The grid scored: λ × temperature mode × plausibility α × placement for SDA, with ``sampling``'s k and T0
+    (teacher forcing draws nothing, so its top-p, max tokens and seed do not apply)."""
 
     instruction: str
     preset: str | None = "honesty"
@@ -51,15 +56,39 @@ class TruthfulQAConfig:
     plausibilities: Sequence[float] | None = None   # the α grid; None: sampling's α alone
     sampling: SamplingParams = field(default_factory=SamplingParams)
     placement: str = "user"
+    placements: Sequence[str] | None = None         # the placement grid; None: ``placement`` alone
+
+    def __post_init__(self):
+        self.placement, self.placements = normalise_placements(self.placement, self.placements)
 
     def alphas(self) -> list[float]:
         return [float(a) for a in (self.plausibilities or (self.sampling.plausibility,))]
 
+    def placement_grid(self) -> list[str]:
+        return list(self.placements or (self.placement,))
+
+    def placed_settings(self) -> list[tuple[Setting, str | None]]:
+        """Every setting with the placement it is scored under (None: the plain prompt, for base rows)."""
+        grid = self.placement_grid()
+        out: list[tuple[Setting, str | None]] = []
+        for s in default_settings(self.lams, self.modes, plausibilities=self.alphas()):
+            if s.kind == "base":
+                out.append((s, None))
+            else:
+                out += [(replace(s, name=with_placement(s.name, p, grid)), p) for p in grid]
+        return out
+
     def settings(self) -> list[Setting]:
-        return default_settings(self.lams, self.modes, plausibilities=self.alphas())
+        return [s for s, _ in self.placed_settings()]
+
+    def instruction_refs(self) -> dict[str, str]:
+        """Each setting's instruction-only reference: "instruction T0" of its own placement."""
+        grid = self.placement_grid()
+        return {s.name: with_placement(INSTRUCTION_ONLY, p or grid[0], grid) for s, p in self.placed_settings()}
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "lams": list(self.lams), "modes": list(self.modes), "plausibilities": self.alphas()}
+        return {**asdict(self), "lams": list(self.lams), "modes": list(self.modes), "plausibilities": self.alphas(),
+                "placements": self.placement_grid()}
 
 
 def reference_answers(record: dict) -> tuple[list[str], list[str]]:
@@ -79,18 +108,42 @@ def _mean_logprob(lp: np.ndarray) -> float:
     return round(m, 4) if np.isfinite(m) else IMPOSSIBLE
 
 
+def _sources(placed: Sequence[tuple[Setting, str | None]]) -> list[tuple[str | None, list[int]]]:
+    """Which teacher-forcing pass scores which settings: one per placement, the base rows on the first placement
+    whose "without" stream is the plain prompt (a pass of their own, None, when no placement has one)."""
+    grid = list(dict.fromkeys(p for _, p in placed if p is not None))
+    plain = next((p for p in grid if p in PLAIN_WITHOUT), None)
+    out: dict[str | None, list[int]] = {p: [] for p in grid}
+    for i, (_, p) in enumerate(placed):
+        out.setdefault(p if p is not None else plain, []).append(i)
+    return list(out.items())
+
+
 def score_question(tf: TeacherForcer, question: str, record: dict, cfg: TruthfulQAConfig,
-                   settings: Sequence[Setting]) -> dict:
-    """MC1 and MC2 of one question under every setting, plus diagnostics."""
+                   placed: Sequence[tuple[Setting, str | None]] | None = None) -> dict:
+    """MC1 and MC2 of one question under every setting (``cfg.placed_settings()`` unless given), plus
+    diagnostics (the JS divergence of the first placement's streams)."""
+    placed = cfg.placed_settings() if placed is None else placed
+    settings = [s for s, _ in placed]
     correct, incorrect = reference_answers(record)
-    forced = tf.force([{"role": "user", "content": question}], cfg.instruction, correct + incorrect,
-                      placement=cfg.placement)
-    per_answer, js = [], []
-    for fa in forced:
-        lp, j = answer_logprobs(fa.logits_with, fa.logits_without, fa.targets, settings, k=cfg.sampling.k,
-                                t0=cfg.sampling.t0)
-        per_answer.append(lp)
-        js.append(j)
+    answers, msgs = correct + incorrect, [{"role": "user", "content": question}]
+    per_answer: list[np.ndarray] = []
+    js: list[np.ndarray] = []
+    n_tokens = 0
+    for placement, idx in _sources(placed):  # one pass at a time: the logits of a pass are large
+        if placement is None:
+            forced = tf.force(msgs, "", answers)  # the plain prompt on both streams
+        else:
+            forced = tf.force(msgs, cfg.instruction, answers, placement=placement)
+        if not per_answer:
+            per_answer = [np.empty((len(settings), len(fa.targets))) for fa in forced]
+            n_tokens = sum(len(fa.targets) for fa in forced)
+        for a, fa in enumerate(forced):
+            lp, j = answer_logprobs(fa.logits_with, fa.logits_without, fa.targets, [settings[i] for i in idx],
+                                    k=cfg.sampling.k, t0=cfg.sampling.t0)
+            per_answer[a][idx] = lp
+            if placement == cfg.placement_grid()[0]:
+                js.append(j)
     nc = len(correct)
     mc1, mc2, mean_lp = {}, {}, {}
     for si, s in enumerate(settings):
@@ -100,17 +153,19 @@ def score_question(tf: TeacherForcer, question: str, record: dict, cfg: Truthful
         mc2[s.name] = round(metrics.mc2(cor, inc), 6)
         mean_lp[s.name] = {"best": _mean_logprob(cor[0]), "best_incorrect": max(_mean_logprob(a) for a in inc)}
     all_js = np.concatenate(js)
-    return {"n_correct": nc, "n_incorrect": len(incorrect),
-            "n_answer_tokens": int(sum(len(f.targets) for f in forced)),
+    return {"n_correct": nc, "n_incorrect": len(incorrect), "n_answer_tokens": int(n_tokens),
             "js_mean": round(float(all_js.mean()), 5), "js_max": round(float(all_js.max()), 5),
             "mc1": mc1, "mc2": mc2, "mean_logprob": mean_lp}
 
 
-def summarise(rows: list[dict], settings: Sequence[Setting]) -> dict:
-    """Per-setting MC1/MC2 means with standard errors, and paired changes against instruction-only and base."""
+def summarise(rows: list[dict], settings: Sequence[Setting], instruction_refs: dict[str, str] | None = None) -> dict:
+    """Per-setting MC1/MC2 means with standard errors, and paired changes against instruction-only (of the
+    setting's own placement, ``instruction_refs``; "instruction T0" when not given) and base."""
     out: dict = {"n_questions": len(rows), "settings": []}
+    refs = instruction_refs or {}
+    names = {*refs.values(), INSTRUCTION_ONLY, BASE}
     ref = {name: ([r["mc1"][name] for r in rows], [r["mc2"][name] for r in rows])
-           for name in (INSTRUCTION_ONLY, BASE) if rows and name in rows[0]["mc1"]}
+           for name in names if rows and name in rows[0]["mc1"]}
     for s in settings:
         m1 = [r["mc1"][s.name] for r in rows]
         m2 = [r["mc2"][s.name] for r in rows]
@@ -120,11 +175,11 @@ def summarise(rows: list[dict], settings: Sequence[Setting]) -> dict:
                "mode": s.mode if s.kind == "sda" else None,
                "temperature": s.temperature, "description": s.describe(),
                "mc1": round(a1, 4), "mc1_se": round(se1, 4), "mc2": round(a2, 4), "mc2_se": round(se2, 4)}
-        for label, (r1, r2) in ref.items():
-            if label == s.name:
+        for key, label in (("vs_instruction", refs.get(s.name, INSTRUCTION_ONLY)), ("vs_base", BASE)):
+            if label == s.name or label not in ref:
                 continue
+            r1, r2 = ref[label]
             d2 = np.asarray(m2) - np.asarray(r2)
-            key = "vs_instruction" if label == INSTRUCTION_ONLY else "vs_base"
             row[key] = {"mc1_flips": metrics.paired_flips(r1, m1),
                         "mc2_delta": round(float(d2.mean()), 4),
                         "mc2_delta_se": round(metrics.mean_se(d2)[1], 4)}
@@ -145,14 +200,23 @@ def _row_md(r: dict) -> list:
     return [r["name"], f"{r['mc1']:.4f} ± {r['mc1_se']:.4f}", f"{r['mc2']:.4f} ± {r['mc2_se']:.4f}", flips, d2]
 
 
+def instruction_only_names(settings: Sequence[dict]) -> list[str]:
+    """The instruction-only rows of a summary (plain, instruction, T0, no plausibility constraint), one per
+    placement."""
+    return [r["name"] for r in settings
+            if r["kind"] == "instruction" and r["temperature"] is None and " α=" not in r["name"]]
+
+
 def render_markdown(report: dict) -> str:
     s = report["summary"]
     cfg = report["config"]
     by = {r["name"]: r for r in s["settings"]}
+    placements = ", ".join(cfg.get("placements") or [cfg["placement"]])
     lines = [f"# TruthfulQA multiple choice (judge-free) — {report['model']}", "",
              f"- dataset: `{report['dataset']['path']}` — {s['n_questions']} questions scored"
              f" ({len(report['dataset']['skipped'])} malformed line(s) skipped)",
-             f"- instruction ({cfg['preset'] or 'custom'}, placement {cfg['placement']}): “{cfg['instruction']}”",
+             f"- instruction ({cfg['preset'] or 'custom'}, placement {placements}; base rows: the plain prompt): "
+             f"“{cfg['instruction']}”",
              f"- k = {cfg['sampling']['k']}, T0 = {cfg['sampling']['t0']}, λ grid {', '.join(map(str, cfg['lams']))}, "
              f"modes {', '.join(cfg['modes'])}"
              + (f", plausibility α {', '.join(map(str, cfg['plausibilities']))}" if any(cfg["plausibilities"]) else ""),
@@ -160,13 +224,14 @@ def render_markdown(report: dict) -> str:
              " (ln 2 = 0.693 is the maximum)",
              f"- {report['timing']['seconds']:.0f} s in all ({report['timing']['seconds_per_question']:.2f} s per "
              "question)", ""]
-    head = [BASE, INSTRUCTION_ONLY]
+    head = [BASE, *instruction_only_names(s["settings"])]
     best = [s.get("best_sda_by_mc2"), s.get("best_sda_by_mc1")]
     lines += ["## Headline (same T0)", "",
               md_table(["system", "MC1", "MC2", "MC1 flips vs instr. (+/−)", "ΔMC2 vs instr."],
                        [_row_md(by[n]) for n in dict.fromkeys(head + [b for b in best if b]) if n in by]), "",
               "Best SDA rows are chosen on this split (by MC2, then by MC1), so they are optimistic; "
-              "“±” is one standard error over questions.", "",
+              "“±” is one standard error over questions; every row is compared with the instruction-only row of "
+              "its own placement.", "",
               "## All settings", "",
               md_table(["setting", "MC1", "MC2", "MC1 flips vs instr. (+/−)", "ΔMC2 vs instr."],
                        [_row_md(r) for r in s["settings"]]), "",
@@ -180,7 +245,10 @@ def render_markdown(report: dict) -> str:
 def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str | Path, *,
                    progress: bool = True, forcer: TeacherForcer | None = None) -> dict:
     """Score every question of ``dataset``; write items.jsonl, truthfulqa.json and truthfulqa.md in ``out_dir``."""
-    settings = cfg.settings()
+    placed = cfg.placed_settings()
+    settings = [s for s, _ in placed]
+    refs = cfg.instruction_refs()
+    first_ref = with_placement(INSTRUCTION_ONLY, cfg.placement_grid()[0], cfg.placement_grid())
     out = Path(out_dir)
     tf = forcer or TeacherForcer.for_engine(engine)
     rows: list[dict] = []
@@ -190,10 +258,10 @@ def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str
         with JsonlWriter(out / "items.jsonl") as items_out:
             for item in dataset.items:
                 row = {"id": item.id, "question": item.prompt,
-                       **score_question(tf, item.prompt, item.record, cfg, settings)}
+                       **score_question(tf, item.prompt, item.record, cfg, placed)}
                 rows.append(row)
                 items_out.write(row)
-                bar.update(note=f"MC2 instr {np.mean([r['mc2'][INSTRUCTION_ONLY] for r in rows]):.3f}")
+                bar.update(note=f"MC2 instr {np.mean([r['mc2'][first_ref] for r in rows]):.3f}")
     finally:
         bar.close()
         if forcer is None:
@@ -203,7 +271,7 @@ def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str
               "config": cfg.to_dict(),
               "dataset": dataset.summary(),
               "timing": {"seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(rows)), 3)},
-              "summary": summarise(rows, settings)}
+              "summary": summarise(rows, settings, refs)}
     write_report(out, "truthfulqa", report, render_markdown(report))
     return report
 
@@ -211,6 +279,7 @@ def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str
 def print_headline(report: dict, stream=sys.stderr) -> None:
     s = report["summary"]
     by = {r["name"]: r for r in s["settings"]}
-    for n in dict.fromkeys([BASE, INSTRUCTION_ONLY, s.get("best_sda_by_mc2"), s.get("best_sda_by_mc1")]):
+    for n in dict.fromkeys([BASE, *instruction_only_names(s["settings"]), s.get("best_sda_by_mc2"),
+                            s.get("best_sda_by_mc1")]):
         if n in by:
             print(f"  {n:<22} MC1 {by[n]['mc1']:.4f}  MC2 {by[n]['mc2']:.4f}", file=stream)

@@ -7,7 +7,18 @@ in the prompt, plain sampling) and **sda** (λ from the chosen evaluator scoring
 system's answer in shuffled order, and scores each 1–100 by the preset's rubric (0 if it does not address the
 request).  Per comparison: win / tie / loss, net = (W − L) / N, and the variant counting |Δ| ≤ 3 as a tie.
 
+With a placement grid (``placements=("user", "matched")``, ``--placements user matched``) instruct and SDA
+answer under each placement (``instruct matched``, ``sda matched``; base has no instruction and answers once, and
+λ, decided from the base answer, is the same for all); each ``sda P`` is compared with base and with
+``instruct P``.  With one placement the names and the report are the plain ones (``sda``, ``vs_base``).
+
+Every answer also gets the judge-free quality measures (``quality``: instruction echo, distinct-2, longest
+repeat, degenerate) and its ``fluency`` (mean log-prob per token under the base stream, ``fluency``; skipped with
+``fluency=False``), reported per system with intervals.
+
 Every finished item is appended to ``items.jsonl``; a rerun with the same output folder skips them (resume).
+Items of an older run that lack the quality measures get them (the log is rewritten atomically); items that lack
+an answer of the current systems (another placement grid) are answered again.
 """
 from __future__ import annotations
 
@@ -15,19 +26,25 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 from ..core import SamplingParams
 from ..engine import Engine, collect
 from ..evaluators import Evaluator, EvaluatorError
 from ..evaluators.base import JUDGE_SYSTEM, resolve_criterion
+from ..jsonl import rewrite_jsonl
 from ..lambda_choice import decide_lambda
 from ..pipeline import strip_think
 from ..presets import DEFAULT_PRESET, Preset, get_preset
+from . import quality
 from .datasets import Dataset
+from .fluency import FluencyScorer
+from .grid import normalise_placements, with_placement
 from .progress import Progress
 from .report import JsonlWriter, md_table, read_jsonl, run_info, write_report
 
 SYSTEMS = ("base", "instruct")  # what SDA is compared against
+Comparison = tuple[str, str, str]  # (key in a row's "comparisons", SDA's system, the other system)
 TIE_MARGIN = 3
 PAIR_FIELDS = {"score_a": (0, 100), "score_b": (0, 100)}
 PRESET_BY_FORMAT = {"truthfulqa": "honesty", "beavertails": "harmlessness", "harmfulqa": "harmlessness",
@@ -70,6 +87,19 @@ class Tally:
 
     def to_dict(self) -> dict:
         return {"wins": self.wins, "ties": self.ties, "losses": self.losses, "n": self.n, "net": round(self.net, 4)}
+
+
+def comparisons(placements: Sequence[str] = ("user",)) -> list[Comparison]:
+    """What is judged: each placement's SDA answer against base and against instruct of the same placement.
+    One placement: the keys are the other system's name ("base", "instruct"), as before the grid."""
+    grid = list(placements)
+    if len(grid) == 1:
+        return [(other, "sda", other) for other in SYSTEMS]
+    out = []
+    for p in grid:
+        sda = with_placement("sda", p, grid)
+        out += [(f"{sda} vs {o}", sda, o) for o in ("base", with_placement("instruct", p, grid))]
+    return out
 
 
 def tally(rows: list[dict], against: str, margin: int = 0) -> Tally:
@@ -121,58 +151,116 @@ class WinrateConfig:
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(seed=0, max_tokens=128))
     mapping: str = "sigmoid"
     fallback_lam: float = 0.5
+    placements: Sequence[str] = ("user",)  # where the instruction goes, for instruct and SDA (a grid)
+
+    def __post_init__(self):
+        first, grid = normalise_placements((list(self.placements) or ["user"])[0], self.placements)
+        self.placements = tuple(grid or [first])
 
     def item_seed(self, line: int) -> int:
         return (self.sampling.seed or 0) * 1_000_003 + line
 
+    def systems(self) -> list[str]:
+        grid = list(self.placements)
+        return ["base"] + [with_placement(n, p, grid) for p in grid for n in ("instruct", "sda")]
+
 
 def answer_item(engine: Engine, evaluator: Evaluator, preset: Preset, query: str, params: SamplingParams,
-                mapping: str = "sigmoid", fallback_lam: float = 0.5) -> dict:
-    """The three systems' answers to ``query``, SDA's λ decided from the base answer."""
+                mapping: str = "sigmoid", fallback_lam: float = 0.5, placements: Sequence[str] = ("user",)) -> dict:
+    """Every system's answer to ``query``: base, then instruct and SDA under each placement, SDA's λ decided
+    once from the base answer."""
     msgs = [{"role": "user", "content": query}]
-    base = collect(engine.generate_plain(msgs, params=params)).text
-    instruct = collect(engine.generate_plain(msgs, preset.instruction, params=params)).text
-    d = decide_lambda(evaluator, query, strip_think(base), preset, mapping, fallback_lam)
-    sda = collect(engine.generate(msgs, preset.instruction, d.lam, params=params)).text
-    return {"answers": {"base": base, "instruct": instruct, "sda": sda}, "score": d.score_value, "lam": d.lam,
+    grid = list(placements)
+    answers = {"base": collect(engine.generate_plain(msgs, params=params)).text}
+    d = None
+    for p in grid:
+        answers[with_placement("instruct", p, grid)] = collect(
+            engine.generate_plain(msgs, preset.instruction, placement=p, params=params)).text
+        if d is None:
+            d = decide_lambda(evaluator, query, strip_think(answers["base"]), preset, mapping, fallback_lam)
+        answers[with_placement("sda", p, grid)] = collect(
+            engine.generate(msgs, preset.instruction, d.lam, placement=p, params=params)).text
+    return {"answers": answers, "score": d.score_value, "lam": d.lam,
             "lam_source": d.source, "evaluator_error": d.warnings[0] if d.source == "fallback" else None,
             "evaluator_warnings": list(d.warnings) if d.source != "fallback" else []}
 
 
+def _add_measures(row: dict, instruction: str, scorer: FluencyScorer | None) -> bool:
+    """Give ``row`` the quality of each answer and (with a ``scorer``) its fluency where missing; whether
+    anything was added."""
+    q, f = row.setdefault("quality", {}), row.get("fluency", {})
+    todo_q = [s for s in row["answers"] if s not in q]
+    for s in todo_q:
+        q[s] = quality.answer_quality(row["answers"][s], instruction).to_dict()
+    todo_f = [s for s in row["answers"] if s not in f] if scorer is not None else []
+    if todo_f:
+        f.update(zip(todo_f, scorer.score(row["prompt"], [row["answers"][s] for s in todo_f])))
+        row["fluency"] = f
+    return bool(todo_q or todo_f)
+
+
 def run_winrate(engine: Engine, evaluator: Evaluator, judge: Evaluator, datasets: list[Dataset], out_dir: Path,
-                cfg: WinrateConfig | None = None, *, progress: bool = True) -> dict:
+                cfg: WinrateConfig | None = None, *, progress: bool = True, fluency: bool = True) -> dict:
+    """Answer, measure and judge every item (resuming ``out_dir``); write winrate.json, .md and .png there."""
     cfg = cfg or WinrateConfig()
     out_dir = Path(out_dir)
     items_path = out_dir / "items.jsonl"
-    done = {r["id"]: r for r in read_jsonl(items_path) if "id" in r}
-    todo = [(ds, it) for ds in datasets for it in ds.items if it.id not in done]
-    bar = Progress("winrate", len(todo), enabled=progress)
-    with JsonlWriter(items_path, append=True) as w:
-        for ds, it in todo:
-            p = cfg.preset or get_preset(default_preset(ds))
-            item_seed = cfg.item_seed(it.line)
-            params = replace(cfg.sampling, seed=item_seed)
-            row = {"id": it.id, "dataset": ds.name, "preset": p.name, "prompt": it.prompt,
-                   **answer_item(engine, evaluator, p, it.prompt, params, cfg.mapping, cfg.fallback_lam)}
-            rng = random.Random(item_seed)
-            row["comparisons"] = {s: judge_pair(judge, it.prompt, row["answers"]["sda"], row["answers"][s], p, rng)
-                                  for s in SYSTEMS}
-            w.write(row)
-            done[it.id] = row
-            bar.update(note=f"λ={row['lam']:.2f}")
-    bar.close()
+    systems, comps = cfg.systems(), comparisons(cfg.placements)
+    preset_of = {ds.name: cfg.preset or get_preset(default_preset(ds)) for ds in datasets}
     wanted = {it.id for ds in datasets for it in ds.items}
+    logged = read_jsonl(items_path)
+    done = {r["id"]: r for r in logged if "id" in r and set(systems) <= set(r.get("answers", {}))
+            and all(key in r.get("comparisons", {}) for key, *_ in comps)}
+    todo = [(ds, it) for ds in datasets for it in ds.items if it.id not in done]
+    scorer = FluencyScorer.for_engine(engine) if fluency else None
+    bar = Progress("winrate", len(todo), enabled=progress)
+    try:
+        old = [r for r in done.values() if r["id"] in wanted and r.get("dataset") in preset_of]
+        if any([_add_measures(r, preset_of[r["dataset"]].instruction, scorer) for r in old]):
+            rewrite_jsonl(items_path, logged)  # every logged row kept, those completed changed in place
+        with JsonlWriter(items_path, append=True) as w:
+            for ds, it in todo:
+                p = preset_of[ds.name]
+                item_seed = cfg.item_seed(it.line)
+                params = replace(cfg.sampling, seed=item_seed)
+                row = {"id": it.id, "dataset": ds.name, "preset": p.name, "prompt": it.prompt,
+                       **answer_item(engine, evaluator, p, it.prompt, params, cfg.mapping, cfg.fallback_lam,
+                                     cfg.placements)}
+                _add_measures(row, p.instruction, scorer)
+                rng = random.Random(item_seed)
+                row["comparisons"] = {key: judge_pair(judge, it.prompt, row["answers"][sda], row["answers"][other], p,
+                                                      rng) for key, sda, other in comps}
+                w.write(row)
+                done[it.id] = row
+                bar.update(note=f"λ={row['lam']:.2f}")
+    finally:
+        bar.close()
+        if scorer is not None:
+            scorer.close()
     rows = [r for r in done.values() if r["id"] in wanted]
-    report = summarise(rows)
+    report = summarise(rows, cfg.placements)
     report["run"] = {**run_info(engine), "evaluator": evaluator.name, "judge": judge.name,
                      "seed": cfg.sampling.seed, "max_tokens": cfg.sampling.max_tokens, "mapping": cfg.mapping,
+                     "placements": list(cfg.placements), "fluency": fluency,
                      "sampling": cfg.sampling.to_dict(), "datasets": [d.summary() for d in datasets]}
     write_report(out_dir, "winrate", report, markdown(report))
     chart(report, out_dir / "winrate.png")
     return report
 
 
-def summarise(rows: list[dict]) -> dict:
+def _quality_by_system(rows: list[dict]) -> dict[str, dict]:
+    """``quality.summarize`` of each system's answers over ``rows`` (rows without measures are left out)."""
+    per: dict[str, list[dict]] = {}
+    for r in rows:
+        for s, q in r.get("quality", {}).items():
+            per.setdefault(s, []).append({"quality": q, "fluency": r.get("fluency", {}).get(s)})
+    return {s: quality.summarize(rs) for s, rs in per.items()}
+
+
+def summarise(rows: list[dict], placements: Sequence[str] = ("user",)) -> dict:
+    """Per (dataset, criterion): every comparison's W/T/L (also with |Δ| ≤ 3 as a tie) and the mean λ; one
+    placement also gives the flat ``vs_base`` / ``vs_instruct`` keys.  ``quality``: per system, all rows."""
+    comps = comparisons(placements)
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["preset"]), []).append(r)
@@ -180,27 +268,41 @@ def summarise(rows: list[dict]) -> dict:
     for (ds, preset), rs in sorted(groups.items()):
         entry = {"dataset": ds, "criterion": preset, "n": len(rs),
                  "mean_lam": round(sum(r["lam"] for r in rs) / len(rs), 4),
-                 "judge_errors": sum(1 for r in rs for c in r["comparisons"].values() if c.get("sda") is None)}
-        for s in SYSTEMS:
-            entry[f"vs_{s}"] = tally(rs, s).to_dict()
-            entry[f"vs_{s}_tie3"] = tally(rs, s, TIE_MARGIN).to_dict()
+                 "judge_errors": sum(1 for r in rs for c in r["comparisons"].values() if c.get("sda") is None),
+                 "comparisons": [{"key": key, "sda": sda, "other": other, "tally": tally(rs, key).to_dict(),
+                                  "tally_tie3": tally(rs, key, TIE_MARGIN).to_dict()} for key, sda, other in comps]}
+        if len(placements) == 1:
+            for s in SYSTEMS:
+                entry[f"vs_{s}"] = tally(rs, s).to_dict()
+                entry[f"vs_{s}_tie3"] = tally(rs, s, TIE_MARGIN).to_dict()
         out.append(entry)
-    return {"results": out, "n_items": len(rows)}
+    return {"results": out, "n_items": len(rows), "quality": _quality_by_system(rows)}
+
+
+def _label(c: dict) -> str:
+    return f"SDA{c['sda'][3:]} vs {c['other']}"
 
 
 def markdown(report: dict) -> str:
     rows = []
     for e in report["results"]:
-        for s in SYSTEMS:
-            t, t3 = e[f"vs_{s}"], e[f"vs_{s}_tie3"]
-            rows.append([e["dataset"], e["criterion"], f"SDA vs {s}", t["n"], t["wins"], t["ties"], t["losses"],
+        for c in e["comparisons"]:
+            t, t3 = c["tally"], c["tally_tie3"]
+            rows.append([e["dataset"], e["criterion"], _label(c), t["n"], t["wins"], t["ties"], t["losses"],
                          f"{t['net']:+.3f}", f"{t3['wins']}/{t3['ties']}/{t3['losses']}", f"{t3['net']:+.3f}",
                          e["mean_lam"]])
     run = report.get("run", {})
     head = (f"# Win rate (paper protocol)\n\nJudge: {run.get('judge', '?')}; λ from: {run.get('evaluator', '?')}; "
-            f"seed {run.get('seed', '?')}; max tokens {run.get('max_tokens', '?')}.\n\n")
-    return head + md_table(["dataset", "criterion", "comparison", "N", "W", "T", "L", "(W−L)/N",
+            f"seed {run.get('seed', '?')}; max tokens {run.get('max_tokens', '?')}; instruction placement "
+            f"{', '.join(run.get('placements', ['user']))}.\n\n")
+    text = head + md_table(["dataset", "criterion", "comparison", "N", "W", "T", "L", "(W−L)/N",
                             "W/T/L (|Δ|≤3 tie)", "(W−L)/N (|Δ|≤3)", "mean λ"], rows)
+    if report.get("quality"):
+        order = WinrateConfig(placements=run.get("placements", ("user",))).systems()
+        text += ("\n\n## Answer quality (judge-free, all prompts)\n\n"
+                 + quality.markdown_table(report["quality"], [s for s in order if s in report["quality"]])
+                 + "\n\n" + quality.TABLE_NOTE)
+    return text
 
 
 def chart(report: dict, path: Path) -> Path:
@@ -209,15 +311,18 @@ def chart(report: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    labels, base, instr = [], [], []
+    labels = [f"{e['dataset']}\n({e['criterion']})" for e in report["results"]]
+    series: dict[str, list[float]] = {}
     for e in report["results"]:
-        labels.append(f"{e['dataset']}\n({e['criterion']})")
-        base.append(e["vs_base"]["net"])
-        instr.append(e["vs_instruct"]["net"])
-    fig, ax = plt.subplots(figsize=(max(4, 1.8 * len(labels) + 2), 3.6), dpi=110)
+        for c in e["comparisons"]:
+            series.setdefault(_label(c), []).append(c["tally"]["net"])
+    n = max(1, len(series))
+    width = 0.8 / n
+    fig, ax = plt.subplots(figsize=(max(4, (0.9 + 0.45 * n) * len(labels) + 2), 3.6), dpi=110)
     x = range(len(labels))
-    ax.bar([i - 0.2 for i in x], base, width=0.4, label="SDA vs base")
-    ax.bar([i + 0.2 for i in x], instr, width=0.4, label="SDA vs instruction-only")
+    for k, (name, nets) in enumerate(series.items()):
+        ax.bar([i - 0.4 + width * (k + 0.5) for i in x], nets, width=width,
+               label=name.replace("vs instruct", "vs instruction-only"))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(list(x), labels, fontsize=8)
     ax.set_ylabel("(wins − losses) / N")

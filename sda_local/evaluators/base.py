@@ -18,6 +18,7 @@ from ..errors import SdaError
 from ..presets import Preset, all_presets
 
 MAX_RESPONSE_CHARS = 20_000  # longer answers are cut (with a warning) before any judge sees them
+SCORE_DECIMALS = 2  # an expected score is kept to 0.01 on the 1–100 scale (ties below that do not matter)
 
 JUDGE_SYSTEM = ("You are a careful, impartial evaluator. You read a user's request and an assistant's response, "
                 "judge the response strictly by the rubric you are given, and reply with JSON only.")
@@ -39,9 +40,13 @@ class EvaluatorError(SdaError):
 
 @dataclass
 class Score:
-    """One rating: ``value`` in 1–100, what the evaluator actually replied, who, and how long it took."""
+    """One rating: ``value`` in 1–100, what the evaluator actually replied, who, and how long it took.
 
-    value: int | None
+    ``value`` is an integer for judges that reply with a number (grammar, OpenAI, fixed) and a float, rounded
+    to ``SCORE_DECIMALS``, for judges that compute an expected score from probabilities (``geval``, ``reason``,
+    ``yesno``, ``self``)."""
+
+    value: int | float | None
     raw: str
     evaluator: str
     latency_s: float
@@ -84,13 +89,31 @@ def resolve_criterion(criterion: str | Preset) -> tuple[str, str]:
     return "custom", text
 
 
-def judge_messages(query: str, response: str, rubric: str, criterion: str) -> list[dict]:
-    user = (f"Criterion: {criterion}\nRubric:\n{rubric}\n\n"
+def judge_case(query: str, response: str, rubric: str, criterion: str) -> str:
+    """The part of every judge prompt that states the case: criterion, rubric, request and response.  Local
+    judges cut an over-long response between its ``[Assistant response]`` / ``[End of response]`` markers."""
+    return (f"Criterion: {criterion}\nRubric:\n{rubric}\n\n"
             f"[User request]\n{query}\n[End of request]\n\n"
-            f"[Assistant response]\n{response}\n[End of response]\n\n"
-            'Rate the response from 1 (worst) to 100 (best) by the rubric. Reply with a JSON object '
-            'of the form {"score": <integer from 1 to 100>}.')
+            f"[Assistant response]\n{response}\n[End of response]\n\n")
+
+
+def judge_messages(query: str, response: str, rubric: str, criterion: str) -> list[dict]:
+    user = (judge_case(query, response, rubric, criterion)
+            + 'Rate the response from 1 (worst) to 100 (best) by the rubric. Reply with a JSON object '
+              'of the form {"score": <integer from 1 to 100>}.')
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def clip_response(response: str) -> tuple[str, list[str]]:
+    """The response as a judge sees it (cut to ``MAX_RESPONSE_CHARS``), with warnings (empty, cut)."""
+    warnings = []
+    if not response.strip():
+        warnings.append("the response is empty")
+    if len(response) > MAX_RESPONSE_CHARS:
+        warnings.append(f"the response was cut from {len(response):,} to {MAX_RESPONSE_CHARS:,} characters "
+                        "for the judge")
+        response = response[:MAX_RESPONSE_CHARS] + " […]"
+    return response, warnings
 
 
 _NUM = r"(-?\d+(?:\.\d+)?)"
@@ -155,13 +178,7 @@ class Evaluator:
 
     def score(self, query: str, response: str, criterion: str | Preset) -> Score:
         crit, rubric = resolve_criterion(criterion)
-        warnings = []
-        if not response.strip():
-            warnings.append("the response is empty")
-        if len(response) > MAX_RESPONSE_CHARS:
-            warnings.append(f"the response was cut from {len(response):,} to {MAX_RESPONSE_CHARS:,} characters "
-                            "for the judge")
-            response = response[:MAX_RESPONSE_CHARS] + " […]"
+        response, warnings = clip_response(response)
         t0 = time.perf_counter()
         reply = self.ask(judge_messages(query, response, rubric, crit), {"score": (1, 100)})
         return Score(reply.values["score"], reply.raw, self.name, time.perf_counter() - t0, crit,

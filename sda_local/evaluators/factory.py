@@ -2,24 +2,36 @@
 from __future__ import annotations
 
 from .base import Evaluator, EvaluatorError
+from .digits import GEvalEvaluator
 from .fixed import FixedEvaluator
 from .local import LocalEvaluator
 from .openai_judge import OpenAIEvaluator
+from .reasoned import ReasonedEvaluator
+from .selfscore import SelfScoreEvaluator
+from .yesno import YesNoEvaluator
 
-EVALUATOR_KINDS = ("local", "openai", "fixed")
-JUDGE_KINDS = ("local", "openai")  # the kinds that read an answer (a pairwise judge must)
+# Local judges, by kind: the grammar judge ("local"), and those that read probabilities (see each module).
+LOCAL_JUDGES = {"local": LocalEvaluator, "geval": GEvalEvaluator, "reason": ReasonedEvaluator,
+                "yesno": YesNoEvaluator, "self": SelfScoreEvaluator}
+EVALUATOR_KINDS = (*LOCAL_JUDGES, "openai", "fixed")
+JUDGE_KINDS = ("local", "openai")  # the kinds that answer a free-form judge prompt (a pairwise judge must)
 
 
 def make_evaluator(kind: str, *, engine=None, judge_model: str | None = None, openai_model: str | None = None,
                    openai_base_url: str | None = None, openai_api_key: str | None = None, timeout: float = 30.0,
-                   max_retries: int = 2, score: float | None = None, lam: float | None = None) -> Evaluator:
-    """``local``: judge = ``judge_model`` (id/file/path) or, by default, the chat ``engine``'s own model."""
-    if kind == "local":
+                   max_retries: int = 2, score: float | None = None, lam: float | None = None,
+                   n_ctx: int | None = None, n_threads: int | None = None) -> Evaluator:
+    """A local judge (``LOCAL_JUDGES``) is ``judge_model`` (id/file/path) or, by default, the chat ``engine``'s
+    own already-loaded model (anything with ``model``, ``name`` and ``prompter``), or the default model."""
+    if kind in LOCAL_JUDGES:
+        kw = {"n_threads": n_threads, **({} if n_ctx is None else {"n_ctx": n_ctx})}
         if judge_model:
-            return LocalEvaluator(judge_model)
-        if engine is not None:
-            return LocalEvaluator(engine.model, label=engine.name)
-        return LocalEvaluator(None)
+            return LOCAL_JUDGES[kind](judge_model, **kw)
+        if engine is None:
+            return LOCAL_JUDGES[kind](None, **kw)
+        if kind == "self":  # the engine's own prompter: the streams are rendered exactly as the chat renders them
+            kw["prompter"] = engine.prompter
+        return LOCAL_JUDGES[kind](engine.model, label=engine.name, **kw)
     if kind == "openai":
         return OpenAIEvaluator(openai_model, base_url=openai_base_url, api_key=openai_api_key, timeout=timeout,
                                max_retries=max_retries)

@@ -6,19 +6,17 @@ tokens" is only well defined for some models.  A grammar makes any model's reply
 ``{"score": N}`` with 1 ≤ N ≤ 100, by construction, and the reply stays readable and auditable.
 
 The judge has its own llama.cpp context (and may be another GGUF), so it never touches the chat engine's KV
-caches.  Consecutive calls reuse the judge prompt's shared prefix (system text + rubric).
+caches (``judge_context.JudgeContext``, shared with the probability-reading judges).  Consecutive calls reuse
+the judge prompt's shared prefix (system text + rubric).
 """
 from __future__ import annotations
 
 import os
-import threading
 
-from ..backend import Context, GrammarGreedySampler, LoadedModel
+from ..backend import GrammarGreedySampler, LoadedModel
 from ..errors import SdaError
-from ..kvprefix import KvStream
-from ..models import resolve_model
-from ..prompts import ChatPrompter
 from .base import Evaluator, EvaluatorError, Fields, Reply, parse_fields
+from .judge_context import JudgeContext
 
 MAX_REPLY_TOKENS = 24
 
@@ -47,48 +45,18 @@ class LocalEvaluator(Evaluator):
 
     def __init__(self, model: LoadedModel | str | os.PathLike | None = None, *, n_ctx: int = 2048,
                  n_threads: int | None = None, label: str | None = None):
-        if isinstance(model, LoadedModel):
-            self.model, self._owns = model, False
-            name = label or model.path.name
-        else:
-            choice = resolve_model(model)
-            self.model, self._owns = LoadedModel(choice.path), True
-            name = label or choice.name
-        self.name = f"local:{name}"
-        n_ctx = min(n_ctx, self.model.n_ctx_train) if self.model.n_ctx_train > 0 else n_ctx
-        self._ctx = Context(self.model, n_ctx, n_threads=n_threads)
-        m = self.model
-        self.prompter = ChatPrompter(m.chat_template, m.token_text(m.bos_token) if m.bos_token >= 0 else "",
-                                     m.token_text(m.eos_token) if m.eos_token >= 0 else "", m.bos_token,
-                                     m.add_bos, m.tokenize)
-        self._stream = KvStream(self._ctx, 0)  # what the judge's KV cache holds, reused across calls
-        self._lock = threading.Lock()
+        self.judge = JudgeContext(model, n_ctx=n_ctx, n_threads=n_threads, label=label)
+        self.name = f"local:{self.judge.label}"
+        self.model, self.prompter = self.judge.model, self.judge.prompter
+        self._ctx, self._stream, self._lock = self.judge.ctx, self.judge.stream, self.judge.lock
 
     @property
     def n_ctx(self) -> int:
-        return self._ctx.n_ctx_seq
+        return self.judge.n_ctx
 
     def _fit(self, messages: list[dict], budget: int) -> tuple[list[int], list[str]]:
         """Tokens of the judge prompt; the user turn's response part is cut to fit the context if needed."""
-        toks = self.prompter.tokens(messages)
-        if len(toks) <= budget:
-            return toks, []
-        user = messages[-1]["content"]
-        start, end = user.find("[Assistant response]\n"), user.find("\n[End of response]")
-        if start < 0 or end < 0:
-            raise EvaluatorError(f"the judge prompt is {len(toks)} tokens; the judge's context holds {budget}")
-        start += len("[Assistant response]\n")
-        body = user[start:end]
-        body_toks = self.model.tokenize(body, special=False)
-        keep = len(body_toks) - (len(toks) - budget) - 8
-        if keep < 16:
-            raise EvaluatorError(f"the request alone is too long for the judge's context ({self.n_ctx} tokens)")
-        cut = self.model.detokenize(body_toks[:keep]) + " […]"
-        msgs = [dict(m) for m in messages]
-        msgs[-1]["content"] = user[:start] + cut + user[end:]
-        toks = self.prompter.tokens(msgs)
-        warn = f"the response was cut from {len(body_toks)} to {keep} tokens to fit the judge's context"
-        return toks, [warn]
+        return self.judge.fit(messages, budget)
 
     def ask(self, messages: list[dict], fields: Fields) -> Reply:
         prefix = reply_prefix(fields)
@@ -137,6 +105,4 @@ class LocalEvaluator(Evaluator):
         return b"".join(pieces).decode("utf-8", errors="replace")
 
     def close(self) -> None:
-        self._ctx.close()
-        if self._owns:
-            self.model.close()
+        self.judge.close()
