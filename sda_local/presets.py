@@ -33,6 +33,7 @@ class Preset:
     label: str = ""
     criterion: str = ""
     builtin: bool = True
+    lam: float | None = None  # the fixed λ chosen for this preset on the dev splits (the "preset" evaluator)
 
     @property
     def title(self) -> str:
@@ -60,7 +61,8 @@ def builtin_presets() -> dict[str, Preset]:
     data = tomllib.loads(text)
     return {
         name: Preset(name=name, instruction=v["instruction"].strip(), rubric=v["rubric"].strip(),
-                     label=v.get("label", ""), criterion=v.get("criterion", name))
+                     label=v.get("label", ""), criterion=v.get("criterion", name),
+                     lam=None if v.get("lam") is None else float(v["lam"]))
         for name, v in data.items()
     }
 
@@ -77,7 +79,7 @@ def user_presets() -> dict[str, Preset]:
             str(name): Preset(name=str(name), instruction=str(v["instruction"]).strip(),
                               rubric=str(v.get("rubric") or GENERIC_RUBRIC).strip(),
                               label=str(v.get("label", "")), criterion=str(v.get("criterion", name)),
-                              builtin=False)
+                              builtin=False, lam=None if v.get("lam") is None else float(v["lam"]))
             for name, v in data.items()
         }
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

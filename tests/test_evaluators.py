@@ -196,3 +196,23 @@ def test_a_server_that_never_answers_times_out(tiny_engine, capfd, caplog):
 def test_make_evaluator_rejects_unknown_kinds():
     with pytest.raises(EvaluatorError, match="choose one of local, geval, reason, yesno, self, openai, fixed"):
         make_evaluator("oracle")
+
+
+def test_preset_evaluator_uses_each_presets_own_lambda(tmp_path, monkeypatch):
+    from sda_local.evaluators import PresetLambdaEvaluator, make_evaluator
+    from sda_local.evaluators.fixed import UNMEASURED_LAM
+    from sda_local.lambda_choice import decide_lambda
+    from sda_local.presets import Preset, custom_preset
+
+    ev = make_evaluator("preset")
+    assert isinstance(ev, PresetLambdaEvaluator)
+    tuned = Preset(name="t", instruction="Be kind.", lam=0.3)
+    d = decide_lambda(ev, "q", "any answer", tuned, "sigmoid", fallback_lam=0.9)
+    assert (d.lam, d.source, d.score) == (0.3, "fixed", None)
+    assert decide_lambda(ev, "q", "a", custom_preset("Be brief."), "sigmoid").lam == UNMEASURED_LAM
+    # a user preset file may carry its own λ
+    monkeypatch.setenv("SDA_LOCAL_CONFIG", str(tmp_path))
+    (tmp_path / "presets.json").write_text('{"mine": {"instruction": "Be calm.", "lam": 0.7}}')
+    assert decide_lambda(ev, "q", "a", "mine", "sigmoid").lam == 0.7
+    with pytest.raises(EvaluatorError, match="does not score"):
+        ev.score("q", "a", "mine")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sda_local.errors import PromptTooLongError, SdaError
+from sda_local.evaluators.factory import LOCAL_JUDGES
 from sda_local.pipeline import TurnRecord
 from sda_local.presets import all_presets, custom_preset, save_user_preset
 
@@ -356,7 +357,7 @@ class ChatController:
 
     @staticmethod
     def show_evaluator(evaluator: str | None) -> Reply:
-        return Reply(local_box=Visible(evaluator == "local"), openai_box=Visible(evaluator == "openai"),
+        return Reply(local_box=Visible(evaluator in LOCAL_JUDGES), openai_box=Visible(evaluator == "openai"),
                      fixed_box=Visible(evaluator == "fixed"))
 
     # -- model -----------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from typing import Any, Mapping
 
 from sda_local.core import SamplingParams
 from sda_local.errors import SdaError
+from sda_local.evaluators import DEFAULT_EVALUATOR, EVALUATOR_KINDS, EVALUATOR_LABELS
+from sda_local.evaluators.factory import LOCAL_JUDGES
 from sda_local.pipeline import TurnSettings
 from sda_local.presets import DEFAULT_PRESET, Preset, all_presets, custom_preset
 
@@ -19,7 +21,7 @@ from .fields import SAMPLING, SETTING_FIELDS, SettingField
 
 CUSTOM = "(custom)"  # the preset dropdown's entry for an instruction typed by hand
 
-EVALUATORS = {"local": "Local judge (GGUF)", "openai": "OpenAI-compatible", "fixed": "Fixed score / λ"}
+EVALUATORS = {k: EVALUATOR_LABELS[k] for k in EVALUATOR_KINDS}  # every kind, labelled for the radio
 CHAT_MODEL_JUDGE = "(the chat model)"
 
 PRESET_NAMES = ("preset", "instruction", "rubric")
@@ -37,7 +39,7 @@ def preset_choices() -> list[str]:
 class EvaluatorSpec:
     """Which evaluator a turn uses.  The API key is kept out of ``repr`` (and so out of logs)."""
 
-    kind: str = "local"
+    kind: str = DEFAULT_EVALUATOR
     judge_model: str = ""            # local: "" = the chat model, else a registry id, file or path
     openai_base_url: str = ""
     openai_model: str = ""
@@ -46,8 +48,10 @@ class EvaluatorSpec:
     fixed_value: float = 0.5
 
     def describe(self) -> str:
-        if self.kind == "local":
-            return f"local judge ({self.judge_model or 'the chat model'})"
+        if self.kind == "preset":
+            return "λ per preset"
+        if self.kind in LOCAL_JUDGES:
+            return f"{self.kind} judge ({self.judge_model or 'the chat model'})"
         if self.kind == "openai":
             where = self.openai_base_url or "default URL"
             return f"OpenAI-compatible ({self.openai_model or 'default model'} at {where})"
@@ -62,7 +66,7 @@ class Controls:
     preset: str = DEFAULT_PRESET
     instruction: str = ""
     rubric: str = ""
-    evaluator: str = "local"
+    evaluator: str = DEFAULT_EVALUATOR
     judge_model: str = CHAT_MODEL_JUDGE
     openai_base_url: str = ""
     openai_model: str = ""
@@ -110,7 +114,7 @@ class Controls:
         return TurnSettings(preset=self.chosen_preset(), sampling=SamplingParams(**sampling), **turn).check()
 
     def evaluator_spec(self) -> EvaluatorSpec:
-        kind = self.evaluator if self.evaluator in EVALUATORS else "local"
+        kind = self.evaluator if self.evaluator in EVALUATORS else DEFAULT_EVALUATOR
         judge = (self.judge_model or "").strip()
         if judge == CHAT_MODEL_JUDGE:
             judge = ""

@@ -13,7 +13,7 @@ import threading
 from sda_local.core import ControlVectors
 from sda_local.engine import Engine
 from sda_local.errors import SdaError
-from sda_local.evaluators import Evaluator, EvaluatorError, LocalEvaluator, make_evaluator
+from sda_local.evaluators import Evaluator, EvaluatorError, make_evaluator
 from sda_local.models import found_files, is_available, load_registry, resolve_model
 from sda_local.palrs.cvec import control_vectors
 
@@ -49,7 +49,7 @@ class ModelHost:
         self._swap = threading.Lock()
         self.engine = self._load(model)
         self.generation = 1          # bumped at each model switch: sessions drop what belongs to the old one
-        self._judges: dict[str, Evaluator] = {}   # local judges, by judge model ("" = the chat model)
+        self._judges: dict[tuple[str, str], Evaluator] = {}  # local judges by (kind, judge model; "" = the chat model)
         self._remote: dict[str, Evaluator] = {}   # OpenAI-compatible evaluators, by a hash of URL, model, key
 
     def _load(self, spec, control: dict | None = None) -> Engine:
@@ -141,15 +141,17 @@ class ModelHost:
                                                          openai_base_url=spec.openai_base_url or None,
                                                          openai_api_key=spec.openai_api_key or None)
                 return self._remote[ident]
-            key = spec.judge_model
+            if spec.kind == "preset":
+                return make_evaluator("preset")
+            key = (spec.kind, spec.judge_model)
             if key not in self._judges:  # the judge gets the chat's thread count (--threads covers both)
                 threads = self.engine.n_threads
-                if key:
-                    for k in [k for k in self._judges if k]:  # keep at most one other GGUF judge in memory
+                if spec.judge_model:
+                    for k in [k for k in self._judges if k[1]]:  # keep at most one other GGUF judge in memory
                         self._judges.pop(k).close()
-                    self._judges[key] = LocalEvaluator(key, n_threads=threads)
+                    self._judges[key] = make_evaluator(spec.kind, judge_model=spec.judge_model, n_threads=threads)
                 else:  # the chat model judges itself: same weights, a context of its own
-                    self._judges[key] = LocalEvaluator(self.engine.model, label=self.engine.name, n_threads=threads)
+                    self._judges[key] = make_evaluator(spec.kind, engine=self.engine, n_threads=threads)
             return self._judges[key]
         except SdaError as exc:  # EvaluatorError, ModelFileError: already readable and free of secrets
             return UnavailableEvaluator(f"{spec.kind}:unavailable", str(exc))

@@ -12,6 +12,8 @@ from sda_local.core import CV_STREAMS
 from sda_local.presets import DEFAULT_PRESET, all_presets
 
 from . import plots
+from sda_local.evaluators import DEFAULT_EVALUATOR
+
 from .controls import CHAT_MODEL_JUDGE, EVALUATORS
 from .fields import SETTING_FIELDS, SettingField
 from .host import ModelHost
@@ -90,7 +92,7 @@ def _preset(w: Widgets, choices: list[str]) -> None:
 
 def _evaluator(w: Widgets, model_values: list[str]) -> None:
     with gr.Group():
-        w["evaluator"] = gr.Radio(choices=[(v, k) for k, v in EVALUATORS.items()], value="local",
+        w["evaluator"] = gr.Radio(choices=[(v, k) for k, v in EVALUATORS.items()], value=DEFAULT_EVALUATOR,
                                   label="Evaluator (scores the base answer; the score sets λ)", elem_id="sda-evaluator")
         with gr.Column(visible=True) as w["local_box"]:
             w["judge_model"] = gr.Dropdown(choices=[CHAT_MODEL_JUDGE] + model_values, value=CHAT_MODEL_JUDGE,

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..core import Option, SamplingParams, sampling_options
 from ..engine import Engine
 from ..errors import SdaError
-from ..evaluators import EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION, Evaluator, make_evaluator
+from ..evaluators import DEFAULT_EVALUATOR, EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION, Evaluator, make_evaluator
 from ..models import default_model_help
 from ..pipeline import TurnSettings, turn_options
 from ..presets import DEFAULT_PRESET, Preset, choose_preset
@@ -215,7 +215,7 @@ class EvaluatorOptions:
     """Where λ comes from.  A given ``lam`` or ``score`` means the fixed evaluator, whatever ``kind`` says;
     ``kind="fixed"`` with neither is a score of 50."""
 
-    kind: str = "local"
+    kind: str = DEFAULT_EVALUATOR
     lam: float | None = None
     score: float | None = None
     judge_model: str | None = None
@@ -243,7 +243,7 @@ class EvaluatorOptions:
                               timeout=self.timeout, max_retries=self.retries)
 
 
-def evaluator_parent(*, kind: str = "local", timeout: float = 30.0, fixed: bool = True, choose: bool = True,
+def evaluator_parent(*, kind: str = DEFAULT_EVALUATOR, timeout: float = 30.0, fixed: bool = True, choose: bool = True,
                      title: str = "evaluator (rates the unsteered answer; the score sets λ)") -> argparse.ArgumentParser:
     """``choose=False``: no ``--evaluator`` (a command that picks its judges itself, such as ``eval judge``)."""
     p = argparse.ArgumentParser(add_help=False)

@@ -8,6 +8,7 @@
 - ``SelfScoreEvaluator`` (``self``)   — no judge prompt: the answer's mean log-prob gap between SDA's two streams.
 - ``OpenAIEvaluator``    (``openai``) — GPT-4.1 or any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server, …).
 - ``FixedEvaluator``     (``fixed``)  — a score or λ given by the user; it sets λ without reading the answer.
+- ``PresetLambdaEvaluator`` (``preset``) — the λ each preset carries, chosen on the dev splits.
 
 Judges share ``Evaluator.score(query, response, criterion) -> Score`` (with the reply's warnings; ``value`` an
 int, or a float for the probability-reading judges) and raise ``EvaluatorError`` on failure (the λ decision
@@ -16,15 +17,15 @@ turns that into a warning and the fallback λ).
 from .base import (LAMBDA_OPTION, SCORE_OPTION, Evaluator, EvaluatorError, FixedLambda, Reply, Score, judge_messages,
                    parse_fields)
 from .digits import GEvalEvaluator
-from .factory import EVALUATOR_KINDS, JUDGE_KINDS, LOCAL_JUDGES, make_evaluator
-from .fixed import FixedEvaluator
+from .factory import DEFAULT_EVALUATOR, LABELS as EVALUATOR_LABELS, EVALUATOR_KINDS, JUDGE_KINDS, LOCAL_JUDGES, make_evaluator
+from .fixed import FixedEvaluator, PresetLambdaEvaluator
 from .local import LocalEvaluator
 from .openai_judge import OpenAIEvaluator
 from .reasoned import ReasonedEvaluator
 from .selfscore import SelfScoreEvaluator
 from .yesno import YesNoEvaluator
 
-__all__ = ["Evaluator", "EvaluatorError", "Score", "Reply", "FixedLambda", "FixedEvaluator", "LocalEvaluator",
+__all__ = ["DEFAULT_EVALUATOR", "EVALUATOR_LABELS", "Evaluator", "EvaluatorError", "Score", "Reply", "FixedLambda", "FixedEvaluator", "PresetLambdaEvaluator", "LocalEvaluator",
            "GEvalEvaluator", "ReasonedEvaluator", "YesNoEvaluator", "SelfScoreEvaluator", "OpenAIEvaluator",
            "make_evaluator", "EVALUATOR_KINDS", "JUDGE_KINDS", "LOCAL_JUDGES", "LAMBDA_OPTION", "SCORE_OPTION",
            "judge_messages", "parse_fields"]

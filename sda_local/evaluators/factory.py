@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .base import Evaluator, EvaluatorError
 from .digits import GEvalEvaluator
-from .fixed import FixedEvaluator
+from .fixed import FixedEvaluator, PresetLambdaEvaluator
 from .local import LocalEvaluator
 from .openai_judge import OpenAIEvaluator
 from .reasoned import ReasonedEvaluator
@@ -13,8 +13,14 @@ from .yesno import YesNoEvaluator
 # Local judges, by kind: the grammar judge ("local"), and those that read probabilities (see each module).
 LOCAL_JUDGES = {"local": LocalEvaluator, "geval": GEvalEvaluator, "reason": ReasonedEvaluator,
                 "yesno": YesNoEvaluator, "self": SelfScoreEvaluator}
-EVALUATOR_KINDS = (*LOCAL_JUDGES, "openai", "fixed")
-JUDGE_KINDS = ("local", "openai")  # the kinds that answer a free-form judge prompt (a pairwise judge must)
+EVALUATOR_KINDS = (*LOCAL_JUDGES, "openai", "fixed", "preset")
+JUDGE_KINDS = ("local", "openai")
+# Where λ comes from when nothing is said (CLI, chat, server).  Chosen by measurement: see README, "Evaluators".
+DEFAULT_EVALUATOR = "local"
+LABELS = {"preset": "λ per preset (no judge)", "local": "Local judge: grammar score",
+          "geval": "Local judge: expected rating (G-Eval)", "reason": "Local judge: critique, then rating",
+          "yesno": "Local judge: P(yes)", "self": "Self-score (the two streams, no judge prompt)",
+          "openai": "OpenAI-compatible", "fixed": "Fixed score / λ"}  # the kinds that answer a free-form judge prompt (a pairwise judge must)
 
 
 def make_evaluator(kind: str, *, engine=None, judge_model: str | None = None, openai_model: str | None = None,
@@ -37,4 +43,6 @@ def make_evaluator(kind: str, *, engine=None, judge_model: str | None = None, op
                                max_retries=max_retries)
     if kind == "fixed":
         return FixedEvaluator(score=score, lam=lam)
+    if kind == "preset":
+        return PresetLambdaEvaluator()
     raise EvaluatorError(f"unknown evaluator {kind!r}; choose one of {', '.join(EVALUATOR_KINDS)}")

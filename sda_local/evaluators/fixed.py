@@ -1,7 +1,9 @@
-"""A score or λ chosen by the user: for experiments, and offline without a judge."""
+"""λ without a judge: a score or λ chosen by the user, or the λ each preset carries (chosen on the dev splits)."""
 from __future__ import annotations
 
 from .. import core
+from ..presets import Preset, get_preset
+from ..errors import SdaError
 from .base import LAMBDA_OPTION, SCORE_OPTION, Evaluator, EvaluatorError, FixedLambda, Score, resolve_criterion
 
 
@@ -38,3 +40,33 @@ class FixedEvaluator(Evaluator):
         if self.given_score is None:
             raise EvaluatorError(f"{self.name} was given λ, not a score")
         return self._score(criterion)
+
+
+# λ for a custom instruction, which has no measured λ of its own: the middle of the mappings' range.
+UNMEASURED_LAM = 0.5
+
+
+class PresetLambdaEvaluator(Evaluator):
+    """Sets λ to the preset's own ``lam`` (``sda_local/data/presets.toml``), chosen on the dev splits where no
+    local judge's score carried enough signal (see README, "Evaluators").  A preset without one (a custom
+    instruction) gets ``UNMEASURED_LAM``."""
+
+    name = "preset"
+
+    def ask(self, messages, fields):
+        raise EvaluatorError("the preset evaluator does not judge")
+
+    def fixed_lambda(self, criterion, mapping: str) -> FixedLambda:
+        preset = criterion if isinstance(criterion, Preset) else _named_preset(criterion)
+        lam = UNMEASURED_LAM if preset is None or preset.lam is None else preset.lam
+        return FixedLambda(float(lam))
+
+    def score(self, query, response, criterion) -> Score:
+        raise EvaluatorError("the preset evaluator sets λ per preset and does not score answers")
+
+
+def _named_preset(name: str) -> Preset | None:
+    try:
+        return get_preset(name)
+    except SdaError:
+        return None
