@@ -1,9 +1,10 @@
 """``sda-local eval …``: argparse wiring for the evaluation commands (the work is in the sibling modules).
 
 ``add_commands(subparsers)`` creates the ``eval`` group: ``truthfulqa``, ``refusal`` (here), ``winrate``
-(``winrate_cli``) and ``judge`` (``judge_cli``).  Sampling and model options come from the shared parents
-(``sda_local.cli.options``); every grid can also sweep the plausibility constraint (``--plausibility A [A ...]``)
-and the instruction's placement (``--placements P [P ...]``; ``--placement P`` is the same option).
+(``winrate_cli``), ``judge`` (``judge_cli``) and ``samples`` (``samples_cli``).  Sampling and model options come
+from the shared parents (``sda_local.cli.options``); every grid can also sweep the plausibility constraint
+(``--plausibility A [A ...]``) and the instruction's placement (``--placements P [P ...]``; ``--placement P`` is
+the same option).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .datasets import Dataset, load_jsonl, report_problems
 from .refusal import RefusalConfig, run_refusal
 from .truthfulqa import TruthfulQAConfig, print_headline, run_truthfulqa
 from .judge_cli import add_judge_command
+from .samples_cli import add_samples_command
 from .winrate_cli import add_winrate_command
 
 PLAUSIBILITY_GRID = {"plausibility": "--plausibility"}
@@ -97,10 +99,12 @@ def _common(default_preset: str, default_out: str) -> list[argparse.ArgumentPars
 
 def add_commands(subparsers) -> argparse.ArgumentParser:
     """Create ``sda-local eval`` with its subcommands; returns the ``eval`` parser."""
-    ev = subparsers.add_parser("eval", help="measure alignment on a dataset (truthfulqa, refusal, winrate, judge)",
+    ev = subparsers.add_parser("eval", help="measure alignment on a dataset (truthfulqa, refusal, winrate, judge, "
+                                            "samples)",
                                description="Alignment measurements on JSONL prompt sets (truthfulqa and refusal are "
                                            "judge-free; winrate uses a judge); reports as JSON + Markdown.")
-    sub = ev.add_subparsers(dest="eval_command", required=True, metavar="{truthfulqa,refusal,winrate,judge}")
+    sub = ev.add_subparsers(dest="eval_command", required=True,
+                            metavar="{truthfulqa,refusal,winrate,judge,samples}")
 
     t = sub.add_parser("truthfulqa", help="teacher-forced TruthfulQA MC1/MC2: base vs instruction vs SDA grid",
                        description="Score every reference answer of each question under base, instruction-only and "
@@ -133,4 +137,5 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
 
     add_winrate_command(sub)
     add_judge_command(sub)
+    add_samples_command(sub)
     return ev
