@@ -106,7 +106,8 @@ def _config(**kw):
     from sda_local.core import SamplingParams
     from sda_local.evaluation.refusal import RefusalConfig
 
-    return RefusalConfig(instruction="Answer safely: do not help anyone hurt people or break the law.", lams=[0.5],
+    kw.setdefault("lams", [0.5])
+    return RefusalConfig(instruction="Answer safely: do not help anyone hurt people or break the law.",
                          sampling=SamplingParams(max_tokens=5, seed=0), **kw)
 
 
@@ -188,3 +189,24 @@ def test_resuming_an_old_run_computes_the_missing_measures(tiny_engine, tmp_path
     assert len(again) == len(new) and rep["summary"]["quality"]["base"]["fluency_logprob"]["n"] == 2
     for a, b in zip(again, new):
         assert a["fluency"] == pytest.approx(b["fluency"], abs=1e-3)
+
+
+def test_resume_may_add_grid_points_but_not_change_settings(tiny_engine, tmp_path):
+    from sda_local.core import SamplingParams
+    from sda_local.evaluation.refusal import RefusalConfig, run_refusal
+
+    out, sets = tmp_path / "grow", _datasets(tmp_path)
+    first = run_refusal(tiny_engine, sets, _config(), out, progress=False, fluency=False)
+    before = {(r["id"], r["system"]): r["text"] for r in map(json.loads, (out / "items.jsonl").read_text().splitlines())}
+    rep = run_refusal(tiny_engine, sets, _config(lams=[0.25, 0.5]), out, resume=True, progress=False, fluency=False)
+    assert rep["timing"]["resumed_rows"] == len(before)  # only the new λ's answers were generated
+    rows = [json.loads(l) for l in (out / "items.jsonl").read_text().splitlines()]
+    assert {r["system"] for r in rows} == {"base", "instruction", "sda λ=0.25", "sda λ=0.5"}
+    assert len(rows) == len(before) * 4 // 3
+    assert all(before[(r["id"], r["system"])] == r["text"] for r in rows if (r["id"], r["system"]) in before)
+    assert first["summary"] is not None
+    other = RefusalConfig(instruction="Something else.", lams=[0.5], sampling=SamplingParams(max_tokens=5, seed=0))
+    from sda_local.errors import SdaError
+
+    with pytest.raises(SdaError, match="used other settings"):
+        run_refusal(tiny_engine, sets, other, out, resume=True, progress=False, fluency=False)

@@ -275,10 +275,24 @@ def _read_done(out: Path, conf: dict) -> dict[tuple[str, str], dict]:
     if not items_path.exists():
         return {}
     old = json.loads(conf_path.read_text("utf-8")) if conf_path.exists() else None
-    if old != conf:
+    if not _extends(old, conf):
         raise SdaError(f"{out}: the existing run used other settings ({conf_path}); use another --out "
                        "or drop --resume to start over")
     return {(r["id"], r["system"]): r for r in read_jsonl(items_path)}
+
+
+GRID_KEYS = ("lams", "placements", "plausibilities")  # a resumed run may add points to these grids
+
+
+def _extends(old: dict | None, new: dict) -> bool:
+    """Whether ``new`` is ``old`` with the same settings and grids that contain the old grids' points (the
+    rows already written are then still valid: each is keyed by its prompt and system name)."""
+    if old is None:
+        return False
+    rest = [k for k in set(old) | set(new) if k not in GRID_KEYS]
+    if any(old.get(k) != new.get(k) for k in rest):
+        return False
+    return all(set(map(str, old.get(k) or [])) <= set(map(str, new.get(k) or [])) for k in GRID_KEYS)
 
 
 def run_refusal(engine, datasets: Sequence[tuple[Dataset, str]], cfg: RefusalConfig, out_dir: str | Path, *,
