@@ -308,7 +308,7 @@ class Engine:
         p = (params or SamplingParams()).check()
         if not np.isfinite(lam):
             raise ValueError(f"lam must be finite, got {lam}")
-        chain = core.build_chain(p, float(lam))
+        chain = core.build_chain(p, float(lam), self._instruction_tokens(instruction, p))
         ta, tb = self.prompter.pair(messages, instruction, placement)
         self._check_fits(ta, "prompt with the instruction")
         self._check_fits(tb, "prompt")
@@ -324,12 +324,21 @@ class Engine:
         if stream not in ("auto", "aligned", "base"):
             raise ValueError(f"stream must be 'auto', 'aligned' or 'base', got {stream!r}")
         p = (params or SamplingParams()).check()
-        chain = core.build_chain(p, None)
+        chain = core.build_chain(p, None, self._instruction_tokens(instruction, p))
         toks = self.prompt_tokens(messages, instruction, placement)
         self._check_fits(toks, "prompt")
         on_a = bool(instruction.strip()) if stream == "auto" else stream == "aligned"
         s, other = (self._a, self._b) if on_a else (self._b, self._a)
         return self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)])
+
+    def _instruction_tokens(self, instruction: str, p: SamplingParams) -> list[int] | None:
+        """The instruction's tokens as an answer would spell them (with and without a leading space), for the
+        echo block; None when there is no block or no instruction."""
+        text = instruction.strip()
+        if not p.echo_block or not text:
+            return None
+        tok = self.model.tokenize
+        return tok(text, special=False) + [-1] + tok(" " + text, special=False)  # -1: no run crosses the seam
 
     def _decode(self, streams: tuple[KvStream, ...], load: Loader, chain: core.ProcessorChain, p: SamplingParams,
                 n_prompt: list[int]) -> Iterator[TokenEvent | Finished]:
@@ -346,7 +355,7 @@ class Engine:
             for i in range(int(p.max_tokens)):
                 c0 = time.perf_counter()
                 try:
-                    probs, info = chain.distribution(*logits)
+                    probs, info = chain.distribution(*logits, history=out)
                 except ValueError as exc:
                     raise DecodeError(f"step {i}: {exc} — the model produced invalid logits") from None
                 tok = core.sample_top_p(probs, p.top_p, rng)

@@ -203,3 +203,26 @@ def test_control_vectors_for_another_model_are_refused_and_the_engine_stays_usab
     assert eng.control.layers == (1, 3) and eng.info()["control"] == {"description": "ones", "layers": [1, 3],
                                                                        "streams": "both"}
     eng.close()
+
+
+@pytest.mark.parametrize("lam", [None, 1.0])
+def test_echo_block_keeps_runs_of_the_instruction_out_of_the_answer(tiny_engine, lam):
+    """The instruction is made of what the model writes anyway, so an answer is full of its runs — unless the
+    echo block is on."""
+    free = collect(tiny_engine.generate_plain(MSGS, params=SamplingParams(seed=3, max_tokens=16))).token_ids
+    instr = tiny_engine.model.detokenize(free)
+    itoks = tiny_engine._instruction_tokens(instr, SamplingParams(echo_block=2))
+
+    def bigrams(ids):
+        return {tuple(ids[i:i + 2]) for i in range(len(ids) - 1)}
+
+    def answer(n):
+        p = SamplingParams(seed=3, max_tokens=16, echo_block=n)
+        gen = tiny_engine.generate_plain(MSGS, instr, params=p) if lam is None else \
+            tiny_engine.generate(MSGS, instr, lam, params=p)
+        return collect(gen).token_ids
+
+    blocked = answer(2)
+    assert len(blocked) > 4 and not bigrams(blocked) & bigrams(itoks)
+    if lam is None:  # without the block the answer does repeat the instruction's runs (the plain stream copies)
+        assert bigrams(answer(0)) & bigrams(itoks)

@@ -178,3 +178,36 @@ def test_plausibility_keeps_exactly_the_plausible_tokens_and_renormalises(pair, 
     assert np.all(probs[margin < -1e-4] == 0.0)
     assert np.count_nonzero(margin < -1e-4) <= info.n_removed <= np.count_nonzero(margin < 1e-4)
     assert float(probs.sum(dtype=np.float64)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_echo_block_by_hand():
+    from sda_local.core import EchoBlock, StepState
+
+    instr = [7, 8, 9, 7, 8, 5]               # runs of 3: (7,8,9) (8,9,7) (9,7,8) (7,8,5)
+    block = EchoBlock(instr, 3)
+    lp = np.log(np.full(10, 0.1, dtype=np.float32))
+    s = block(StepState(lp, None, lp, history=[1, 7, 8]))  # (7, 8) continues to 9 or to 5
+    assert sorted(np.flatnonzero(~np.isfinite(s.scores))) == [5, 9] and s.n_removed == 2
+    assert np.isfinite(lp).all()             # the stream's log-probs are never written
+    s = block(StepState(lp, None, lp, history=[8, 9]))
+    assert list(np.flatnonzero(~np.isfinite(s.scores))) == [7]
+    s = block(StepState(lp, None, lp, history=[9]))  # too short to match a run
+    assert np.isfinite(s.scores).all() and s.n_removed == 0
+    only = np.full(10, -np.inf, dtype=np.float32)
+    only[9] = 0.0
+    s = block(StepState(only, None, only, history=[7, 8]))  # never removes the last candidate
+    assert np.isfinite(s.scores[9])
+    with pytest.raises(ValueError, match="≥ 2"):
+        EchoBlock(instr, 1)
+
+
+def test_build_chain_adds_the_echo_block_only_with_an_instruction():
+    from sda_local.core import EchoBlock, SamplingParams, build_chain
+
+    p = SamplingParams(echo_block=4)
+    assert any(isinstance(x, EchoBlock) for x in build_chain(p, 0.5, [1, 2, 3, 4, 5]))
+    assert any(isinstance(x, EchoBlock) for x in build_chain(p, None, [1, 2, 3, 4, 5]))
+    assert not any(isinstance(x, EchoBlock) for x in build_chain(p, 0.5, None))
+    assert not any(isinstance(x, EchoBlock) for x in build_chain(SamplingParams(), 0.5, [1, 2, 3, 4, 5]))
+    with pytest.raises(ValueError, match="echo_block"):
+        SamplingParams(echo_block=1).check()

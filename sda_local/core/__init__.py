@@ -27,7 +27,7 @@ from .distributions import (StepInfo, js_divergence, js_temperature, log_softmax
                             sda_distribution, steer_logprobs)
 from .lambdas import LAMBDA_MAPPINGS, lambda_from_score
 from .params import TEMPERATURE_MODES, Option, SamplingParams, sampling_options
-from .processors import (JsTemperature, PlausibilityConstraint, Processor, ProcessorChain, StepState, Steer,
+from .processors import (EchoBlock, JsTemperature, PlausibilityConstraint, Processor, ProcessorChain, StepState, Steer,
                          Temperature, build_chain, plain_chain, sda_chain)
 from .sampling import sample_top_p
 
@@ -53,6 +53,7 @@ __all__ = [
     "Steer",
     "JsTemperature",
     "PlausibilityConstraint",
+    "EchoBlock",
     "ProcessorChain",
     "plain_chain",
     "sda_chain",

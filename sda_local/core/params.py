@@ -78,6 +78,9 @@ class SamplingParams:
     plausibility: float = _opt(0.0, help="plausibility constraint α (contrastive decoding): only tokens with "
                                          "p_with ≥ α·max p_with may be drawn; 0 = off, 0.1 is typical",
                                lo=0.0, hi=1.0, hi_open=True, step=0.01)
+    echo_block: int = _opt(0, help="no recitation of the instruction: once the answer's last N−1 tokens repeat a run "
+                                   "of the instruction's tokens, the token that would continue the run is removed "
+                                   "(0 = off; 4 is typical)", lo=0, step=1, ui_max=12)
     max_tokens: int = _opt(256, help="most tokens to generate", lo=1, step=1, ui_max=2048)
     seed: int | None = _opt(None, help="fixed seed: the same output every run (none = random)", lo=0,
                             optional=True)
@@ -86,6 +89,8 @@ class SamplingParams:
         """Raise ``ValueError`` naming the field, its value and its allowed range; returns self."""
         for f in fields(self):
             f.metadata["option"].check(f.name, getattr(self, f.name))
+        if self.echo_block == 1 or int(self.echo_block) != self.echo_block:
+            raise ValueError(f"echo_block must be 0 (off) or a whole number ≥ 2; got {self.echo_block!r}")
         if self.seed is not None and int(self.seed) != self.seed:
             raise ValueError(f"seed must be an integer; got {self.seed!r}")
         return self

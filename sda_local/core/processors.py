@@ -40,6 +40,7 @@ class StepState:
     temperature: float = 1.0
     js: float | None = None         # JS divergence of the two streams (computed by JsTemperature if not given)
     n_removed: int = 0              # candidates removed by constraints
+    history: Sequence[int] = ()     # the tokens of the answer so far (for processors that look back)
 
     def writable_scores(self) -> np.ndarray:
         """``scores``, copied first if it is still one of the streams' log-prob arrays (never write to those)."""
@@ -159,6 +160,41 @@ class PlausibilityConstraint(Processor):
         return f"PlausibilityConstraint(α={self.alpha:g})"
 
 
+class EchoBlock(Processor):
+    """No recitation of the instruction: when the answer's last ``n − 1`` tokens equal a run of the instruction's
+    tokens, every token that would continue such a run to ``n`` tokens gets score −inf (an n-gram block against
+    the instruction, like ``no_repeat_ngram_size`` against the answer itself).  Steering lifts exactly the
+    instruction's tokens (likely with it, unlikely without), which is why a steered model can start reciting it.
+    Never removes the last candidate."""
+
+    def __init__(self, instruction_tokens: Sequence[int], n: int):
+        if isinstance(n, bool) or int(n) != n or int(n) < 2:
+            raise ValueError(f"echo block n must be a whole number ≥ 2 (the length of a forbidden run), got {n!r}")
+        self.n = int(n)
+        toks = [int(t) for t in instruction_tokens]
+        self.next_tokens: dict[tuple[int, ...], set[int]] = {}
+        for i in range(len(toks) - self.n + 1):
+            self.next_tokens.setdefault(tuple(toks[i:i + self.n - 1]), set()).add(toks[i + self.n - 1])
+
+    def __call__(self, state: StepState) -> StepState:
+        if len(state.history) < self.n - 1:
+            return state
+        banned = self.next_tokens.get(tuple(state.history[len(state.history) - self.n + 1:]))
+        if not banned:
+            return state
+        idx = np.fromiter(banned, dtype=np.int64)
+        scores = state.scores
+        if np.isfinite(np.delete(scores, idx)).any():  # something else stays possible
+            live = np.isfinite(scores[idx])
+            if live.any():
+                state.writable_scores()[idx[live]] = -np.inf
+                state.n_removed += int(live.sum())
+        return state
+
+    def __repr__(self) -> str:
+        return f"EchoBlock(n={self.n}, {len(self.next_tokens)} runs)"
+
+
 class ProcessorChain:
     """Processors applied in order to one step's state; ``distribution`` is the whole step from logits."""
 
@@ -172,27 +208,28 @@ class ProcessorChain:
         self.processors = procs
         self.two_streams = any(p.needs_both_streams for p in procs)
 
-    def start(self, logits_with, logits_without=None) -> StepState:
-        """The initial state from raw logits (checked; NaN/Inf raise ``ValueError`` naming the stream)."""
+    def start(self, logits_with, logits_without=None, history: Sequence[int] = ()) -> StepState:
+        """The initial state from raw logits (checked; NaN/Inf raise ``ValueError`` naming the stream) and the
+        answer's tokens so far."""
         if not self.two_streams:
             if logits_without is not None:
                 raise ValueError(f"{self!r} reads one stream, but two streams' logits were given")
             lp = log_softmax32(check_logits(logits_with, "logits"))
-            return StepState(lp, None, lp)
+            return StepState(lp, None, lp, history=history)
         if logits_without is None:
             raise ValueError(f"{self!r} steers: it needs the logits of both streams")
         a, b = check_pair(logits_with, logits_without)
         lp = log_softmax32(a)
-        return StepState(lp, log_softmax32(b), lp)
+        return StepState(lp, log_softmax32(b), lp, history=history)
 
     def apply(self, state: StepState) -> StepState:
         for p in self.processors:
             state = p(state)
         return state
 
-    def distribution(self, logits_with, logits_without=None) -> tuple[np.ndarray, StepInfo]:
+    def distribution(self, logits_with, logits_without=None, history: Sequence[int] = ()) -> tuple[np.ndarray, StepInfo]:
         """softmax of the processed scores, and the step's diagnostics."""
-        state = self.apply(self.start(logits_with, logits_without))
+        state = self.apply(self.start(logits_with, logits_without, history))
         return softmax(state.scores), state.info()
 
     def __iter__(self):
@@ -205,24 +242,31 @@ class ProcessorChain:
         return "ProcessorChain[" + ", ".join(map(repr, self.processors)) + "]"
 
 
-def plain_chain(temperature: float, plausibility: float = 0.0) -> ProcessorChain:
-    """Sampling one stream at a fixed temperature, optionally under the plausibility constraint."""
+def plain_chain(temperature: float, plausibility: float = 0.0, echo: EchoBlock | None = None) -> ProcessorChain:
+    """Sampling one stream at a fixed temperature, optionally under the plausibility constraint and an echo
+    block."""
     procs: list[Processor] = [PlausibilityConstraint(plausibility)] if plausibility else []
-    return ProcessorChain(procs + [Temperature(temperature)])
+    return ProcessorChain(procs + ([echo] if echo else []) + [Temperature(temperature)])
 
 
 def sda_chain(lam: float, *, k: float = 2.0, t0: float = 0.6, mode: str = "ln2",
-              plausibility: float = 0.0) -> ProcessorChain:
+              plausibility: float = 0.0, echo: EchoBlock | None = None) -> ProcessorChain:
     """SDA: steer by λ, optionally constrain to the plausible tokens of the stream with the instruction, then
     divide by the JS temperature."""
     procs: list[Processor] = [Steer(lam, k)]
     if plausibility:
         procs.append(PlausibilityConstraint(plausibility))
+    if echo:
+        procs.append(echo)
     return ProcessorChain(procs + [JsTemperature(t0, mode)])
 
 
-def build_chain(params: SamplingParams, lam: float | None) -> ProcessorChain:
-    """The chain that ``params`` describe: SDA with ``lam``, or plain decoding (``lam=None``)."""
+def build_chain(params: SamplingParams, lam: float | None,
+                instruction_tokens: Sequence[int] | None = None) -> ProcessorChain:
+    """The chain that ``params`` describe: SDA with ``lam``, or plain decoding (``lam=None``).  The echo block
+    (``params.echo_block``) needs the instruction's tokens; without them (no instruction) there is none."""
+    echo = EchoBlock(instruction_tokens, params.echo_block) if params.echo_block and instruction_tokens else None
     if lam is None:
-        return plain_chain(params.t0, params.plausibility)
-    return sda_chain(lam, k=params.k, t0=params.t0, mode=params.temperature_mode, plausibility=params.plausibility)
+        return plain_chain(params.t0, params.plausibility, echo)
+    return sda_chain(lam, k=params.k, t0=params.t0, mode=params.temperature_mode, plausibility=params.plausibility,
+                     echo=echo)

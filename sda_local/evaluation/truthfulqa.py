@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import core
 from ..core import SamplingParams
+from ..errors import SdaError
 from . import metrics
 from .datasets import Dataset, split_answers
 from .grid import PLAIN_WITHOUT, normalise_placements, with_placement
@@ -245,6 +246,9 @@ def render_markdown(report: dict) -> str:
 def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str | Path, *,
                    progress: bool = True, forcer: TeacherForcer | None = None) -> dict:
     """Score every question of ``dataset``; write items.jsonl, truthfulqa.json and truthfulqa.md in ``out_dir``."""
+    if cfg.sampling.echo_block:
+        raise SdaError("the echo block acts on an answer's own history, which teacher-forced multiple-choice "
+                       "scoring does not model: leave --echo-block at 0 for eval truthfulqa")
     placed = cfg.placed_settings()
     settings = [s for s, _ in placed]
     refs = cfg.instruction_refs()
