@@ -210,3 +210,15 @@ def test_resume_may_add_grid_points_but_not_change_settings(tiny_engine, tmp_pat
 
     with pytest.raises(SdaError, match="used other settings"):
         run_refusal(tiny_engine, sets, other, out, resume=True, progress=False, fluency=False)
+
+
+def test_resume_reads_an_old_config_without_newer_sampling_fields(tiny_engine, tmp_path):
+    from sda_local.evaluation.refusal import run_refusal
+
+    out, sets = tmp_path / "older", _datasets(tmp_path)
+    run_refusal(tiny_engine, sets, _config(), out, progress=False, fluency=False)
+    conf = json.loads((out / "config.json").read_text())
+    del conf["sampling"]["echo_block"]  # as written before the echo block existed
+    (out / "config.json").write_text(json.dumps(conf))
+    rep = run_refusal(tiny_engine, sets, _config(), out, resume=True, progress=False, fluency=False)
+    assert rep["timing"]["resumed_rows"] == 6

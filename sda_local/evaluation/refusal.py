@@ -289,8 +289,11 @@ def _extends(old: dict | None, new: dict) -> bool:
     rows already written are then still valid: each is keyed by its prompt and system name)."""
     if old is None:
         return False
-    rest = [k for k in set(old) | set(new) if k not in GRID_KEYS]
+    rest = [k for k in set(old) | set(new) if k not in GRID_KEYS + ("sampling",)]
     if any(old.get(k) != new.get(k) for k in rest):
+        return False
+    # sampling settings compare as SamplingParams: a field added since the old run reads as its default
+    if SamplingParams.from_dict(old.get("sampling") or {}) != SamplingParams.from_dict(new.get("sampling") or {}):
         return False
     return all(set(map(str, old.get(k) or [])) <= set(map(str, new.get(k) or [])) for k in GRID_KEYS)
 
