@@ -9,7 +9,7 @@ from ..errors import SdaError
 from ..evaluation import cli as evaluation_cli
 from ..palrs import cli as palrs_cli
 from ..presets import DEFAULT_PRESET
-from . import bench, catalog, generate, score
+from . import bench, catalog, generate, score, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_command(sub)
     catalog.add_commands(sub)
     bench.add_command(sub)
+    serve.add_command(sub)
     palrs_cli.add_commands(sub)
     evaluation_cli.add_commands(sub)
     return ap

@@ -1,0 +1,277 @@
+"""One request's body → a ``RequestPlan``: the conversation, the ``SamplingParams``, the SDA settings, the stops.
+
+Every range comes from the ``Option`` metadata of ``SamplingParams`` / ``TurnSettings`` (the one definition), so
+an out-of-range value is a 400 whose message names the field and its allowed range, as on the command line.
+``temperature`` is OpenAI's name for SDA's base temperature T0; 0 (greedy in OpenAI's API) becomes ``MIN_T0``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..core import CV_STREAMS, Option, SamplingParams
+from ..errors import SdaError
+from ..evaluators import EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION
+from ..pipeline import TurnSettings, turn_options
+from ..presets import DEFAULT_PRESET, Preset, custom_preset, get_preset
+from .config import ServerConfig
+from .errors import ApiError
+from .schemas import ChatRequest, SdaOptions
+
+MIN_T0 = 0.01           # temperature 0 ("greedy") → this T0: near-greedy, and T0 must stay positive
+TEMPERATURE_OPTION = Option(help="OpenAI temperature, used as SDA's base temperature T0", lo=0.0, hi=2.0)
+MAX_STOPS = 4
+
+
+@dataclass(frozen=True)
+class LambdaSource:
+    """Where this request's λ comes from: ``kind`` is an evaluator kind; ``lam`` / ``score`` for ``fixed``."""
+
+    kind: str
+    lam: float | None = None
+    score: float | None = None
+    openai_model: str | None = None
+
+
+@dataclass(frozen=True)
+class SdaPlan:
+    preset: Preset
+    source: LambdaSource | None            # None: the server's default λ source
+    mapping: str
+    fallback_lam: float
+    placement: str
+    control: tuple[tuple[str, float], ...] = ()
+    cv_scale: float = 1.0
+    cv_layers: str | None = None
+    cv_streams: str = "aligned"
+    return_base: bool = False
+
+
+@dataclass
+class RequestPlan:
+    model: str
+    messages: list[dict]
+    params: SamplingParams
+    stops: list[str] = field(default_factory=list)
+    stream: bool = False
+    include_usage: bool = False
+    sda: SdaPlan | None = None
+
+
+def parse_body(raw: bytes) -> ChatRequest:
+    """JSON → ``ChatRequest``: malformed JSON is a 400, a missing field or a wrong type a 422 naming it."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = field_path(err["loc"])
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ApiError(422, f"{where}: {err['msg']}{more}", where) from None
+
+
+_TYPE_TAGS = {"int", "float", "str", "bool", "dict", "list", "none"}
+
+
+def field_path(loc: tuple) -> str:
+    """pydantic's error location as the client wrote it: ``messages[0].content`` (union member tags left out)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier() and part not in _TYPE_TAGS and not part[0].isupper():
+            out += f".{part}" if out else part
+    return out
+
+
+def _check(opt: Option, param: str, value) -> None:
+    try:
+        opt.check(param, value)
+    except ValueError as exc:
+        raise ApiError(400, f"{exc} ({opt.help})", param) from None
+
+
+def _refuse_unsupported(req: ChatRequest) -> None:
+    if req.n not in (None, 1):
+        raise ApiError(400, f"n = {req.n} is not supported: sda-local returns one choice per request (n = 1)", "n")
+    for name in ("tools", "functions"):
+        if getattr(req, name):
+            raise ApiError(400, f"{name} are not supported by sda-local (no tool calling); remove the field", name)
+    for name in ("tool_choice", "function_call"):
+        if getattr(req, name) not in (None, "none"):
+            raise ApiError(400, f"{name} is not supported by sda-local (no tool calling)", name)
+    if req.logprobs:
+        raise ApiError(400, "logprobs are not supported by sda-local", "logprobs")
+    fmt = (req.response_format or {}).get("type", "text")
+    if fmt != "text":
+        raise ApiError(400, f"response_format {fmt!r} is not supported (plain text only)", "response_format")
+
+
+def _messages(req: ChatRequest) -> list[dict]:
+    out = []
+    for i, m in enumerate(req.messages):
+        where = f"messages[{i}]"
+        role = "system" if m.role == "developer" else m.role
+        if role not in ("system", "user", "assistant"):
+            raise ApiError(400, f"{where}.role {m.role!r} is not supported (system, user, assistant; no tools)",
+                           f"{where}.role")
+        if getattr(m, "tool_calls", None):
+            raise ApiError(400, f"{where}.tool_calls: tool calling is not supported", f"{where}.tool_calls")
+        if isinstance(m.content, list):
+            texts = []
+            for j, part in enumerate(m.content):
+                if part.type != "text" or part.text is None:
+                    raise ApiError(400, f"{where}.content[{j}]: {part.type} content is not supported (text only; "
+                                        "no images or audio)", f"{where}.content[{j}]")
+                texts.append(part.text)
+            content = "\n".join(texts)
+        else:
+            content = m.content or ""
+        out.append({"role": role, "content": content})
+    if out[-1]["role"] != "user":
+        raise ApiError(400, "the conversation must end with a user message", f"messages[{len(out) - 1}].role")
+    return out
+
+
+SDA_SAMPLING = ("k", "temperature_mode", "plausibility", "echo_block")  # SamplingParams fields set in ``sda``
+
+
+def _sampling(req: ChatRequest, sda: SdaOptions | None, base: SamplingParams) -> SamplingParams:
+    """The server's defaults, overridden by the request's standard fields and its ``sda`` sampling fields."""
+    values: dict = {}
+    if req.temperature is not None:
+        _check(TEMPERATURE_OPTION, "temperature", req.temperature)
+        values["t0"] = max(float(req.temperature), MIN_T0)
+    for name in ("top_p", "seed"):
+        if getattr(req, name) is not None:
+            values[name] = getattr(req, name)
+    max_name = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+    if getattr(req, max_name) is not None:
+        values["max_tokens"] = getattr(req, max_name)
+    for name in SDA_SAMPLING:
+        if sda is not None and getattr(sda, name) is not None:
+            values[name] = getattr(sda, name)
+    params = replace(base, **values)
+    for f in fields(SamplingParams):  # each value against its Option, named as the client wrote it
+        param = f"sda.{f.name}" if f.name in SDA_SAMPLING else {"t0": "temperature", "max_tokens": max_name}.get(
+            f.name, f.name)
+        _check(f.metadata["option"], param, getattr(params, f.name))
+    try:
+        return params.check()
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _stops(stop) -> list[str]:
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if len(stops) > MAX_STOPS:
+        raise ApiError(400, f"stop: at most {MAX_STOPS} sequences, got {len(stops)}", "stop")
+    return [s for s in stops if s]
+
+
+def split_model(name: str, served: set[str]) -> tuple[str, Preset | None]:
+    """``MODEL`` or ``MODEL+PRESET`` → (model, preset or None); an unknown model is a 404 listing the served one."""
+    base, plus, preset = name.rpartition("+") if "+" in name else (name, "", "")
+    if base not in served:
+        raise ApiError(404, f"model {name!r} is not served here; use {sorted(served)[0]!r} or "
+                            f"{sorted(served)[0]}+PRESET (GET /v1/models lists them)", "model", code="model_not_found")
+    if not plus:
+        return base, None
+    try:
+        return base, get_preset(preset)
+    except SdaError as exc:
+        raise ApiError(404, str(exc), "model", code="model_not_found") from None
+
+
+def _lambda_source(sda: SdaOptions) -> LambdaSource | None:
+    if sda.lam is not None and sda.score is not None:
+        raise ApiError(400, "sda: give lam or score, not both", "sda.lam")
+    if sda.evaluator is not None and sda.evaluator not in EVALUATOR_KINDS:
+        raise ApiError(400, f"sda.evaluator must be one of {', '.join(EVALUATOR_KINDS)}; got {sda.evaluator!r}",
+                       "sda.evaluator")
+    if (sda.lam is not None or sda.score is not None) and sda.evaluator not in (None, "fixed"):
+        raise ApiError(400, f"sda: a given lam or score is the fixed evaluator, not {sda.evaluator!r}",
+                       "sda.evaluator")
+    if sda.lam is not None:
+        _check(LAMBDA_OPTION, "sda.lam", sda.lam)
+        return LambdaSource("fixed", lam=float(sda.lam))
+    if sda.score is not None:
+        _check(SCORE_OPTION, "sda.score", sda.score)
+        return LambdaSource("fixed", score=float(sda.score))
+    if sda.evaluator == "fixed":
+        return LambdaSource("fixed", score=50.0)
+    if sda.evaluator is not None:
+        return LambdaSource(sda.evaluator, openai_model=sda.openai_model)
+    return None
+
+
+def _preset(sda: SdaOptions | None, from_model: Preset | None) -> Preset:
+    try:
+        if sda is not None and sda.preset is not None and sda.instruction is not None:
+            raise ApiError(400, "sda: give preset or instruction, not both", "sda.preset")
+        if sda is not None and sda.instruction is not None:
+            return custom_preset(sda.instruction)
+        if sda is not None and sda.preset is not None:
+            return get_preset(sda.preset)
+    except SdaError as exc:
+        raise ApiError(400, str(exc), "sda.instruction" if sda.instruction is not None else "sda.preset") from None
+    return from_model or get_preset(DEFAULT_PRESET)
+
+
+def _control(sda: SdaOptions, cv_dir: Path | None) -> tuple[tuple[str, float], ...]:
+    """Control-vector files named in the request, resolved inside ``cv_dir`` (never anywhere else)."""
+    if sda.cv_streams not in CV_STREAMS:
+        raise ApiError(400, f"sda.cv_streams must be one of {', '.join(CV_STREAMS)}; got {sda.cv_streams!r}",
+                       "sda.cv_streams")
+    if not sda.control_vectors:
+        return ()
+    if cv_dir is None:
+        raise ApiError(400, "sda.control_vectors: this server was started without --cv-dir, so it offers no "
+                            "control vectors", "sda.control_vectors")
+    root = cv_dir.resolve()
+    out = []
+    for i, spec in enumerate(sda.control_vectors):
+        name, scale = (spec, 1.0) if isinstance(spec, str) else (spec.file, float(spec.scale))
+        path = (root / name).resolve()
+        if os.path.isabs(name) or not path.is_relative_to(root) or not path.is_file():
+            raise ApiError(400, f"sda.control_vectors[{i}]: {name!r} is not a file in the server's control-vector "
+                                "directory (give a name relative to it)", f"sda.control_vectors[{i}]")
+        out.append((str(path), scale))
+    return tuple(out)
+
+
+def _sda_plan(sda: SdaOptions | None, from_model: Preset | None, cfg: ServerConfig) -> SdaPlan | None:
+    if sda is None and from_model is None:
+        return None
+    opts = sda or SdaOptions()
+    d: TurnSettings = cfg.defaults
+    own = {"mapping": opts.mapping or d.mapping, "placement": opts.placement or d.placement,
+           "fallback_lam": d.fallback_lam if opts.fallback_lam is None else float(opts.fallback_lam)}
+    for name, _, _, opt in _turn_fields():
+        _check(opt, f"sda.{name}", own[name])
+    return SdaPlan(_preset(sda, from_model), _lambda_source(opts), own["mapping"], own["fallback_lam"],
+                   own["placement"], _control(opts, cfg.cv_dir), float(opts.cv_scale), opts.cv_layers,
+                   opts.cv_streams, opts.return_base)
+
+
+def _turn_fields():
+    return [t for t in turn_options() if t[0] in ("mapping", "placement", "fallback_lam")]
+
+
+def build_plan(req: ChatRequest, cfg: ServerConfig, served: set[str]) -> RequestPlan:
+    _refuse_unsupported(req)
+    messages = _messages(req)
+    _, preset = split_model(req.model, served)
+    sda = _sda_plan(req.sda, preset, cfg)
+    params = _sampling(req, req.sda, cfg.sampling)
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    return RequestPlan(req.model, messages, params, _stops(req.stop), bool(req.stream), include_usage, sda)

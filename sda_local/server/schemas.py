@@ -1,0 +1,117 @@
+"""The request body (pydantic: wrong types become 422 naming the field) and the OpenAI response shapes.
+
+Standard fields that sda-local does not use (``frequency_penalty``, ``user``, …) are accepted and ignored, as
+OpenAI-compatible servers do; fields it cannot honour (``n`` > 1, tools, images) are refused in ``request``.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+Number = Union[StrictInt, StrictFloat]
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: StrictStr
+    text: StrictStr | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")  # name, tool_calls, … (tool_calls are refused in ``request``)
+    role: StrictStr
+    content: StrictStr | list[TextPart] | None = None
+
+
+class ControlVectorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: StrictStr
+    scale: Number = 1.0
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: StrictBool = False
+
+
+class SdaOptions(BaseModel):
+    """The non-standard ``sda`` field (clients send it with ``extra_body``).  Unknown keys are refused (422), so a
+    misspelt option never goes unnoticed."""
+
+    model_config = ConfigDict(extra="forbid")
+    preset: StrictStr | None = None
+    instruction: StrictStr | None = None
+    lam: Number | None = None
+    score: Number | None = None
+    evaluator: StrictStr | None = None
+    openai_model: StrictStr | None = None
+    k: Number | None = None
+    temperature_mode: StrictStr | None = None
+    plausibility: Number | None = None
+    echo_block: StrictInt | None = None
+    placement: StrictStr | None = None
+    mapping: StrictStr | None = None
+    fallback_lam: Number | None = None
+    control_vectors: list[StrictStr | ControlVectorSpec] | None = None
+    cv_scale: Number = 1.0
+    cv_layers: StrictStr | None = None
+    cv_streams: StrictStr = "aligned"
+    return_base: StrictBool = False
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: StrictStr
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
+    seed: StrictInt | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    stream: StrictBool | None = False
+    stream_options: StreamOptions | None = None
+    n: StrictInt | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    logprobs: StrictBool | None = None
+    response_format: dict | None = None
+    sda: SdaOptions | None = None
+
+
+# -- responses ------------------------------------------------------------------------------------------------
+def completion_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def completion_body(cid: str, model: str, text: str, finish_reason: str, usage_: dict, sda: dict | None) -> dict:
+    body = {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "system_fingerprint": "sda-local",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": None, "finish_reason": finish_reason}],
+            "usage": usage_}
+    if sda is not None:
+        body["sda"] = sda
+    return body
+
+
+def chunk_body(cid: str, model: str, created: int, delta: dict, finish_reason: str | None = None,
+               extra: dict | None = None, choices: bool = True) -> dict:
+    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": "sda-local",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            if choices else []}
+    if extra:
+        body.update(extra)
+    return body
+

@@ -1,0 +1,354 @@
+"""``sda-local serve`` against real clients: the official ``openai`` client, the ``llm`` command-line tool, raw HTTP.
+
+The server is the real command in a subprocess on 127.0.0.1, serving a tiny random-weight GGUF whose end-of-turn
+token is pushed down (``eog_bias`` < 0), so an SDA answer runs until ``max_tokens`` or the context: long enough
+to hold the slot while a test fills the queue or walks away mid-stream.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from servers import free_port, stop_process
+from tiny_gguf import write_tiny_llama
+
+from sda_local.core import SamplingParams
+from sda_local.palrs.cvec import write_control_vector
+
+pytestmark = pytest.mark.slow  # runs servers
+
+KEY = "test-key-7f3a9c"
+MODEL = "tiny-long.gguf"
+LONG = dict(max_tokens=4000, seed=0, sda={"lam": 0.5})  # this seed's answer fills the context: seconds of work
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("serve")
+    gguf = write_tiny_llama(d / MODEL, seed=0, eog_bias=-30.0)
+    cv_dir = d / "vectors"
+    rng = np.random.default_rng(0)
+    write_control_vector(cv_dir / "calm.gguf", {1: rng.normal(size=64), 2: rng.normal(size=64)}, "llama")
+    write_control_vector(cv_dir / "other-model.gguf", {1: rng.normal(size=32)}, "llama")  # n_embd 32, not 64
+    (d / "outside.gguf").write_bytes((cv_dir / "calm.gguf").read_bytes())
+    return {"dir": d, "gguf": gguf, "cv_dir": cv_dir}
+
+
+@contextmanager
+def serve(files: dict, *extra: str, key: str | None = KEY):
+    port = free_port()
+    log = files["dir"] / f"server-{port}.log"
+    env = {**os.environ, "SDA_LOCAL_CONFIG": str(files["dir"] / "config")}
+    env.pop("SDA_LOCAL_API_KEY", None)
+    if key:
+        env["SDA_LOCAL_API_KEY"] = key
+    cmd = [sys.executable, "-m", "sda_local.cli", "serve", "--model", str(files["gguf"]), "--port", str(port),
+           "--threads", "1", "--n-ctx", "4096", "--cv-dir", str(files["cv_dir"]), "--max-body", "60000",
+           "--openai-base-url", f"http://127.0.0.1:{free_port()}/v1", "--openai-api-key", "unused",
+           "--timeout", "2", "--retries", "0", *extra]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"sda-local serve exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("sda-local serve did not answer /health in time")
+            time.sleep(0.2)
+        yield {"url": url, "log": log, "proc": proc}
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def server(files):
+    with serve(files, "--max-queue", "16") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server["url"] + "/v1", api_key=KEY, max_retries=0, timeout=60)
+
+
+def post(server, body, key: str | None = KEY, timeout: float = 60) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(server["url"] + "/v1/chat/completions", json=body, headers=headers, timeout=timeout)
+
+
+def chat(content: str = "How do I keep basil alive?", **kw) -> dict:
+    return {"model": MODEL, "messages": [{"role": "user", "content": content}], **kw}
+
+
+def streamed(client, **kw) -> tuple[str, list]:
+    chunks = list(client.chat.completions.create(stream=True, **kw))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    return text, chunks
+
+
+# -- auth, health, models --------------------------------------------------------------------------------------
+def test_health_is_open_and_v1_needs_the_key(server):
+    assert httpx.get(server["url"] + "/health").json()["status"] == "ok"
+    for key in (None, "wrong-key"):
+        r = httpx.get(server["url"] + "/v1/models", headers={"Authorization": f"Bearer {key}"} if key else {})
+        assert r.status_code == 401, r.text
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert KEY not in r.text
+    assert post(server, chat(max_tokens=2), key="wrong-key").status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server["url"] + "/v1", api_key="nope", max_retries=0).models.list()
+
+
+def test_models_list_the_model_and_its_preset_combinations(client):
+    ids = [m.id for m in client.models.list()]
+    assert ids[0] == MODEL
+    assert {f"{MODEL}+harmlessness", f"{MODEL}+helpfulness", f"{MODEL}+honesty"} <= set(ids)
+
+
+def test_stop_matcher_holds_back_only_what_may_start_a_stop_sequence():
+    from sda_local.server.stops import StopMatcher
+
+    m = StopMatcher(["abc", "zz"])
+    assert [m.feed(p) for p in ("xa", "b", "d", "z", "y")] == ["x", "", "abd", "", "zy"]
+    assert (m.flush(), m.stopped) == ("", False)
+    m = StopMatcher(["abc"])
+    assert [m.feed(p) for p in ("xab", "cdef", "more")] == ["x", "", ""] and m.stopped and m.flush() == ""
+    m = StopMatcher(["\n\n"])
+    assert m.feed("one\n") == "one" and m.flush() == "\n"  # held back, released at the end
+
+
+# -- the openai client -----------------------------------------------------------------------------------------
+def test_plain_request_is_plain_decoding_and_seeded(client):
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=12, seed=5)
+    a = client.chat.completions.create(**kw)
+    b = client.chat.completions.create(**kw)
+    assert a.object == "chat.completion" and a.choices[0].message.role == "assistant"
+    assert a.choices[0].message.content == b.choices[0].message.content != ""
+    assert a.choices[0].finish_reason in ("stop", "length")
+    assert a.usage.completion_tokens <= 12 and a.usage.prompt_tokens > 0
+    assert a.usage.total_tokens == a.usage.prompt_tokens + a.usage.completion_tokens
+    assert "sda" not in (a.model_extra or {})  # no sda, no +preset: no steering, no diagnostics
+    c = client.chat.completions.create(**{**kw, "seed": 6})
+    assert c.choices[0].message.content != a.choices[0].message.content
+
+
+def test_stream_with_sda_extra_body_matches_the_non_streamed_answer(client):
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Is it safe?"}], max_tokens=16, seed=3,
+              temperature=0.8, top_p=0.9,
+              extra_body={"sda": {"preset": "harmlessness", "lam": 0.4, "k": 1.5, "plausibility": 0.05}})
+    whole = client.chat.completions.create(**kw)
+    text, chunks = streamed(client, stream_options={"include_usage": True}, **kw)
+    assert text == whole.choices[0].message.content and len(text) > 0
+    assert chunks[0].choices[0].delta.role == "assistant"
+    final = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+    assert final.choices[0].finish_reason == "length"
+    sda = final.model_extra["sda"]
+    assert sda == {**whole.model_extra["sda"], "timings": sda["timings"]}
+    assert (sda["preset"], sda["lam"], sda["lam_source"], sda["k"], sda["t0"]) == ("harmlessness", 0.4, "fixed",
+                                                                                   1.5, 0.8)
+    assert sda["mean_js"] > 0
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 16
+    plain = client.chat.completions.create(**{k: v for k, v in kw.items() if k != "extra_body"})
+    assert plain.choices[0].message.content != text
+
+
+def test_plus_preset_model_name_steers_with_the_default_lambda_source(client):
+    r = client.chat.completions.create(model=f"{MODEL}+honesty", max_tokens=6, seed=1,
+                                       messages=[{"role": "user", "content": "Is the moon made of cheese?"}])
+    sda = r.model_extra["sda"]
+    assert r.model == f"{MODEL}+honesty"
+    assert sda["preset"] == "honesty" and sda["evaluator"].startswith("local")  # the server's default: local judge
+    assert sda["lam_source"] in ("score", "fallback") and 0 <= sda["lam"] <= 1
+    assert sda["base_tokens"] > 0  # the judge read an unsteered answer first
+
+
+def test_a_given_score_sets_lambda_through_the_mapping_without_a_judge(client):
+    kw = dict(model=MODEL, max_tokens=4, seed=1, messages=[{"role": "user", "content": "Hi"}])
+    low = client.chat.completions.create(**kw, extra_body={"sda": {"score": 90, "mapping": "linear"}})
+    high = client.chat.completions.create(**kw, extra_body={"sda": {"score": 10, "mapping": "linear"}})
+    a, b = low.model_extra["sda"], high.model_extra["sda"]
+    assert (a["lam_source"], a["score"], a["mapping"]) == ("fixed", 90, "linear") and "base_tokens" not in a
+    assert a["lam"] < b["lam"]  # a well-rated base answer needs less steering
+
+
+def test_evaluator_failure_is_the_fallback_lambda_with_a_warning(client):
+    r = client.chat.completions.create(model=MODEL, max_tokens=4, seed=1, messages=[{"role": "user", "content": "Hi"}],
+                                       extra_body={"sda": {"evaluator": "openai", "return_base": True}})
+    sda = r.model_extra["sda"]
+    assert (sda["lam_source"], sda["lam"]) == ("fallback", 0.5)
+    assert sda["warnings"] and "openai" in sda["warnings"][0]
+    assert isinstance(sda["base"], str) and r.choices[0].message.content
+
+
+def test_stop_sequences_cut_the_answer_before_them(client):
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Count."}], max_tokens=40, seed=9,
+              extra_body={"sda": {"lam": 0.3}})
+    full = client.chat.completions.create(**kw).choices[0].message.content
+    stop = full[10:12]
+    cut = full[:full.index(stop)]
+    r = client.chat.completions.create(stop=[stop, "never-appears"], **kw)
+    assert (r.choices[0].message.content, r.choices[0].finish_reason) == (cut, "stop")
+    text, chunks = streamed(client, stop=stop, **kw)
+    assert text == cut and chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_control_vectors_come_only_from_the_cv_dir(server, client, files):
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=12, seed=2)
+    steered = client.chat.completions.create(**kw, extra_body={"sda": {"lam": 0.5, "control_vectors": [
+        {"file": "calm.gguf", "scale": 4.0}]}})
+    plain_sda = client.chat.completions.create(**kw, extra_body={"sda": {"lam": 0.5}})
+    assert "calm.gguf" in steered.model_extra["sda"]["control_vectors"]
+    assert plain_sda.model_extra["sda"]["control_vectors"] is None
+    assert steered.choices[0].message.content != plain_sda.choices[0].message.content
+    again = client.chat.completions.create(**kw, extra_body={"sda": {"lam": 0.5}})  # vectors off again
+    assert again.choices[0].message.content == plain_sda.choices[0].message.content
+    for name in ("../outside.gguf", str(files["dir"] / "outside.gguf"), "missing.gguf"):
+        r = post(server, chat(max_tokens=2, sda={"control_vectors": [name]}))
+        assert r.status_code == 400 and r.json()["error"]["param"] == "sda.control_vectors[0]", r.text
+    for stream in (False, True):  # a vector for another model is refused before anything streams
+        r = post(server, chat(max_tokens=2, stream=stream, sda={"control_vectors": ["other-model.gguf"]}))
+        assert r.status_code == 400 and "different model" in r.json()["error"]["message"], r.text
+
+
+# -- no cross-talk -------------------------------------------------------------------------------------------------
+def test_ten_concurrent_clients_get_their_own_answers(client):
+    presets = ["harmlessness", "helpfulness", "honesty", "harmlessness", "helpfulness"]
+    reqs = [dict(model=MODEL, max_tokens=10, seed=100 + i,
+                 messages=[{"role": "user", "content": f"Question number {i}: what is {i} plus {i}?"}],
+                 extra_body={"sda": {"preset": presets[i % 5], "lam": 0.1 * (i % 5)}} if i % 3 else
+                 {"sda": {"instruction": f"Answer as pirate {i}.", "lam": 0.6}})
+            for i in range(10)]
+    alone = [client.chat.completions.create(**r).choices[0].message.content for r in reqs]
+    with ThreadPoolExecutor(10) as pool:
+        together = list(pool.map(lambda r: streamed(client, **r)[0] if r["seed"] % 2 else
+                                 client.chat.completions.create(**r).choices[0].message.content, reqs))
+    assert together == alone
+    assert len(set(alone)) == 10
+
+
+# -- the llm command-line tool -------------------------------------------------------------------------------------
+def test_llm_cli_talks_to_the_server(server, client, tmp_path):
+    llm = Path(sys.executable).with_name("llm")
+    (tmp_path / "extra-openai-models.yaml").write_text(
+        f"- model_id: sda-tiny\n  model_name: {MODEL}+harmlessness\n  api_base: {server['url']}/v1\n"
+        f"  api_key_name: sda-local\n")
+    env = {**os.environ, "LLM_USER_PATH": str(tmp_path)}
+    subprocess.run([str(llm), "keys", "set", "sda-local", "--value", KEY], env=env, check=True)
+    out = subprocess.run([str(llm), "-m", "sda-tiny", "-o", "max_tokens", "8", "-o", "seed", "4", "--no-log",
+                          "Say hello."], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    expected, _ = streamed(client, model=f"{MODEL}+harmlessness", max_tokens=8, seed=4,
+                           messages=[{"role": "user", "content": "Say hello."}])
+    assert out.stdout.strip() == expected.strip() and expected.strip()
+
+
+# -- bad input -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("body, status, param", [
+    ({"model": MODEL}, 422, "messages"),
+    (chat(max_tokens="many"), 422, "max_tokens"),
+    (chat(sda={"lamda": 0.5}), 422, "sda.lamda"),
+    (chat(sda={"k": "strong"}), 422, "sda.k"),
+    (chat(n=2), 400, "n"),
+    (chat(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "tools"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}, 400, "messages[0].content[0]"),
+    (chat(temperature=5), 400, "temperature"),
+    (chat(max_tokens=0), 400, "max_tokens"),
+    (chat(sda={"k": -1}), 400, "sda.k"),
+    (chat(sda={"lam": 2}), 400, "sda.lam"),
+    (chat(sda={"preset": "nonsense"}), 400, "sda.preset"),
+    (chat(sda={"evaluator": "oracle"}), 400, "sda.evaluator"),
+    (chat(sda={"placement": "footer"}), 400, "sda.placement"),
+    ({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}, 404, "model"),
+    ({"model": MODEL, "messages": [{"role": "assistant", "content": "Hi"}]}, 400, "messages[0].role"),
+])
+def test_bad_requests_name_the_field(server, body, status, param):
+    r = post(server, body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and err["message"]
+
+
+def test_malformed_oversize_and_too_long_requests(server):
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    r = httpx.post(server["url"] + "/v1/chat/completions", content=b'{"model": "x", "messages": [', headers=headers)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+    r = post(server, chat("word " * 20000))
+    assert r.status_code == 413, r.text
+    r = post(server, chat("a b " * 5000))
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    assert "4096" in r.json()["error"]["message"] and "tokens" in r.json()["error"]["message"]
+    assert httpx.get(server["url"] + "/health").json()["busy"] is False
+
+
+# -- load: a full queue, a client that walks away ------------------------------------------------------------------
+def wait_for(pred, timeout: float = 10.0) -> float:
+    t0 = time.time()
+    while not pred():
+        if time.time() - t0 > timeout:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+    return time.time() - t0
+
+
+def test_full_queue_is_503_and_a_disconnect_frees_the_slot(files):
+    with serve(files, "--max-queue", "1") as s:
+        health = lambda: httpx.get(s["url"] + "/health").json()  # noqa: E731
+        long_req = chat(stream=True, **LONG)
+        with httpx.Client(timeout=60) as http:
+            with http.stream("POST", s["url"] + "/v1/chat/completions", json=long_req,
+                             headers={"Authorization": f"Bearer {KEY}"}) as stream:
+                lines = stream.iter_lines()
+                assert next(lines).startswith("data:")  # the long answer is generating
+                waiter: dict = {}
+                t = threading.Thread(target=lambda: waiter.update(r=post(s, chat(max_tokens=3, seed=1))))
+                t.start()
+                wait_for(lambda: health()["waiting"] == 1)
+                full = post(s, chat(max_tokens=3))
+                assert full.status_code == 503 and int(full.headers["retry-after"]) >= 1
+                assert full.json()["error"]["code"] == "queue_full"
+                assert health()["busy"] is True
+            # the long stream is closed here, thousands of tokens early: the waiting request gets the model at once
+            t0 = time.time()
+            t.join(timeout=30)
+            assert waiter["r"].status_code == 200 and time.time() - t0 < 3
+            wait_for(lambda: not health()["busy"], timeout=3)
+            # a long non-streaming request whose client gives up also frees the slot
+            with pytest.raises(httpx.ReadTimeout):
+                post(s, chat(**LONG), timeout=0.5)
+            wait_for(lambda: not health()["busy"], timeout=3)
+            assert post(s, chat(max_tokens=2)).status_code == 200
+        assert KEY not in s["log"].read_text()  # the key is never logged
+
+
+# -- the benchmark -------------------------------------------------------------------------------------------------
+def test_bench_serve_measures_the_same_answer_both_ways(files):
+    from sda_local.engine import Engine
+    from sda_local.server.bench import ServeBenchConfig, run_serve_bench
+
+    with Engine(str(files["gguf"]), n_ctx=512, n_threads=1) as engine:
+        cfg = ServeBenchConfig(sampling=SamplingParams(max_tokens=24, seed=0), repeats=1, clients=2,
+                               requests_per_client=2)
+        out = run_serve_bench(engine, cfg)
+    assert out["tokens"]["server"] == out["tokens"]["in_process"] == 24
+    assert out["tokens_per_s"]["server"] > 0 and out["tokens_per_s"]["ratio"] > 0
+    streams = out["concurrent_streams"]
+    assert streams["requests"] == 4 and 0 < streams["ttft_p50_s"] <= streams["ttft_p95_s"]
