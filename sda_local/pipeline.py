@@ -52,9 +52,16 @@ class TurnSettings:
                              choices=tuple(core.LAMBDA_MAPPINGS))
     fallback_lam: float = _turn_opt(0.5, help="λ used when the evaluator fails (a warning says so)",
                                     lo=0.0, hi=1.0, step=0.05)
-    placement: str = _turn_opt("user", help="where the instruction goes in the instructed stream",
-                               choices=PLACEMENTS)
+    placement: str = _turn_opt("auto", help="where the instruction goes in the instructed stream: appended to the "
+                                            "user turn, a system message, matched system lines in both streams, or "
+                                            "auto = the preset's own choice (presets.toml; user when it has none)",
+                               choices=("auto", *PLACEMENTS))
     system_prompt: str = _turn_opt("", help="a system message for both streams")
+
+    @property
+    def effective_placement(self) -> str:
+        """The placement the prompts are built with ("auto" resolved through the preset)."""
+        return resolve_placement(self.placement, self.preset)
 
     def params(self, seed_offset: int = 0) -> SamplingParams:
         """The sampling settings for one answer (``seed_offset`` draws a fresh, reproducible sample)."""
@@ -75,6 +82,13 @@ class TurnSettings:
         d["preset"] = {"name": self.preset.name, "instruction": self.preset.instruction, "rubric": self.preset.rubric}
         d["sampling"] = self.sampling.to_dict()
         return d
+
+
+def resolve_placement(placement: str, preset: Preset) -> str:
+    """``placement``, or for "auto" the preset's own (measured per preset on the dev splits), else "user"."""
+    if placement != "auto":
+        return placement
+    return preset.placement if preset.placement in PLACEMENTS else "user"
 
 
 def turn_options() -> list[tuple[str, type | str, object, Option]]:
@@ -212,7 +226,7 @@ class ChatSession:
         s = self.settings
         # refuse a prompt that cannot fit before anything runs, with the token counts
         for what, instr in (("message with the instruction", s.preset.instruction), ("message", "")):
-            n = len(self.engine.prompt_tokens(msgs, instr, s.placement))
+            n = len(self.engine.prompt_tokens(msgs, instr, s.effective_placement))
             if n + 1 > self.engine.n_ctx:
                 raise PromptTooLongError(n, self.engine.n_ctx, what)
         return self._send(msgs, text)
@@ -269,7 +283,7 @@ class ChatSession:
         s = self.settings
         regen = last.regenerations if regenerate else 0
         a = _Aligned(t_start, time.perf_counter())
-        gen = self.engine.generate(msgs, s.preset.instruction, last.decision.lam, placement=s.placement,
+        gen = self.engine.generate(msgs, s.preset.instruction, last.decision.lam, placement=s.effective_placement,
                                    params=s.params(seed_offset=regen))
         try:
             for ev in gen:

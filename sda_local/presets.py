@@ -34,6 +34,7 @@ class Preset:
     criterion: str = ""
     builtin: bool = True
     lam: float | None = None  # the fixed λ chosen for this preset on the dev splits (the "preset" evaluator)
+    placement: str | None = None  # where its instruction goes by default (placement "auto"); None = "user"
 
     @property
     def title(self) -> str:
@@ -62,7 +63,7 @@ def builtin_presets() -> dict[str, Preset]:
     return {
         name: Preset(name=name, instruction=v["instruction"].strip(), rubric=v["rubric"].strip(),
                      label=v.get("label", ""), criterion=v.get("criterion", name),
-                     lam=None if v.get("lam") is None else float(v["lam"]))
+                     lam=None if v.get("lam") is None else float(v["lam"]), placement=v.get("placement"))
         for name, v in data.items()
     }
 
@@ -79,7 +80,8 @@ def user_presets() -> dict[str, Preset]:
             str(name): Preset(name=str(name), instruction=str(v["instruction"]).strip(),
                               rubric=str(v.get("rubric") or GENERIC_RUBRIC).strip(),
                               label=str(v.get("label", "")), criterion=str(v.get("criterion", name)),
-                              builtin=False, lam=None if v.get("lam") is None else float(v["lam"]))
+                              builtin=False, lam=None if v.get("lam") is None else float(v["lam"]),
+                              placement=v.get("placement"))
             for name, v in data.items()
         }
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -52,7 +52,9 @@ def test_samples_end_to_end_three_answers_per_prompt_and_reproducible(tiny_gguf,
     report = json.loads((tmp_path / "a" / "samples.json").read_text())
     assert report["run"]["command"].startswith(f"sda-local eval samples --model {tiny_gguf}")
     assert report["run"]["model"]["model"] == "tiny.gguf" and report["run"]["evaluator"] == "preset"
-    assert report["run"]["settings"]["sampling"]["max_tokens"] == 6 and report["run"]["settings"]["placement"] == "user"
+    assert report["run"]["settings"]["sampling"]["max_tokens"] == 6 and report["run"]["settings"]["placement"] == "auto"
+    # "auto": each preset's own placement
+    assert {r["preset"]: r["placement"] for r in rows} == {p: get_preset(p).placement or "user" for p in ("honesty", "empathy")}
     assert report["presets"]["honesty"]["instruction"] == get_preset("honesty").instruction
     assert report["quality"]["empathy"]["sda"]["n"] == 2
     md = (tmp_path / "a" / "samples.md").read_text()

@@ -193,3 +193,17 @@ def test_a_fixed_score_is_the_lambda_source_fixed_everywhere(tiny_engine):
     events = list(s.regenerate())
     assert next(e for e in events if e.kind == "lambda").source == "fixed"
     assert s.turns[-1].lam_source == "fixed" and s.turns[-1].regenerations == 1
+
+
+def test_auto_placement_is_the_presets_own_choice():
+    from sda_local.pipeline import resolve_placement
+    from sda_local.presets import Preset
+
+    plain, matched = Preset("a", "Be kind."), Preset("b", "Be safe.", placement="matched")
+    assert resolve_placement("auto", plain) == "user"          # a preset without one: the paper's placement
+    assert resolve_placement("auto", matched) == "matched"
+    assert resolve_placement("system", matched) == "system"    # an explicit choice wins
+    s = TurnSettings(preset=matched)
+    assert s.placement == "auto" and s.effective_placement == "matched"
+    with pytest.raises(SdaError, match="placement must be one of auto, user, system, matched"):
+        TurnSettings(preset=matched, placement="footer").check()

@@ -29,7 +29,7 @@ def generate(engine: Engine, evaluator: Evaluator, settings: TurnSettings, quest
         print(f"── SDA answer (preset {settings.preset.name}, {how}) ──", file=sys.stderr, flush=True)
     messages = session.messages() + [{"role": "user", "content": question}]
     done = print_stream(engine.generate(messages, settings.preset.instruction, decision.lam,
-                                        placement=settings.placement, params=settings.params()), "sda", as_json)
+                                        placement=settings.effective_placement, params=settings.params()), "sda", as_json)
     if not as_json:
         print_finished(done)
 

@@ -71,7 +71,8 @@ def add_option(group, name: str, annotation: Any, default: Any, opt: Option, *, 
     text = opt.help.replace("%", "%%")
     py_type = _python_type(annotation)
     if opt.choices is not None:
-        kwargs["choices"] = opt.choices
+        # a grid names its points: "auto" (a per-turn choice, e.g. the preset's placement) is not one
+        kwargs["choices"] = tuple(c for c in opt.choices if not (grid and c == "auto"))
     elif py_type is str:  # free text (a system prompt): nothing to check
         kwargs["metavar"] = "TEXT"
     else:

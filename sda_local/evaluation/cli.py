@@ -94,7 +94,7 @@ def _common(default_preset: str, default_out: str) -> list[argparse.ArgumentPars
     p.add_argument("--format", default=None, help="dataset format, if the file name does not say it")
     p.add_argument("--out", default=default_out, help=f"report folder (default {default_out})")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
-    return [preset_parent(default_preset), turn_parent(only=("placement",), grid=PLACEMENT_GRID), p, model_parent()]
+    return [preset_parent(default_preset), turn_parent(only=("placement",), grid=PLACEMENT_GRID, placement="user"), p, model_parent()]
 
 
 def add_commands(subparsers) -> argparse.ArgumentParser:

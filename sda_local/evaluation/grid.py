@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..errors import SdaError
 from ..prompts import PLACEMENTS
 
 # placements whose "without" stream is the plain conversation (only "matched" adds a neutral system line)
@@ -18,6 +19,9 @@ def normalise_placements(placement: str, placements: Sequence[str] | None) -> tu
     """(the first placement, the grid or None when it holds one placement); ValueError naming a bad one."""
     grid = list(dict.fromkeys(placements or ()))
     for p in [*grid, placement]:
+        if p == "auto":
+            raise SdaError("an evaluation grid names its placements (user, system, matched); 'auto' is the chat's "
+                           "and generate's per-preset choice")
         if p not in PLACEMENTS:
             raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, got {p!r}")
     if not grid:

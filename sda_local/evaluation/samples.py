@@ -93,13 +93,13 @@ def answer_prompt(engine: Engine, evaluator: Evaluator, settings: TurnSettings, 
     msgs = ([{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []) + \
         [{"role": "user", "content": prompt}]
     done = {"base": collect(engine.generate_plain(msgs, params=params)),
-            "instruction": collect(engine.generate_plain(msgs, preset.instruction, placement=settings.placement,
+            "instruction": collect(engine.generate_plain(msgs, preset.instruction, placement=settings.effective_placement,
                                                          params=params))}
     d = decide_lambda(evaluator, prompt, strip_think(done["base"].text), preset, settings.mapping,
                       settings.fallback_lam)
-    done["sda"] = collect(engine.generate(msgs, preset.instruction, d.lam, placement=settings.placement,
+    done["sda"] = collect(engine.generate(msgs, preset.instruction, d.lam, placement=settings.effective_placement,
                                           params=params))
-    return {"seed": params.seed,
+    return {"seed": params.seed, "placement": settings.effective_placement,
             "answers": {s: done[s].text for s in SYSTEMS},
             "n_tokens": {s: done[s].n_tokens for s in SYSTEMS},
             "finish_reason": {s: done[s].finish_reason for s in SYSTEMS},
@@ -195,6 +195,7 @@ def _measures(q: dict, n_tokens: int) -> str:
 
 def render_prompt(n: int, row: dict, placement: str) -> list[str]:
     """One prompt's section: the prompt (cut), then the three labelled answers with their measures."""
+    placement = row.get("placement", placement)  # "auto" resolved for this row's preset
     labels = {"base": "Base (no instruction)", "instruction": f"Instruction only (placement {placement})",
               "sda": _lambda_label(row["lambda"])}
     out = [f"### {n}. {escape_md(row['id'])}", "", quote_block(row["prompt"], PROMPT_CHARS), ""]

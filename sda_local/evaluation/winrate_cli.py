@@ -41,7 +41,7 @@ def add_winrate_command(eval_sub) -> None:
                             parents=[preset_parent(None, "by dataset: truthfulqa→honesty, beavertails→harmlessness…"),
                                      evaluator_parent(timeout=60.0, title="λ evaluator (rates the base answer)"),
                                      turn_parent(only=("mapping", "fallback_lam", "placement"),
-                                                 grid={"placement": ["--placements", "--placement"]}),
+                                                 grid={"placement": ["--placements", "--placement"]}, placement="user"),
                                      sampling_parent(max_tokens=128, seed=0), model_parent()])
     w.add_argument("--dataset", "-d", action="append", required=True, help="JSONL file (repeatable)")
     w.add_argument("--out", default="results/winrate", help="output folder (items.jsonl makes it resumable)")

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from ..core import CV_STREAMS, Option, SamplingParams
 from ..errors import SdaError
 from ..evaluators import EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION
-from ..pipeline import TurnSettings, turn_options
+from ..pipeline import TurnSettings, resolve_placement, turn_options
 from ..presets import DEFAULT_PRESET, Preset, custom_preset, get_preset
 from .config import ServerConfig
 from .errors import ApiError
@@ -258,8 +258,9 @@ def _sda_plan(sda: SdaOptions | None, from_model: Preset | None, cfg: ServerConf
            "fallback_lam": d.fallback_lam if opts.fallback_lam is None else float(opts.fallback_lam)}
     for name, _, _, opt in _turn_fields():
         _check(opt, f"sda.{name}", own[name])
-    return SdaPlan(_preset(sda, from_model), _lambda_source(opts), own["mapping"], own["fallback_lam"],
-                   own["placement"], _control(opts, cfg.cv_dir), float(opts.cv_scale), opts.cv_layers,
+    preset = _preset(sda, from_model)
+    return SdaPlan(preset, _lambda_source(opts), own["mapping"], own["fallback_lam"],
+                   resolve_placement(own["placement"], preset), _control(opts, cfg.cv_dir), float(opts.cv_scale), opts.cv_layers,
                    opts.cv_streams, opts.return_base)
 
 
