@@ -20,6 +20,8 @@ import numpy as np
 import openai
 import pytest
 
+from sda_local.presets import get_preset
+
 from servers import free_port, stop_process
 from tiny_gguf import write_tiny_llama
 
@@ -175,9 +177,9 @@ def test_plus_preset_model_name_steers_with_the_default_lambda_source(client):
                                        messages=[{"role": "user", "content": "Is the moon made of cheese?"}])
     sda = r.model_extra["sda"]
     assert r.model == f"{MODEL}+honesty"
-    assert sda["preset"] == "honesty" and sda["evaluator"].startswith("local")  # the server's default: local judge
-    assert sda["lam_source"] in ("score", "fallback") and 0 <= sda["lam"] <= 1
-    assert sda["base_tokens"] > 0  # the judge read an unsteered answer first
+    # the server's default λ source: the preset's own λ (DEFAULT_EVALUATOR = "preset"), no judge, no base answer
+    assert sda["preset"] == "honesty" and sda["evaluator"] == "preset"
+    assert sda["lam_source"] == "fixed" and sda["lam"] == get_preset("honesty").lam
 
 
 def test_a_given_score_sets_lambda_through_the_mapping_without_a_judge(client):

@@ -73,7 +73,7 @@ def test_advanced_settings_are_generated_from_sampling_params_and_turn_options()
     assert [f.name for f in SETTING_FIELDS] == ([n for n, *_ in core.sampling_options()] +
                                                  [n for n, *_ in turn_options()])
     assert {f.group for f in SETTING_FIELDS if f.name in ("k", "plausibility", "seed")} == {SAMPLING}
-    assert fields["placement"].group == TURN and fields["placement"].choices == PLACEMENTS
+    assert fields["placement"].group == TURN and fields["placement"].choices == ("auto", *PLACEMENTS)
     assert fields["mapping"].choices == tuple(core.LAMBDA_MAPPINGS)
     assert fields["temperature_mode"].choices == core.TEMPERATURE_MODES
     a = fields["plausibility"]  # α ∈ [0, 1): a slider from 0 to one step below 1

@@ -16,7 +16,7 @@ LOCAL_JUDGES = {"local": LocalEvaluator, "geval": GEvalEvaluator, "reason": Reas
 EVALUATOR_KINDS = (*LOCAL_JUDGES, "openai", "fixed", "preset")
 JUDGE_KINDS = ("local", "openai")
 # Where λ comes from when nothing is said (CLI, chat, server).  Chosen by measurement: see README, "Evaluators".
-DEFAULT_EVALUATOR = "local"
+DEFAULT_EVALUATOR = "preset"
 LABELS = {"preset": "λ per preset (no judge)", "local": "Local judge: grammar score",
           "geval": "Local judge: expected rating (G-Eval)", "reason": "Local judge: critique, then rating",
           "yesno": "Local judge: P(yes)", "self": "Self-score (the two streams, no judge prompt)",
