@@ -60,8 +60,9 @@ def _set_slider(page, elem_id: str, value) -> None:
 
 
 def _settings(page) -> None:
-    """Harmlessness preset, short answers, a fixed seed; the evaluator stays the local judge."""
+    """Harmlessness preset, short answers, a fixed seed, and the local judge (the default is the preset's λ)."""
     _pick_dropdown(page, "sda-preset", "harmlessness")  # fills the instruction box
+    page.locator("#sda-evaluator label", has_text="Local judge: grammar score").click()
     page.wait_for_function(
         "() => document.querySelector('#sda-instruction textarea').value.toLowerCase().includes('harm')")
     page.get_by_text("Advanced settings").click()
