@@ -139,9 +139,13 @@ class Context:
     """
 
     def __init__(self, model: LoadedModel, n_ctx: int, n_seq_max: int = 1, n_threads: int | None = None,
-                 n_batch: int = 512, kv_unified: bool = False, n_outputs_max_per_seq: int = 1, cb_eval=None):
+                 n_batch: int = 512, kv_unified: bool = False, n_outputs_max_per_seq: int = 1, cb_eval=None,
+                 flash_attn: int | None = None):
+        """``flash_attn``: llama.cpp's ``flash_attn_type`` (-1 auto, the default; 0 off; 1 on)."""
         self.model = model
         cp = llama_cpp.llama_context_default_params()
+        if flash_attn is not None:
+            cp.flash_attn_type = int(flash_attn)
         cp.n_seq_max = int(n_seq_max)
         cp.n_ctx = int(n_ctx) * int(n_seq_max)
         cp.n_batch = cp.n_ubatch = int(n_batch)
@@ -165,7 +169,7 @@ class Context:
         # llama.cpp pads each sequence's share; with a unified cache the share is the whole buffer
         self.n_ctx_seq = min(int(n_ctx), int(llama_cpp.llama_n_ctx_seq(self.ptr)))
         self.n_threads = threads
-        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_seq_max)  # room for add_seqs
         self._n = 0
         self._out_rows = 0
 
@@ -183,6 +187,24 @@ class Context:
         b.pos[i] = int(pos)
         b.n_seq_id[i] = 1
         b.seq_id[i][0] = int(seq)
+        b.logits[i] = 1 if logits else 0
+        self._n += 1
+        return i
+
+    def add_seqs(self, token: int, pos: int, seqs, logits: bool) -> int:
+        """Queue one token that belongs to several sequences at once (its KV cell is shared by all of them; needs
+        ``kv_unified``); returns its batch index."""
+        if self._n >= self.n_batch:
+            raise DecodeError("internal: batch overflow")
+        if not 0 < len(seqs) <= self.n_seq_max:
+            raise DecodeError(f"internal: a token needs 1 to {self.n_seq_max} sequences, got {len(seqs)}")
+        b, i = self._batch, self._n
+        b.token[i] = int(token)
+        b.pos[i] = int(pos)
+        b.n_seq_id[i] = len(seqs)
+        row = b.seq_id[i]
+        for j, s in enumerate(seqs):
+            row[j] = int(s)
         b.logits[i] = 1 if logits else 0
         self._n += 1
         return i

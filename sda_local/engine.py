@@ -35,6 +35,7 @@ from .backend import Context, LoadedModel, default_threads
 from .core import ControlVectors, SamplingParams
 from .errors import DecodeError, PromptTooLongError, SdaError
 from .kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_prefix
+from .answer_logprobs import BaseRecord, LogprobRecorder, target_logprobs
 from .models import ModelChoice, resolve_model
 from .prompts import ChatPrompter, Message, Placement, check_messages, with_instruction
 from .textstream import Utf8Stream
@@ -56,6 +57,7 @@ class TokenEvent:
     temperature: float
     js: float | None     # None for plain generation (one stream)
     kind: str = "token"
+    top: dict | None = None  # with ``inspect=k``: the step's top-k lists (``core.TopK.to_dict``), else None
 
 
 @dataclass
@@ -303,8 +305,9 @@ class Engine:
 
     # -- generation -----------------------------------------------------------------------------------------
     def generate(self, messages: Sequence[Message], instruction: str, lam: float, *, placement: Placement = "user",
-                 params: SamplingParams | None = None) -> Iterator[TokenEvent | Finished]:
-        """SDA: yield a ``TokenEvent`` per token, then one ``Finished``."""
+                 params: SamplingParams | None = None, inspect: int = 0) -> Iterator[TokenEvent | Finished]:
+        """SDA: yield a ``TokenEvent`` per token, then one ``Finished``.  ``inspect=k`` (off at 0) puts each step's
+        top-k lists of the instructed, uninstructed and steered distributions on its event (``TokenEvent.top``)."""
         p = (params or SamplingParams()).check()
         if not np.isfinite(lam):
             raise ValueError(f"lam must be finite, got {lam}")
@@ -313,7 +316,7 @@ class Engine:
         self._check_fits(ta, "prompt with the instruction")
         self._check_fits(tb, "prompt")
         streams = (self._a, self._b)
-        return self._decode(streams, lambda: self._load_pair(ta, tb), chain, p, [len(ta), len(tb)])
+        return self._decode(streams, lambda: self._load_pair(ta, tb), chain, p, [len(ta), len(tb)], inspect)
 
     def generate_plain(self, messages: Sequence[Message], instruction: str = "", *, placement: Placement = "user",
                        params: SamplingParams | None = None, stream: str = "auto") -> Iterator[TokenEvent | Finished]:
@@ -341,7 +344,7 @@ class Engine:
         return tok(text, special=False) + [-1] + tok(" " + text, special=False)  # -1: no run crosses the seam
 
     def _decode(self, streams: tuple[KvStream, ...], load: Loader, chain: core.ProcessorChain, p: SamplingParams,
-                n_prompt: list[int]) -> Iterator[TokenEvent | Finished]:
+                n_prompt: list[int], inspect: int = 0) -> Iterator[TokenEvent | Finished]:
         """The decode loop: load the prompts, then per step the chain's distribution, a top-p draw, and one
         decode that appends the token to every stream."""
         self._acquire()
@@ -352,10 +355,23 @@ class Engine:
             rng = np.random.default_rng(p.seed)
             utf, out, reason = Utf8Stream(), [], "length"
             core_s = 0.0
+            texts: dict[int, str] = {}
+
+            def piece(t: int) -> str:  # an inspector entry's text (a lone byte of a character shows as �), cached
+                if t not in texts:
+                    texts[t] = self.model.token_bytes(t, special=True).decode("utf-8", "replace")
+                return texts[t]
+
             for i in range(int(p.max_tokens)):
                 c0 = time.perf_counter()
+                top = None
                 try:
-                    probs, info = chain.distribution(*logits, history=out)
+                    if inspect:
+                        probs, state = chain.step(*logits, history=out)
+                        info = state.info()
+                        top = core.top_k_lists(state, probs, inspect).to_dict(piece)
+                    else:
+                        probs, info = chain.distribution(*logits, history=out)
                 except ValueError as exc:
                     raise DecodeError(f"step {i}: {exc} — the model produced invalid logits") from None
                 tok = core.sample_top_p(probs, p.top_p, rng)
@@ -365,7 +381,7 @@ class Engine:
                     break
                 out.append(tok)
                 yield TokenEvent(i, tok, utf.feed(self.model.token_bytes(tok)), float(probs[tok]),
-                                 info.temperature, info.js)
+                                 info.temperature, info.js, top=top)
                 if len(out) >= p.max_tokens:
                     break
                 if any(len(s.tokens) >= self.n_ctx for s in streams):
@@ -378,6 +394,82 @@ class Engine:
         finally:
             self._release()
 
+
+    # -- the self-score's shortcut: the base answer's log-probs, recorded; the answer forced through stream A ----
+    last_base: BaseRecord | None = None  # the last ``generate_base`` answer that finished (None until one has)
+
+    def generate_base(self, messages: Sequence[Message], *, params: SamplingParams | None = None
+                      ) -> Iterator[TokenEvent | Finished]:
+        """``generate_plain(messages, params=params)`` (the base answer, on stream B: the same tokens for the same
+        seed) that also records each token's log-probability under B; when it finishes, ``last_base`` holds
+        the prompt, the tokens and their log-probs (a ``BaseRecord``)."""
+        p = (params or SamplingParams()).check()
+        rec = LogprobRecorder()
+        chain = core.ProcessorChain([*core.build_chain(p, None, None), rec])
+        toks = self.prompt_tokens(messages)
+        self._check_fits(toks, "prompt")
+        s, other = self._b, self._a
+        self.last_base = None
+        gen = self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)])
+        return self._record_base(gen, rec, toks)
+
+    def _record_base(self, gen, rec: LogprobRecorder, prompt: list[int]) -> Iterator[TokenEvent | Finished]:
+        try:
+            for ev in gen:
+                if isinstance(ev, Finished):
+                    lps = rec.finish(ev.token_ids)
+                    if lps is not None:
+                        self.last_base = BaseRecord(tuple(prompt), tuple(ev.token_ids), lps)
+                yield ev
+        finally:
+            gen.close()
+
+    def aligned_logprobs(self, messages: Sequence[Message], instruction: str, tokens: Sequence[int], *,
+                         placement: Placement = "user") -> np.ndarray:
+        """Teacher-force an answer's ``tokens`` through stream A: log p(y_t | prompt with the instruction, y<t)
+        for each token (float64), from one batched decode of the prompt's uncached part and the answer.  The
+        prompt prefix stream B holds is copied, not evaluated; A keeps the prompt and the answer afterwards."""
+        y = [int(t) for t in tokens]
+        if not y:
+            raise ValueError("no answer tokens to force")
+        ta, _ = self.prompter.pair(messages, instruction, placement)
+        self._check_fits(ta + y, "prompt with the instruction plus the answer")
+        self._acquire()
+        try:
+            a, b = self._a, self._b
+            r = min(common_prefix(a.tokens, ta), len(ta) - 1)
+            rb = min(common_prefix(b.tokens, ta), len(ta) - 1)
+            if not self._cv_split and rb >= r + MIN_SHARED_PREFIX:
+                a.copy_from(b, rb)
+                r = rb
+            else:
+                r = a.trim(r)
+            return self._force(a, ta[r:] + y[:-1], y)
+        finally:
+            self._release()
+
+    def _force(self, s: KvStream, toks: list[int], targets: list[int]) -> np.ndarray:
+        """Decode ``toks`` after what ``s`` holds, with logits at the last ``len(targets)`` of them; the float64
+        log-prob of each target from its row (batches of ``n_batch``)."""
+        ctx, first = s.ctx, len(toks) - len(targets)
+        out: list[np.ndarray] = []
+        try:
+            pos0, i = len(s.tokens), 0
+            while i < len(toks):
+                n = min(ctx.batch_free, len(toks) - i)
+                idx = [(j, ctx.add(toks[j], pos0 + j, s.seq, j >= first)) for j in range(i, i + n)]
+                ctx.decode()
+                want = [(j, bi) for j, bi in idx if j >= first]
+                for k in range(0, len(want), 32):  # 32 rows at a time: float64 copies of whole rows
+                    part = want[k:k + 32]
+                    rows = np.stack([ctx.logits(bi) for _, bi in part])
+                    out.append(target_logprobs(rows, [targets[j - first] for j, _ in part]))
+                i += n
+        except Exception:
+            s.reset()
+            raise
+        s.tokens.extend(toks)
+        return np.concatenate(out)
 
 def collect(events) -> Finished:
     """Run a generation to the end and return its ``Finished`` event."""

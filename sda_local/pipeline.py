@@ -158,7 +158,7 @@ class TurnRecord:
     warnings: list[str]
     settings: dict
     timings: dict
-    aligned_tokens: list[dict] = field(default_factory=list)  # per-token diagnostics (text, js, T, p)
+    aligned_tokens: list[dict] = field(default_factory=list)  # per-token diagnostics (text, js, T, p; top lists)
     finish_reason: str = ""   # the engine's ("stop", "length", "context"), or "stopped" / "error"
     regenerations: int = 0
 
@@ -193,10 +193,12 @@ class _Aligned:
 class ChatSession:
     """A multi-turn conversation with SDA on one engine and one evaluator."""
 
-    def __init__(self, engine: Engine, evaluator: Evaluator, settings: TurnSettings | None = None):
+    def __init__(self, engine: Engine, evaluator: Evaluator, settings: TurnSettings | None = None, *,
+                 inspect: int = 0):
         self.engine = engine
         self.evaluator = evaluator
         self.settings = (settings or TurnSettings()).check()
+        self.inspect = inspect  # k > 0: each aligned token records its step's top-k lists (the chat's inspector)
         self.turns: list[TurnRecord] = []
         self._last: _BaseAndLambda | None = None  # belongs to turns[-1]
 
@@ -243,7 +245,7 @@ class ChatSession:
         s = self.settings
         t_start = time.perf_counter()
         base_done = None
-        for ev in self.engine.generate_plain(msgs, params=s.params()):
+        for ev in self.engine.generate_base(msgs, params=s.params()):  # records its log-probs (self-score)
             if isinstance(ev, Finished):
                 base_done = ev
                 yield PhaseDone("base", ev)
@@ -284,7 +286,7 @@ class ChatSession:
         regen = last.regenerations if regenerate else 0
         a = _Aligned(t_start, time.perf_counter())
         gen = self.engine.generate(msgs, s.preset.instruction, last.decision.lam, placement=s.effective_placement,
-                                   params=s.params(seed_offset=regen))
+                                   params=s.params(seed_offset=regen), inspect=self.inspect)
         try:
             for ev in gen:
                 if isinstance(ev, Finished):
@@ -295,7 +297,8 @@ class ChatSession:
                         a.ttft = time.perf_counter() - t_start
                     a.pieces.append(ev.text)
                     a.tokens.append({"i": ev.index, "text": ev.text, "token_id": ev.token_id, "js": ev.js,
-                                     "temperature": ev.temperature, "prob": ev.prob})
+                                     "temperature": ev.temperature, "prob": ev.prob,
+                                     **({"top": ev.top} if ev.top is not None else {})})
                     yield AlignedToken(ev)
         except Exception as exc:  # the engine failed mid-answer: record it as an error, then raise
             a.finish, a.error = "error", f"the answer stopped with an error: {exc}"

@@ -18,13 +18,15 @@ Modules:
 - ``processors``    — the same step as composable transforms (``ProcessorChain``, ``build_chain``), which
   the engine and the TruthfulQA scorer use;
 - ``sampling``      — nucleus sampling (``sample_top_p``);
-- ``control``       — control vectors as data (``ControlVectors``).
+- ``control``       — control vectors as data (``ControlVectors``);
+- ``inspect``       — the token inspector's top-k lists of one step (``top_k_lists``).
 """
 from __future__ import annotations
 
 from .control import CV_STREAMS, ControlVectorError, ControlVectors
 from .distributions import (StepInfo, js_divergence, js_temperature, log_softmax_at, plain_distribution,
                             sda_distribution, steer_logprobs)
+from .inspect import TopK, top_k_lists
 from .lambdas import LAMBDA_MAPPINGS, lambda_from_score
 from .params import TEMPERATURE_MODES, Option, SamplingParams, sampling_options
 from .processors import (EchoBlock, JsTemperature, PlausibilityConstraint, Processor, ProcessorChain, StepState, Steer,
@@ -60,4 +62,6 @@ __all__ = [
     "build_chain",
     "ControlVectors",
     "ControlVectorError",
+    "TopK",
+    "top_k_lists",
 ]

@@ -227,6 +227,12 @@ class ProcessorChain:
             state = p(state)
         return state
 
+    def step(self, logits_with, logits_without=None, history: Sequence[int] = ()) -> tuple[np.ndarray, StepState]:
+        """Like ``distribution``, with the final ``StepState`` (both streams' log-probs, scores, T, JS, removals)
+        in place of its summary: what the token inspector (``core.inspect.top_k_lists``) reads."""
+        state = self.apply(self.start(logits_with, logits_without, history))
+        return softmax(state.scores), state
+
     def distribution(self, logits_with, logits_without=None, history: Sequence[int] = ()) -> tuple[np.ndarray, StepInfo]:
         """softmax of the processed scores, and the step's diagnostics."""
         state = self.apply(self.start(logits_with, logits_without, history))

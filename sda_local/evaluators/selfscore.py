@@ -10,12 +10,23 @@ and the score is 1 + 99·sigmoid(r / τ) (``scales.self_score``, τ = ``SELF_SCO
 makes the answer likelier: the answer already is what the instruction asks for, so it scores high and SDA steers
 little; r < 0 scores low.  Context Steering (arXiv 2405.01768) infers its λ from the same quantity.  The raw text
 records r.  The model is the chat engine's own (borrowed, never loaded twice) unless a file is given.
+
+With the chat engine at hand (``engine=``, as ``make_evaluator("self", engine=…)`` passes it), a score of the
+answer the engine has just generated with ``Engine.generate_base`` takes a shortcut: the "without" half of r is the
+log-probs recorded while that answer was sampled (``Engine.last_base``), and only the "with" stream is
+teacher-forced, in the engine's own stream A (``Engine.aligned_logprobs``: the prompt prefix stream B holds is
+copied, and A keeps the instructed prompt for the aligned answer).  It applies when the recorded prompt and
+tokens are exactly the ones this score would force (first turn, no system prompt, the answer's text tokenizes
+back to the same tokens); otherwise the score is computed as above.  The two agree up to llama.cpp's
+batch-shape rounding (a single-token decode vs a batch: logits differ in about the 3rd decimal).
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
+
+import numpy as np
 
 from ..backend import LoadedModel
 from ..errors import SdaError
@@ -45,8 +56,9 @@ class SelfScoreEvaluator(Evaluator):
 
     def __init__(self, model: LoadedModel | str | os.PathLike | None = None, *, prompter: ChatPrompter | None = None,
                  n_ctx: int = 2048, n_threads: int | None = None, label: str | None = None,
-                 tau: float = SELF_SCORE_TAU, placement: Placement = "user"):
-        """``n_ctx``: room for one stream's prompt plus the answer (the forcer's cache holds both streams)."""
+                 tau: float = SELF_SCORE_TAU, placement: Placement = "user", engine=None):
+        """``n_ctx``: room for one stream's prompt plus the answer (the forcer's cache holds both streams).
+        ``engine``: the chat engine whose model this is, for the shortcut (see the module docstring)."""
         if not tau > 0:
             raise EvaluatorError(f"tau must be > 0, got {tau!r}")
         self.model, self._owns, label = open_model(model, label)
@@ -59,6 +71,8 @@ class SelfScoreEvaluator(Evaluator):
         except SdaError:
             self._close_model()
             raise
+        self.engine = engine
+        self.shortcuts = 0  # scores that took the engine shortcut
         self._lock = threading.Lock()
 
     def ask(self, messages, fields):
@@ -86,12 +100,28 @@ class SelfScoreEvaluator(Evaluator):
         with self._lock:
             try:
                 answer, warnings = self._fit(messages, instruction, answer)
+                fast = self._from_engine(messages, instruction, answer)
+                if fast is not None:
+                    return fast[0], fast[1], warnings
                 fa = self.forcer.force(messages, instruction, [answer], placement=self.placement)[0]
             except SdaError as exc:
                 raise EvaluatorError(f"the self-score failed: {exc}") from None
             except ValueError as exc:  # an answer without tokens
                 raise EvaluatorError(f"the self-score failed: {exc}") from None
         return mean_logprob_gap(fa.logits_with, fa.logits_without, fa.targets), len(fa.targets), warnings
+
+    def _from_engine(self, messages: list[dict], instruction: str, answer: str) -> tuple[float, int] | None:
+        """(r, n) from the engine's record of the base answer and stream A, when they cover exactly this score."""
+        rec = getattr(self.engine, "last_base", None)  # (None without an engine)
+        if rec is None:
+            return None
+        _, tb = self.prompter.pair(messages, instruction, self.placement)
+        toks = self.model.tokenize(answer.strip(), add_bos=False, special=False)
+        if not toks or list(rec.prompt) != tb or list(rec.tokens) != toks:
+            return None
+        lw = self.engine.aligned_logprobs(messages, instruction, toks, placement=self.placement)
+        self.shortcuts += 1
+        return float(np.mean(lw - rec.logprobs)), len(toks)
 
     def score(self, query: str, response: str, criterion) -> Score:
         crit, _ = resolve_criterion(criterion)

@@ -1,0 +1,95 @@
+"""The self-score's shortcut through the chat engine's own caches (``Engine.generate_base`` records the base
+answer's log-probs, ``Engine.aligned_logprobs`` forces it through stream A), on the embedded SmolLM2."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sda_local.answer_logprobs import LogprobRecorder, target_logprobs
+from sda_local.backend import Context
+from sda_local.core import SamplingParams, StepState
+from sda_local.engine import collect
+from sda_local.evaluators import make_evaluator
+from sda_local.evaluators.selfscore import SelfScoreEvaluator, criterion_instruction
+from sda_local.pipeline import ChatSession, TurnSettings
+from sda_local.presets import get_preset
+
+pytestmark = pytest.mark.slow
+Q = "How do I keep basil alive on a windowsill?"
+MSGS = [{"role": "user", "content": Q}]
+P = SamplingParams(seed=0, max_tokens=32)
+
+
+def test_recorder_reads_each_drawn_token_one_step_later():
+    rec = LogprobRecorder()
+    lps = [np.log(np.array([0.5, 0.25, 0.25], np.float32)), np.log(np.array([0.1, 0.2, 0.7], np.float32))]
+    rec(StepState(lps[0], None, lps[0], history=[]))
+    rec(StepState(lps[1], None, lps[1], history=[1]))        # token 1 was drawn from lps[0]
+    assert rec.finish([1, 2]) == pytest.approx([np.log(0.25), np.log(0.7)])
+    assert LogprobRecorder().finish([3]) is None              # nothing recorded: no record
+
+
+def test_generate_base_samples_what_generate_plain_samples_and_records_its_log_probs(smol_engine):
+    base = collect(smol_engine.generate_base(MSGS, params=P))
+    plain = collect(smol_engine.generate_plain(MSGS, params=P))
+    assert base.token_ids == plain.token_ids and base.text == plain.text
+    rec = smol_engine.last_base
+    assert rec.tokens == tuple(base.token_ids) and list(rec.prompt) == smol_engine.prompt_tokens(MSGS)
+    # the same log-probs from a one-token-at-a-time decode of prompt + answer in a context of its own
+    ctx = Context(smol_engine.model, 1024, n_threads=smol_engine.n_threads)
+    try:
+        prompt, rows = list(rec.prompt), []
+        for i, t in enumerate(prompt):
+            ctx.add(t, i, 0, i == len(prompt) - 1)
+        ctx.decode()
+        rows.append(ctx.logits(len(prompt) - 1).copy())
+        for j, t in enumerate(base.token_ids[:-1]):
+            ctx.add(t, len(prompt) + j, 0, True)
+            ctx.decode()
+            rows.append(ctx.logits(0).copy())
+    finally:
+        ctx.close()
+    np.testing.assert_allclose(rec.logprobs, target_logprobs(np.stack(rows), base.token_ids), atol=1e-4)
+
+
+def test_self_score_takes_the_shortcut_in_a_turn_and_agrees_with_the_teacher_forcer(smol_engine):
+    fast = make_evaluator("self", engine=smol_engine)
+    slow = SelfScoreEvaluator(smol_engine.model, prompter=smol_engine.prompter, label="forcer")
+    try:
+        session = ChatSession(smol_engine, fast, TurnSettings(preset=get_preset("helpfulness"), sampling=P))
+        events = list(session.send(Q))
+        assert fast.shortcuts == 1                      # scored from the engine's record and stream A
+        base = session.turns[-1].base
+        got = next(e.score for e in events if e.kind == "score")
+        ref = slow.score(Q, base, "helpfulness")
+        assert slow.shortcuts == 0
+        r_fast, r_ref = (float(s.raw.split()[2]) for s in (got, ref))
+        # llama.cpp rounds a one-token decode and a batch differently (per token up to ~0.2 nats on this model);
+        # the mean over the answer agrees closely
+        assert abs(r_fast - r_ref) < 0.03 and abs(got.value - ref.value) < 8
+        assert got.raw.split(" over ")[1] == ref.raw.split(" over ")[1]  # the same number of tokens, same τ
+        # stream A's half: the forced answer's log-probs agree with the forcer's "with" stream on average, and
+        # forcing again from A's own cache (prompt and answer kept) repeats itself exactly
+        instr = criterion_instruction("helpfulness")
+        toks = smol_engine.model.tokenize(base.strip(), add_bos=False, special=False)
+        fa = slow.forcer.force(MSGS, instr, [base])[0]
+        lw = smol_engine.aligned_logprobs(MSGS, instr, toks)
+        assert abs(float(np.mean(lw - target_logprobs(fa.logits_with, fa.targets)))) < 0.03
+        again = smol_engine.aligned_logprobs(MSGS, instr, toks)
+        np.testing.assert_array_equal(again, smol_engine.aligned_logprobs(MSGS, instr, toks))
+    finally:
+        fast.close()
+        slow.close()
+
+
+def test_no_shortcut_when_the_record_is_of_another_answer(smol_engine):
+    fast = make_evaluator("self", engine=smol_engine)
+    try:
+        collect(smol_engine.generate_base(MSGS, params=P))
+        s = fast.score(Q, "Water it when the soil is dry and give it sun.", "helpfulness")
+        assert fast.shortcuts == 0 and 1 <= s.value <= 100
+        collect(smol_engine.generate_base([{"role": "user", "content": "Why does bread go stale?"}], params=P))
+        fast.score(Q, smol_engine.model.detokenize(list(smol_engine.last_base.tokens)), "helpfulness")
+        assert fast.shortcuts == 0                          # the recorded prompt is another question's
+    finally:
+        fast.close()
