@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Sequence
 
+from .conversations import DB_ENV, default_db_path, open_store
 from .errors import SdaError
 from .models import default_model_help
 from .variants import DEFAULT_VARIANT, VARIANTS
@@ -31,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores, at most 8)")
     ap.add_argument("--variant", choices=VARIANTS, default=None,
                     help=f"twin-stream layout (default {DEFAULT_VARIANT})")
+    ap.add_argument("--db", default=None, metavar="PATH",
+                    help=f"SQLite file the conversations are saved in (default: ${DB_ENV}, else "
+                         f"{default_db_path()}); if it cannot be used, the chat keeps them in memory and says so")
     return ap
 
 
@@ -53,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .ui.app import build_app
     from .ui.offline import launch_kwargs
 
-    demo = build_app(host)
+    store = open_store(args.db)
+    if not store.persistent:
+        print(f"sda-local chat: warning: {store.problem}", file=sys.stderr, flush=True)
+    demo = build_app(host, store=store)
     print(f"sda-local chat: model {host.model_name}; open http://{args.host}:{args.port}/", file=sys.stderr,
           flush=True)
     try:

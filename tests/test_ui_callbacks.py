@@ -21,7 +21,8 @@ from ui_support import app_in_process  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-OUTPUTS = ("chat", "status", "message", "plot", "plot_summary", "table", "turn", "record")
+OUTPUTS = ("chat", "status", "message", "plot", "plot_summary", "table", "turn", "record", "inspector", "conv_pick",
+           "conv_key", "conv_title")
 FAST = dict(evaluator="fixed", fixed_by="lam", fixed_lam=0.6, max_tokens=6, seed=3)
 
 
@@ -58,8 +59,8 @@ def send(c, message, **kw):
 
 
 def texts(html: str, cls: str) -> list[str]:
-    return re.findall(rf'<div class="{cls}"><div class="sda-who">[^<]*</div><div class="sda-txt">(.*?)</div>', html,
-                      flags=re.S)
+    return re.findall(rf'<div class="{cls}"><div class="sda-who">.*?</div><div class="sda-txt[^"]*">(.*?)</div>',
+                      html, flags=re.S)
 
 
 # -- the Advanced settings come from the settings' declarations ----------------------------------------------
@@ -157,7 +158,8 @@ def test_controller_runs_a_turn_and_a_regeneration_without_gradio(host):
     assert again["status"].startswith("Regenerated") and again["record"]["regenerations"] == 1
     assert again["record"]["base"] == rec["base"] and len(st.turns) == 1
     shown = c.inspect_turn(st, "1")
-    assert set(shown) == {"plot", "plot_summary", "table"} and shown["plot_summary"].startswith("Turn 1:")
+    assert set(shown) == {"plot", "plot_summary", "table", "inspector"} and shown["plot_summary"].startswith("Turn 1:")
+    assert shown["inspector"].count('class="sda-tok') == len(st.turns[0].aligned_tokens)
 
 
 def test_controller_refusals_keep_the_chat_usable(host):

@@ -53,9 +53,11 @@ def app_in_process(host):
 
 
 @contextmanager
-def app_subprocess(*args: str, env: dict | None = None, log: Path | None = None, timeout: float = 240):
-    """``python -m sda_local.chat --port FREE ARGS`` as a separate process; yields (url, process)."""
-    port = free_port()
+def app_subprocess(*args: str, env: dict | None = None, log: Path | None = None, timeout: float = 240,
+                   port: int | None = None):
+    """``python -m sda_local.chat --port PORT ARGS`` (default: a free port) as a separate process; yields
+    (url, process)."""
+    port = port or free_port()
     cmd = [sys.executable, "-m", "sda_local.chat", "--port", str(port), *args]
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO)

@@ -4,7 +4,10 @@
 - ``fields``     the Advanced settings, derived from ``SamplingParams`` and ``TurnSettings``' options
 - ``controls``   the settings widgets' values, by name → ``TurnSettings`` and an evaluator choice
 - ``state``      one browser session: its ``ChatSession``, the stop flag, what the view shows
-- ``render``     the conversation as HTML (base and aligned answers side by side), timings
+- ``render``     the conversation as HTML (base and aligned answers side by side, or blind A/B in arena mode)
+- ``markdown``   answers as Markdown with raw HTML off (untrusted model output), code blocks with Copy
+- ``inspector``  the token inspector: an answer's tokens, and a clicked token's three top-5 lists
+- ``library``    saved conversations (list, open, rename, delete) and arena votes → preference pairs
 - ``plots``      per-token diagnostics of an aligned answer as plot and table data
 - ``reply``      what a callback returns: output values by widget name, and toasts
 - ``controller`` every callback as a method (named inputs → ``Reply``); no SDA math: it consumes pipeline events

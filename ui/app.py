@@ -17,9 +17,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
-from .controller import TURN_OUTPUTS, ChatController  # noqa: E402
+from .controller import ACT_OUTPUTS, TURN_OUTPUTS, ChatController  # noqa: E402
 from .controls import CONTROL_NAMES  # noqa: E402
 from .layout import Widgets, build_layout  # noqa: E402
+from .library import store_note  # noqa: E402
 from .render import CSS  # noqa: E402
 from .reply import KEEP, Choices, Reply, Visible  # noqa: E402
 
@@ -28,6 +29,33 @@ ENGINE_QUEUE = dict(concurrency_limit=1, concurrency_id=ENGINE_GROUP)
 LIGHT = dict(concurrency_limit=None)
 
 Input = str | tuple[str, str]  # a widget name, or (argument name, widget name)
+
+CONV_KEY = "sda-local-conversation"  # this tab's conversation id, in its sessionStorage
+# The page script (run once when the page loads): a click on anything carrying data-act (a token, "inspect
+# tokens", a vote button) writes that action and the click time into the hidden #sda-action box, which runs
+# ChatController.act; a code block's Copy button copies the block's text.  Model text never reaches it.
+PAGE_JS = """() => {
+  if (window.sdaWired) return;
+  window.sdaWired = true;
+  document.addEventListener('click', (e) => {
+    const copy = e.target.closest('.sda-copy');
+    if (copy) {
+      const code = copy.parentElement.querySelector('code');
+      const done = () => { copy.textContent = 'Copied'; setTimeout(() => { copy.textContent = 'Copy'; }, 1500); };
+      if (navigator.clipboard && code) navigator.clipboard.writeText(code.innerText).then(done, done);
+      return;
+    }
+    const el = e.target.closest('[data-act]');
+    const box = document.querySelector('#sda-action textarea');
+    if (!el || !box) return;
+    box.value = el.dataset.act + ' ' + Date.now();
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  });
+}"""
+READ_KEY = f"(k) => sessionStorage.getItem('{CONV_KEY}') || ''"
+WRITE_KEY = (f"(k) => {{ if (k) sessionStorage.setItem('{CONV_KEY}', k); "
+             f"else sessionStorage.removeItem('{CONV_KEY}'); return []; }}")
+LOAD_OUTPUTS = tuple(o for o in TURN_OUTPUTS if o != "message") + ("model_info", "preset", "db_info")
 
 
 def gradio_value(value):
@@ -104,11 +132,28 @@ def _wire_turns(wire: Wiring, c: ChatController) -> None:
     wire.on(w["clear_btn"].click, c.clear, TURN_OUTPUTS, ("state",), api_name="clear", **LIGHT)
     wire.on(w["show_base"].change, c.toggle_base, ("state", "chat"), ("state", ("show", "show_base")),
             api_name="show_base", **LIGHT)
-    wire.on(w["turn"].input, c.inspect_turn, ("plot", "plot_summary", "table"), ("state", "turn"),
+    wire.on(w["turn"].input, c.inspect_turn, ("plot", "plot_summary", "table", "inspector"), ("state", "turn"),
             api_name="inspect", **LIGHT)
     wire.on(w["export_btn"].click, c.export_chat, ("export_file", "status"), ("state", "openai_api_key"),
             api_name="export", **LIGHT)
     wire.on(w["file"].upload, c.import_chat, TURN_OUTPUTS, ("state", "file"), api_name="import", **LIGHT)
+    wire.on(w["action"].input, c.act, ACT_OUTPUTS, ("state", "action"), api_name="act", trigger_mode="always_last",
+            **LIGHT)
+    wire.on(w["arena"].change, c.toggle_arena, ("state", "chat", "inspector"), ("state", "arena"),
+            api_name="arena", **LIGHT)
+
+
+def _wire_library(wire: Wiring, c: ChatController) -> None:
+    w = wire.w
+    wire.on(w["open_btn"].click, c.open_conversation, TURN_OUTPUTS, ("state", "conv_pick"),
+            api_name="open_conversation", **LIGHT)
+    wire.on(w["delete_btn"].click, c.delete_conversation, TURN_OUTPUTS, ("state", "conv_pick"),
+            api_name="delete_conversation", **LIGHT)
+    wire.on(w["rename_btn"].click, c.rename_conversation, ("status", "conv_pick", "conv_key", "conv_title"),
+            ("state", "conv_title"), api_name="rename_conversation", **LIGHT)
+    wire.on(w["prefs_btn"].click, c.export_preferences, ("prefs_file", "prefs_report", "status"), ("state",),
+            api_name="export_preferences", **LIGHT)
+    w["conv_key"].change(None, inputs=[w["conv_key"]], outputs=None, js=WRITE_KEY, show_api=False, queue=False)
 
 
 def _wire_settings(wire: Wiring, c: ChatController) -> None:
@@ -126,16 +171,17 @@ def _wire_settings(wire: Wiring, c: ChatController) -> None:
             api_name="control_vectors", **ENGINE_QUEUE)
 
 
-def build_app(host, controller: ChatController | None = None) -> gr.Blocks:
-    """The Blocks for one ``ModelHost``.  Launch with ``.queue().launch(...)`` (see ``sda_local.chat``)."""
-    controller = controller or ChatController(host)
+def build_app(host, controller: ChatController | None = None, *, store=None) -> gr.Blocks:
+    """The Blocks for one ``ModelHost`` (``store``: where conversations are saved; default in memory).
+    Launch with ``.queue().launch(...)`` (see ``sda_local.chat``)."""
+    controller = controller or ChatController(host, store=store)
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "Consolas", "monospace"])  # no web fonts to fetch
     warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*(show_api|api_name=False).*")
-    with gr.Blocks(title="sda-local chat", css=CSS, theme=theme, analytics_enabled=False) as demo:
-        wire = Wiring(build_layout(host, controller.page_presets))
+    with gr.Blocks(title="sda-local chat", css=CSS, theme=theme, analytics_enabled=False, js=PAGE_JS) as demo:
+        wire = Wiring(build_layout(host, controller.page_presets, store_note(controller.store)))
         _wire_turns(wire, controller)
         _wire_settings(wire, controller)
-        wire.on(demo.load, controller.on_load, ("state", "model_info", "chat", "preset"), ("state",),
-                show_api=False, **LIGHT)
+        _wire_library(wire, controller)
+        wire.on(demo.load, controller.on_load, LOAD_OUTPUTS, ("conv_key",), js=READ_KEY, show_api=False, **LIGHT)
     return demo

@@ -22,9 +22,13 @@ from sda_local.evaluators.factory import LOCAL_JUDGES
 from sda_local.pipeline import TurnRecord
 from sda_local.presets import all_presets, custom_preset, save_user_preset
 
+from sda_local.conversations import Store
+
 from . import plots
 from .controls import CUSTOM, Controls, preset_choices
 from .host import ModelHost
+from .inspector import inspector_html
+from .library import LibraryCallbacks, fallback_store, plain, store_note
 from .render import chat_html, timings_text
 from .reply import Choices, Reply, Visible, notice
 from .state import LiveTurn, SessionState
@@ -36,8 +40,13 @@ EXPORT_DIR = Path(tempfile.gettempdir()) / "sda-local-exports"
 TOKEN_EVENTS = ("base_token", "aligned_token")
 BUSY = "an answer is still being generated; stop it or wait"
 
-# The outputs of every callback that changes the conversation (send, regenerate, clear, import).
-TURN_OUTPUTS = ("state", "chat", "status", "message", "plot", "plot_summary", "table", "turn", "record")
+# The outputs of every callback that changes the conversation (send, regenerate, clear, import, open…).
+TURN_OUTPUTS = ("state", "chat", "status", "message", "plot", "plot_summary", "table", "turn", "record",
+                "inspector", "conv_pick", "conv_key", "conv_title")
+# What a click in the conversation or the inspector (``act``: a token, "inspect tokens", a vote) may change.
+ACT_OUTPUTS = ("state", "chat", "status", "plot", "plot_summary", "table", "turn", "record", "inspector",
+               "conv_pick", "conv_key", "conv_title")
+ARENA_HIDES = "Arena: vote on turn {n} first (its tokens would tell which answer is SDA's)."
 
 
 class Ending(Enum):
@@ -57,18 +66,31 @@ def record_summary(rec: TurnRecord) -> dict:
     return d
 
 
+def inspector_for(st: SessionState, n: int) -> str:
+    """The token inspector for turn ``n`` (the token ``st.inspected`` names, if it is of that turn)."""
+    rec = st.turns[n - 1]
+    if st.arena_mode and st.arenas()[n - 1].get("vote") is None:
+        return inspector_html(n, [], hidden_reason=ARENA_HIDES.format(n=n))
+    token = st.inspected[1] if st.inspected and st.inspected[0] == n else None
+    return inspector_html(n, rec.aligned_tokens, token)
+
+
 def inspect_values(st: SessionState, turn_no: int | None = None) -> dict[str, Any]:
-    """Plot, plot summary, token table, turn selector and record of one turn (default: the last)."""
+    """Plot, plot summary, token table, turn selector, record and token inspector of one turn (default: the one
+    the inspector shows, else the last)."""
     turns = st.turns
     if not turns:
         return {"plot": None, "plot_summary": "No turn yet.", "table": plots.table_rows([]),
-                "turn": Choices([], None), "record": None}
-    n = len(turns) if turn_no is None else max(1, min(int(turn_no), len(turns)))
+                "turn": Choices([], None), "record": None, "inspector": inspector_html(None, [])}
+    if turn_no is None:
+        turn_no = st.inspected[0] if st.inspected and st.inspected[0] <= len(turns) else len(turns)
+    n = max(1, min(int(turn_no), len(turns)))
     rec = turns[n - 1]
     return {"plot": plots.plot_frame(rec.aligned_tokens) if rec.aligned_tokens else None,  # None: an empty plot
             "plot_summary": f"Turn {n}: " + plots.summary(rec.aligned_tokens),
             "table": plots.table_rows(rec.aligned_tokens),
-            "turn": Choices([str(i) for i in range(1, len(turns) + 1)], str(n)), "record": record_summary(rec)}
+            "turn": Choices([str(i) for i in range(1, len(turns) + 1)], str(n)), "record": record_summary(rec),
+            "inspector": inspector_for(st, n)}
 
 
 def apply_event(live: LiveTurn, ev, key: str | None) -> str | None:
@@ -101,25 +123,29 @@ def too_long_text(exc: PromptTooLongError) -> str:
             f"larger --n-ctx).")
 
 
-class ChatController:
-    """The chat's callbacks for one ``ModelHost``; per-session data lives in the ``SessionState`` passed in."""
+class ChatController(LibraryCallbacks):
+    """The chat's callbacks for one ``ModelHost``; per-session data lives in the ``SessionState`` passed in.
+    ``store``: where conversations are saved (default: in memory, for this process only)."""
 
     def __init__(self, host: ModelHost, *, stream_interval_s: float = STREAM_INTERVAL_S,
-                 export_dir: Path = EXPORT_DIR):
+                 export_dir: Path = EXPORT_DIR, store: Store | None = None):
         self.host = host
+        self.store = fallback_store(store)
         self.stream_interval_s = stream_interval_s
         self.export_dir = Path(export_dir)
         self.page_presets = preset_choices()  # the preset list the page is built with
 
     # -- replies ---------------------------------------------------------------------------------------------
-    @staticmethod
-    def _turn_reply(st: SessionState, status: str, *, message: str | None = None, inspect: bool = True) -> Reply:
-        """The conversation outputs; ``message`` None leaves the input box alone, ``inspect`` False the plot."""
+    def _turn_reply(self, st: SessionState, status: str, *, message: str | None = None,
+                    inspect: bool = True) -> Reply:
+        """The conversation outputs; ``message`` None leaves the input box alone, ``inspect`` False the plot, the
+        inspector and the conversation list (while tokens stream)."""
         reply = Reply(state=st, chat=chat_html(st), status=status)
         if message is not None:
             reply["message"] = message
         if inspect:
             reply.update(inspect_values(st))
+            reply.update(self.library_values(st))
         return reply
 
     def _refuse(self, st: SessionState, status: str, message: str | None = None) -> Reply:
@@ -244,8 +270,13 @@ class ChatController:
             st.stop.clear()
         if ending is Ending.DONE and done is None:
             ending = Ending.STOPPED
+        st.inspected = None  # the inspector moves to the new answer
+        unsaved = self._persist(st)
         reply = self._turn_reply(st, self._ending_status(st, ending, before, done, error, verb))
-        yield reply.warn(error) if error else reply
+        for text in (error, unsaved):
+            if text:
+                reply.warn(text)
+        yield reply
 
     @staticmethod
     def _ending_status(st: SessionState, ending: Ending, before: TurnRecord | None, done: TurnRecord | None,
@@ -265,12 +296,8 @@ class ChatController:
         return Reply(status=notice("Notice", "nothing is being generated"))
 
     def clear(self, state: SessionState | None) -> Reply:
-        st = state or SessionState()
-        if st.live is not None:
-            return self._turn_reply(st, notice("Notice", "stop the current answer before clearing"))
-        if st.chat is not None:
-            st.chat.clear()
-        return self._turn_reply(st, notice("Cleared", "the conversation is empty"))
+        """A new, empty conversation (the previous one stays saved, in the list)."""
+        return self.new_conversation(state)
 
     # -- view ------------------------------------------------------------------------------------------------
     @staticmethod
@@ -281,17 +308,54 @@ class ChatController:
 
     @staticmethod
     def inspect_turn(state: SessionState | None, turn: str | int | None) -> Reply:
-        values = inspect_values(state or SessionState(), int(turn) if turn else None)
-        return Reply({k: values[k] for k in ("plot", "plot_summary", "table")})
-
-    def on_load(self, state: SessionState | None) -> Reply:
-        """A page (re)opens: its session, the current model, and the presets saved since the page was built
-        (the dropdown is left alone when there are none: re-rendering it could close it under the pointer)."""
         st = state or SessionState()
-        reply = Reply(state=st, model_info=self.host.describe(), chat=chat_html(st))
+        if turn and st.turns:
+            st.inspected = (max(1, min(int(turn), len(st.turns))), None)
+        values = inspect_values(st, int(turn) if turn else None)
+        return Reply({k: values[k] for k in ("plot", "plot_summary", "table", "inspector")})
+
+    def toggle_arena(self, state: SessionState | None, arena: bool | None) -> Reply:
+        st = state or SessionState()
+        st.arena_mode = bool(arena)
+        return Reply(state=st, chat=chat_html(st), inspector=inspect_values(st)["inspector"])
+
+    def act(self, state: SessionState | None, action: str | None) -> Reply:
+        """A click in the page: ``tok TURN I`` (a token: its top-5 lists), ``turn TURN`` (inspect that turn's
+        tokens) or ``vote TURN A|B|tie`` (arena); a trailing word (the page's click time) is ignored."""
+        st = state or SessionState()
+        parts = (action or "").split()
+        try:
+            kind, turn_no = parts[0], int(parts[1])
+            token = int(parts[2]) if kind == "tok" else None
+        except (IndexError, ValueError):
+            return Reply(status=notice("Notice", "that click did not name a turn"))
+        if kind == "vote" and len(parts) > 2:
+            return self._vote(st, turn_no, parts[2])
+        if kind not in ("tok", "turn") or not 1 <= turn_no <= len(st.turns):
+            return Reply(status=notice("Notice", "that turn is not in this chat"))
+        st.inspected = (turn_no, token)
+        return Reply(state=st, **inspect_values(st, turn_no))
+
+    def on_load(self, conv_key: str | None = None) -> Reply:
+        """A page (re)opens: a new session, which resumes the conversation its browser tab had (``conv_key``,
+        kept in the tab's sessionStorage) if it is saved; the current model; and the presets saved since the page
+        was built (the dropdown is left alone when there are none: re-rendering it could close it under the
+        pointer)."""
+        st = SessionState()
+        status = ""
+        if conv_key:
+            try:
+                self._open(st, conv_key)
+                status = notice("Resumed", f"{plain(st.title)}: {len(st.turns)} turn(s)")
+            except SdaError:  # deleted meanwhile, or the database is not there: start afresh
+                st.forget()
+        reply = self._turn_reply(st, status)
+        reply.update(model_info=self.host.describe(), db_info=store_note(self.store))
         choices = preset_choices()
         if choices != self.page_presets:
             reply["preset"] = Choices(choices)
+        if not self.store.persistent and getattr(self.store, "problem", ""):
+            reply.warn(self.store.problem)
         return reply
 
     # -- files -----------------------------------------------------------------------------------------------
@@ -300,7 +364,7 @@ class ChatController:
         if not st.turns:
             return Reply(export_file=None, status=notice("Notice", "nothing to export yet")).inform(
                 "Nothing to export yet.")
-        data = st.chat.export()
+        data = st.data()
         data["exported_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         data["app"] = "sda-local chat"
         text = scrub(json.dumps(data, ensure_ascii=False, indent=2), openai_api_key)
@@ -319,21 +383,23 @@ class ChatController:
         if not file:
             return self._turn_reply(st, notice("Notice", "no file was given"))
         path = Path(file if isinstance(file, str) else getattr(file, "name", str(file)))
-        chat = st.session(self.host)
-        before = list(chat.turns)
+        st.session(self.host)
+        before = st.snapshot()
         try:
             data = json.loads(path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             msg = f"cannot read that file as JSON ({type(exc).__name__}: {exc})"
             return self._turn_reply(st, notice("Import failed", msg)).warn(msg)
         try:
-            chat.load(data)
+            st.restore(self.host, data, None, "")  # a new conversation, saved under a new id
             chat_html(st), inspect_values(st)  # fields of the wrong type fail here, not in the page
         except Exception as exc:  # SdaError: not an export; anything else: turns holding values of the wrong type
-            chat.turns = before
+            st.rewind(before)
             msg = str(exc) if isinstance(exc, SdaError) else f"the chat export is damaged ({type(exc).__name__}: {exc})"
             return self._turn_reply(st, notice("Import failed", msg)).warn(msg)
-        return self._turn_reply(st, notice("Imported", f"{len(st.turns)} turn(s) from {path.name}"))
+        unsaved = self._persist(st)
+        reply = self._turn_reply(st, notice("Imported", f"{len(st.turns)} turn(s) from {path.name}"))
+        return reply.warn(unsaved) if unsaved else reply
 
     # -- presets and evaluator -------------------------------------------------------------------------------
     @staticmethod

@@ -17,6 +17,7 @@ from sda_local.evaluators import DEFAULT_EVALUATOR
 from .controls import CHAT_MODEL_JUDGE, EVALUATORS
 from .fields import SETTING_FIELDS, SettingField
 from .host import ModelHost
+from .inspector import inspector_html
 from .render import chat_html
 
 Widgets = dict  # name → Gradio component (or a column whose visibility a callback sets)
@@ -39,6 +40,12 @@ def setting_widget(f: SettingField) -> gr.components.Component:
     return gr.Textbox(value=f.default, lines=2, **common)
 
 
+def _hidden(elem_id: str) -> gr.Textbox:
+    """A text box the page script or the callbacks write to and the user never sees (kept in the page: a
+    ``visible=False`` one would not be there for the script)."""
+    return gr.Textbox(value="", show_label=False, container=False, elem_id=elem_id, elem_classes=["sda-hidden"])
+
+
 def _conversation(w: Widgets) -> None:
     w["chat"] = gr.HTML(chat_html(None), elem_id="sda-chat")
     w["status"] = gr.Markdown("", elem_id="sda-status")
@@ -51,20 +58,28 @@ def _conversation(w: Widgets) -> None:
             w["stop_btn"] = gr.Button("Stop", variant="stop", elem_id="sda-stop")
     with gr.Row():
         w["regen_btn"] = gr.Button("Regenerate aligned", size="sm", elem_id="sda-regenerate")
-        w["clear_btn"] = gr.Button("Clear", size="sm", elem_id="sda-clear")
+        w["clear_btn"] = gr.Button("New chat", size="sm", elem_id="sda-clear")
         w["export_btn"] = gr.Button("Export JSON", size="sm", elem_id="sda-export")
         w["file"] = gr.UploadButton("Import JSON", file_types=[".json"], type="filepath", size="sm",
                                     elem_id="sda-import")
         w["show_base"] = gr.Checkbox(value=True, label="Show base answer", elem_id="sda-show-base")
-    w["export_file"] = gr.File(label="Exported chat (JSON)", interactive=False, elem_id="sda-export-file", height=80)
+        w["arena"] = gr.Checkbox(value=False, label="Arena: blind A/B, vote", elem_id="sda-arena")
+    # shown once it holds a file (render.CSS hides it while empty): before the first turn the conversation has
+    # the space
+    w["export_file"] = gr.File(label="Exported chat (JSON)", interactive=False, elem_id="sda-export-file",
+                               height=80, elem_classes=["sda-file"])
+    w["action"] = _hidden("sda-action")      # a click in the chat or the inspector (see app.PAGE_JS)
+    w["conv_key"] = _hidden("sda-conv-key")  # this tab's conversation id (kept in its sessionStorage)
 
 
 def _diagnostics(w: Widgets) -> None:
-    with gr.Accordion("Per-token diagnostics of the aligned answer", open=True):
+    with gr.Accordion("Token inspector: why SDA chose each token", open=True, elem_id="sda-inspector-box"):
         with gr.Row():
-            w["turn"] = gr.Dropdown(choices=[], value=None, label="Turn", scale=1, min_width=90,
+            w["turn"] = gr.Dropdown(choices=[], value=None, label="Turn", scale=0, min_width=90,
                                     elem_id="sda-turn-pick")
-            w["plot_summary"] = gr.Markdown("No turn yet.", elem_id="sda-plot-summary")
+            w["inspector"] = gr.HTML(inspector_html(None, []), elem_id="sda-inspector")
+    with gr.Accordion("Per-token plot and table", open=False, elem_id="sda-plot-box"):
+        w["plot_summary"] = gr.Markdown("No turn yet.", elem_id="sda-plot-summary")
         w["plot"] = gr.LinePlot(None, x="token #", y="value", color="series", tooltip=["token", "series", "value"],
                                 height=330, label="JS divergence, temperature and chosen-token probability per token",
                                 elem_id="sda-plot")
@@ -72,6 +87,25 @@ def _diagnostics(w: Widgets) -> None:
                                   label="Tokens", elem_id="sda-token-table", wrap=True)
     with gr.Accordion("Turn record (as exported)", open=False):
         w["record"] = gr.JSON(label="Last turn", elem_id="sda-record")
+
+
+def _library(w: Widgets, note: str) -> None:
+    with gr.Accordion("Conversations", open=True, elem_id="sda-library"):
+        with gr.Row():
+            w["conv_pick"] = gr.Dropdown(choices=[], value=None, label="Saved conversations", scale=4,
+                                         elem_id="sda-conv-pick")
+            with gr.Column(scale=1, min_width=90):
+                w["open_btn"] = gr.Button("Open", size="sm", elem_id="sda-conv-open")
+                w["delete_btn"] = gr.Button("Delete", size="sm", elem_id="sda-conv-delete")
+        with gr.Row():
+            w["conv_title"] = gr.Textbox(label="Title of this chat", max_lines=1, scale=4, elem_id="sda-conv-title")
+            w["rename_btn"] = gr.Button("Rename", size="sm", scale=1, min_width=90, elem_id="sda-conv-rename")
+        w["db_info"] = gr.Markdown(note, elem_id="sda-db-info")
+        w["prefs_btn"] = gr.Button("Export preferences (arena votes → JSONL pairs)", size="sm",
+                                   elem_id="sda-export-prefs")
+        w["prefs_report"] = gr.Markdown("", elem_id="sda-prefs-report")
+        w["prefs_file"] = gr.File(label="Preference pairs (JSONL)", interactive=False, height=80,
+                                  elem_id="sda-prefs-file", elem_classes=["sda-file"])
 
 
 def _preset(w: Widgets, choices: list[str]) -> None:
@@ -137,7 +171,7 @@ def _model(w: Widgets, host: ModelHost, models: list[tuple[str, str]]) -> None:
         w["cv_btn"] = gr.Button("Apply control vectors", size="sm", elem_id="sda-cv-apply")
 
 
-def build_layout(host: ModelHost, preset_choices: list[str]) -> Widgets:
+def build_layout(host: ModelHost, preset_choices: list[str], store_note: str = "") -> Widgets:
     """Every widget of the page, by name (call inside ``with gr.Blocks(...)``)."""
     w: Widgets = {"state": gr.State(None)}
     models = host.model_choices()
@@ -148,6 +182,7 @@ def build_layout(host: ModelHost, preset_choices: list[str]) -> Widgets:
             _conversation(w)
             _diagnostics(w)
         with gr.Column(scale=2):
+            _library(w, store_note)
             _preset(w, preset_choices)
             _evaluator(w, [v for _, v in models])
             _advanced(w)

@@ -1,14 +1,19 @@
 """The conversation as HTML: per turn, the user's message, then the base and aligned answers side by side,
 the score and λ that connect them, warnings, and the time each phase took.
 
-Model text is always HTML-escaped and shown as plain text (``white-space: pre-wrap``).
+The user's messages are escaped plain text (``white-space: pre-wrap``); the answers are Markdown rendered with
+raw HTML disabled (``markdown``).  In arena mode a finished turn shows its two answers blind as A and B (in the
+order its arena entry says) with vote buttons, and names them once voted.  Buttons and links carry ``data-act``:
+the page script sends it to ``ChatController.act``.
 """
 from __future__ import annotations
 
 from html import escape
 
+from sda_local.arena import shown_as
 from sda_local.pipeline import TurnRecord
 
+from .markdown import render_markdown
 from .state import LiveTurn, SessionState
 
 CSS = """
@@ -31,6 +36,34 @@ CSS = """
 .sda-warn { margin-top: 6px; padding: 6px 10px; border-radius: 8px; border: 1px solid #d97706;
             background: rgba(245, 158, 11, .12); font-size: .9em; }
 .sda-timings { margin-top: 6px; font-size: .8em; color: var(--body-text-color-subdued); }
+.sda-md { white-space: normal; }
+.sda-md > :first-child { margin-top: 0; } .sda-md > :last-child { margin-bottom: 0; }
+.sda-md pre { white-space: pre; overflow-x: auto; padding: 8px; border-radius: 6px;
+              background: var(--background-fill-primary); }
+.sda-code { position: relative; }
+.sda-copy { position: absolute; top: 4px; right: 4px; font-size: .75em; padding: 1px 8px; border-radius: 6px;
+            border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary);
+            cursor: pointer; }
+.sda-act { font-size: .8em; margin-left: 6px; padding: 0 6px; border-radius: 6px; cursor: pointer;
+           border: 1px solid var(--border-color-primary); background: var(--background-fill-primary); }
+.sda-votes { display: flex; gap: 8px; justify-content: center; margin-top: 8px; }
+.sda-votes .sda-act { font-size: .95em; padding: 3px 14px; }
+.sda-voted { margin-top: 6px; font-size: .9em; text-align: center; }
+.sda-inspector { font-size: .92em; }
+.sda-empty-insp { color: var(--body-text-color-subdued); }
+.sda-strip { white-space: pre-wrap; line-height: 1.9; margin: 4px 0 8px 0; }
+.sda-tok { cursor: pointer; border-radius: 4px; padding: 1px 0; border-bottom: 1px dotted var(--border-color-primary); }
+.sda-tok:hover { background: var(--color-accent-soft); }
+.sda-tok-sel { background: var(--color-accent-soft); outline: 2px solid var(--color-accent); }
+.sda-tops { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 10px; margin-top: 6px; }
+.sda-top table { width: 100%; border-collapse: collapse; }
+.sda-top td { padding: 1px 6px; border-bottom: 1px solid var(--border-color-primary); }
+.sda-top-p { text-align: right; font-variant-numeric: tabular-nums; }
+.sda-top tr.sda-chosen td { font-weight: 700; }
+.sda-hidden { display: none !important; }
+.sda-file:not(:has(a)) { display: none !important; }
+#sda-chat { min-height: 42vh; }
+.sda-answer { border-radius: 8px; padding: 8px 10px; min-height: 2.5em; background: var(--background-fill-secondary); }
 """
 
 
@@ -39,6 +72,15 @@ BASE_HEAD = "Base answer · no instruction, no steering"
 
 def _txt(text: str) -> str:
     return f'<div class="sda-txt">{escape(text)}</div>'
+
+
+def _md(text: str) -> str:
+    """An answer: Markdown, raw HTML shown as text."""
+    return f'<div class="sda-txt sda-md">{render_markdown(text)}</div>'
+
+
+def _act(action: str, label: str, cls: str = "sda-act") -> str:
+    return f'<button type="button" class="{cls}" data-act="{escape(action)}">{escape(label)}</button>'
 
 
 def _wait(text: str) -> str:
@@ -78,38 +120,69 @@ def timings_text(t: dict) -> str:
     return " · ".join(bits)
 
 
+def _turn_foot(r: TurnRecord) -> str:
+    stop = {"stopped": " · stopped", "error": " · ended by an error", "length": " · hit max tokens"}.get(
+        r.finish_reason, "")
+    return (f'{_warnings(r.warnings)}<div class="sda-timings">{escape(timings_text(r.timings))}{escape(stop)} · '
+            f'evaluator {escape(r.evaluator)}</div>')
+
+
 def _record_html(i: int, r: TurnRecord) -> str:
     s = r.score or {}
     detail = f"{s.get('evaluator', '')}: {s.get('raw', '')} ({s.get('latency_s', 0):.2f} s)" if s else ""
     preset = (r.settings.get("preset") or {}).get("name", "")
     phase = r.finish_reason if r.finish_reason in ("stopped", "error") else "done"
     regen = f" · regenerated {r.regenerations}×" if r.regenerations else ""
-    stop = {"stopped": " · stopped", "error": " · ended by an error", "length": " · hit max tokens"}.get(
-        r.finish_reason, "")
-    warn = _warnings(r.warnings)
+    inspect = _act(f"turn {i}", "inspect tokens")
     return (f'<div class="sda-turn" data-turn="{i}" data-phase="{phase}">'
             + _user(r.user)
             + _meta(s.get("value"), detail, r.lam, r.lam_source, r.settings.get("mapping", "")) +
             '<div class="sda-pair">'
-            f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}</div>{_txt(r.base)}</div>'
+            f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}</div>{_md(r.base)}</div>'
             '<div class="sda-aligned">'
-            f'<div class="sda-who">Aligned (SDA) · {escape(preset)} · λ {r.lam:.3f}{regen}</div>'
-            f'{_txt(r.aligned)}</div></div>{warn}'
-            f'<div class="sda-timings">{escape(timings_text(r.timings))}{escape(stop)} · '
-            f'evaluator {escape(r.evaluator)}</div></div>')
+            f'<div class="sda-who">Aligned (SDA) · {escape(preset)} · λ {r.lam:.3f}{regen}{inspect}</div>'
+            f'{_md(r.aligned)}</div></div>{_turn_foot(r)}</div>')
 
 
-def _live_html(i: int, t: LiveTurn, mapping: str) -> str:
+SYSTEM_NAMES = {"aligned": "SDA (aligned)", "base": "base"}
+
+
+def _arena_html(i: int, r: TurnRecord, arena: dict) -> str:
+    """A finished turn in arena mode: answers A and B without labels and vote buttons; named once voted."""
+    order = shown_as(arena)
+    texts = {"aligned": r.aligned, "base": r.base}
+    vote = arena.get("vote")
+    phase = r.finish_reason if r.finish_reason in ("stopped", "error") else "done"
+    cols = []
+    for letter in ("A", "B"):
+        name = f" · {SYSTEM_NAMES[order[letter]]}" if vote else ""
+        cols.append(f'<div class="sda-answer" data-answer="{letter}"><div class="sda-who">Answer {letter}{name}'
+                    f'</div>{_md(texts[order[letter]])}</div>')
+    if vote:
+        said = "a tie" if vote == "tie" else f"{vote} ({SYSTEM_NAMES[order[vote]]})"
+        votes = f'<div class="sda-voted">Your vote: {escape(said)} · λ {r.lam:.3f}</div>'
+    else:
+        votes = ('<div class="sda-votes">' + _act(f"vote {i} A", "A is better") + _act(f"vote {i} tie", "Tie")
+                 + _act(f"vote {i} B", "B is better") + '</div>')
+    foot = _turn_foot(r) if vote else ""
+    return (f'<div class="sda-turn sda-arena" data-turn="{i}" data-phase="{phase}" data-vote="{escape(vote or "")}">'
+            f'{_user(r.user)}<div class="sda-pair">{"".join(cols)}</div>{votes}{foot}</div>')
+
+
+def _live_html(i: int, t: LiveTurn, mapping: str, arena: bool = False) -> str:
     if t.phase == "queued":
         base = _wait("waiting for the model (another chat is generating)…")
     else:
-        base = _txt(t.base) if t.base else _wait("…")
+        base = _md(t.base) if t.base else _wait("…")
     if t.phase in ("queued", "base"):
         aligned = _wait("starts after the base answer is scored")
     elif t.phase == "judge":
         aligned = _wait("the evaluator is scoring the base answer…")
     else:
-        aligned = _txt(t.aligned) if t.aligned else _wait("…")
+        aligned = _md(t.aligned) if t.aligned else _wait("…")
+    if arena:  # blind: which answer streams first would tell them apart
+        return (f'<div class="sda-turn sda-live sda-arena" data-turn="{i}" data-phase="{t.phase}">{_user(t.user)}'
+                f'{_wait("arena: generating answers A and B…")}</div>')
     warn = _warnings(t.warnings)
     lam = f" · λ {t.lam:.3f}" if t.lam is not None else ""
     return (f'<div class="sda-turn sda-live" data-turn="{i}" data-phase="{t.phase}">'
@@ -123,15 +196,18 @@ def _live_html(i: int, t: LiveTurn, mapping: str) -> str:
 
 def chat_html(state: SessionState | None) -> str:
     """The whole conversation, the turn being generated included."""
-    cls = "sda-chat" + ("" if state is None or state.show_base else " hide-base")
+    arena = bool(state and state.arena_mode)
+    cls = "sda-chat" + ("" if state is None or state.show_base or arena else " hide-base") + (" arena" if arena else "")
     turns = list(state.turns) if state else []
+    arenas = state.arenas() if state else []
     live = state.live if state else None
     if live is not None and live.regenerating and turns:
         turns = turns[:-1] if turns[-1] is live.previous else turns
-    body = [_record_html(i + 1, r) for i, r in enumerate(turns)]
+    body = [_arena_html(i + 1, r, a) if arena else _record_html(i + 1, r)
+            for i, (r, a) in enumerate(zip(turns, arenas))]
     if live is not None:
         mapping = state.chat.settings.mapping if state.chat else ""
-        body.append(_live_html(len(turns) + 1, live, mapping))
+        body.append(_live_html(len(turns) + 1, live, mapping, arena))
     if not body:
         body = ['<div class="sda-empty">Pick a preset and an evaluator, then send a message. Each turn shows the '
                 'model\'s base answer and the SDA-aligned answer side by side.</div>']

@@ -8,9 +8,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from sda_local.arena import new_arena
 from sda_local.pipeline import ChatSession, TurnRecord
 
 from .host import ModelHost, UnavailableEvaluator
+
+INSPECT_K = 5  # each aligned token records its step's top-5 lists (the token inspector)
 
 
 @dataclass
@@ -40,6 +43,11 @@ class SessionState:
         self.stop = threading.Event()
         self.pending = False                # a send/regenerate was clicked and waits in the queue
         self.show_base = True
+        self.conv_id: str | None = None     # the saved conversation this session writes to (None: not saved yet)
+        self.title = ""
+        self.arena_mode = False             # show base and aligned blind as A and B, with vote buttons
+        self.inspected: tuple[int, int | None] | None = None  # (turn, token) the inspector shows
+        self._arena: list[tuple[TurnRecord, dict]] = []        # each turn's arena entry, kept with its record
 
     def __deepcopy__(self, memo):  # Gradio may copy state values; a session is never duplicated
         return self
@@ -48,11 +56,12 @@ class SessionState:
         """The chat, on the host's current engine.  After a model switch the history is kept but the cached base
         answer is dropped (regenerate needs a new turn on the new model)."""
         if self.chat is None:
-            self.chat = ChatSession(host.engine, UnavailableEvaluator("none", "no evaluator chosen yet"))
+            self.chat = ChatSession(host.engine, UnavailableEvaluator("none", "no evaluator chosen yet"),
+                                    inspect=INSPECT_K)
             self.generation = host.generation
         elif self.generation != host.generation:
             turns = self.chat.turns
-            self.chat = ChatSession(host.engine, self.chat.evaluator, self.chat.settings)
+            self.chat = ChatSession(host.engine, self.chat.evaluator, self.chat.settings, inspect=INSPECT_K)
             self.chat.turns = turns
             self.generation = host.generation
         return self.chat
@@ -61,3 +70,42 @@ class SessionState:
     def turns(self) -> list[TurnRecord]:
         return self.chat.turns if self.chat else []
 
+
+    # -- arena votes and saving ------------------------------------------------------------------------------
+    def arenas(self) -> list[dict]:
+        """One arena entry per turn ({"a": which answer is A, "vote"}); a new or regenerated turn gets a fresh
+        one (entries follow their record, so a regeneration's new answer is never judged by the old vote)."""
+        old = {id(r): a for r, a in self._arena}
+        self._arena = [(r, old.get(id(r)) or new_arena()) for r in self.turns]
+        return [a for _, a in self._arena]
+
+    def data(self) -> dict:
+        """The conversation as exported and saved: ``ChatSession.export()`` with each turn's arena entry."""
+        data = self.chat.export()
+        for t, a in zip(data["turns"], self.arenas()):
+            t["arena"] = dict(a)
+        return data
+
+    def restore(self, host: ModelHost, data: dict, conv_id: str | None, title: str) -> None:
+        """Make ``data`` (an export or a saved conversation) this session's conversation (``SdaError`` if it is
+        none); its arena votes come with it."""
+        chat = self.session(host)
+        chat.load(data)
+        saved = [t.get("arena") if isinstance(t, dict) else None for t in data.get("turns", [])]
+        self._arena = [(r, dict(a) if isinstance(a, dict) else new_arena()) for r, a in zip(chat.turns, saved)]
+        self.conv_id, self.title, self.inspected = conv_id, title, None
+
+    def snapshot(self) -> tuple:
+        """What ``rewind`` puts back (an import that turns out damaged leaves the session as it was)."""
+        return list(self.turns), self.conv_id, self.title, list(self._arena)
+
+    def rewind(self, snap: tuple) -> None:
+        turns, self.conv_id, self.title, self._arena = snap
+        if self.chat is not None:
+            self.chat.turns = turns
+
+    def forget(self) -> None:
+        """Start a new, unsaved conversation (the saved one stays in the store)."""
+        if self.chat is not None:
+            self.chat.clear()
+        self._arena, self.conv_id, self.title, self.inspected = [], None, "", None
