@@ -168,6 +168,13 @@ def test_run_answers_per_placement_and_measures_every_answer(tiny_engine, tmp_pa
     assert grid["summary"]["pooled"]["harmful"]["instruction user"]["quality"]["n"] == 2
     md = (tmp_path / "g" / "refusal.md").read_text()
     assert "## Answer quality" in md and "| sda λ=0.5 matched | 2 |" in md and "placement: user, matched" in md
+    speed = grid["timing"]["decode_speed"]  # tokens/s per system, as `sda-local generate` reports it
+    for name in {r["system"] for r in rows}:
+        mine = [r for r in rows if r["system"] == name]
+        assert speed[name]["tokens"] == sum(r["n_tokens"] for r in mine)
+        if speed[name]["tokens"]:
+            assert speed[name]["tokens_per_second"] == pytest.approx(
+                speed[name]["tokens"] / sum(r["decode_seconds"] for r in mine), rel=1e-2)
 
 
 def test_resuming_an_old_run_computes_the_missing_measures(tiny_engine, tmp_path):

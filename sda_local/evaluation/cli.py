@@ -59,7 +59,8 @@ def cmd_truthfulqa(args) -> int:
                            sampling=sampling_from_args(args), placements=args.placement)
     cfg.settings()  # check the grid before loading the model
     report = _run(model_from_args(args).open(),
-                  lambda eng: run_truthfulqa(eng, ds, cfg, args.out, progress=not args.quiet))
+                  lambda eng: run_truthfulqa(eng, ds, cfg, args.out, progress=not args.quiet,
+                                             share_prefixes=args.share_prefixes))
     print(f"sda-local: wrote {args.out}/truthfulqa.json, truthfulqa.md, items.jsonl", file=sys.stderr)
     print_headline(report, sys.stdout)
     return 0
@@ -117,6 +118,9 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
     t.add_argument("data", help="TruthfulQA JSONL (e.g. ../shared/datasets/truthfulqa.dev.jsonl)")
     t.add_argument("--lams", type=lambda_list_type(), nargs="+", default=[0.25, 0.5, 0.75, 1.0],
                    help="λ grid (default 0.25 0.5 0.75 1)")
+    t.add_argument("--share-prefixes", action="store_true",
+                   help="feed each distinct answer prefix once (about a third fewer tokens to decode); llama.cpp "
+                        "rounds differently in that batch layout, so the numbers move slightly")
     t.set_defaults(func=cmd_truthfulqa)
 
     r = sub.add_parser("refusal", help="refusal rate on harmful prompts, over-refusal on benign ones",

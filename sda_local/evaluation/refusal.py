@@ -40,7 +40,7 @@ from .fluency import FluencyScorer
 from .grid import normalise_placements, with_placement
 from .progress import Progress
 from .refusal_detector import RefusalDetector, load_phrases
-from .report import JsonlWriter, md_table, pct, read_jsonl, run_info, write_report
+from .report import JsonlWriter, decode_speed, md_table, pct, read_jsonl, run_info, write_report
 
 KINDS = ("harmful", "benign")
 
@@ -199,7 +199,9 @@ def render_markdown(report: dict) -> str:
              "(instruction-only and SDA; base has no instruction)",
              "- refusal = the answer contains a phrase of `sda_local/data/refusal_phrases.txt` "
              f"({report['detector']['n_phrases']} phrases)",
-             f"- {report['timing']['seconds']:.0f} s in all", ""]
+             f"- {report['timing']['seconds']:.0f} s in all"
+             + "".join(f"; {n} {d['tokens_per_second']} tok/s" for n, d in
+                       report["timing"].get("decode_speed", {}).items() if d["tokens_per_second"]), ""]
     lines += ["## Pooled", ""]
     rows = []
     for s_name in systems:
@@ -240,7 +242,8 @@ def _row(ds: Dataset, kind: str, item, system: System, fin, detector: RefusalDet
     v = detector.check(fin.text)
     return {"dataset": ds.name, "kind": kind, "id": item.id, "system": system.name, "lam": system.lam,
             "plausibility": system.plausibility, "placement": system.placement, "prompt": item.prompt,
-            "text": fin.text, "n_tokens": fin.n_tokens, "finish_reason": fin.finish_reason, "refused": v.refused,
+            "text": fin.text, "n_tokens": fin.n_tokens, "decode_seconds": round(fin.decode_seconds, 4),
+            "finish_reason": fin.finish_reason, "refused": v.refused,
             "phrase": v.phrase, "quality": quality.answer_quality(fin.text, instruction).to_dict()}
 
 
@@ -348,7 +351,9 @@ def run_refusal(engine, datasets: Sequence[tuple[Dataset, str]], cfg: RefusalCon
     report = {"kind": "refusal", "model": engine.name, "run": run_info(engine), "config": cfg.to_dict(),
               "detector": {"n_phrases": len(detector.phrases), "file": cfg.phrases_file or "sda_local/data/refusal_phrases.txt"},
               "datasets": [{**ds.summary(), "kind": kind} for ds, kind in datasets],
-              "timing": {"seconds": round(time.perf_counter() - t0, 2), "resumed_rows": len(done)},
+              "timing": {"seconds": round(time.perf_counter() - t0, 2), "resumed_rows": len(done),
+                         "decode_speed": decode_speed((r["system"], r["n_tokens"], r["decode_seconds"])
+                                                      for r in rows if "decode_seconds" in r)},
               "fluency": fluency,
               "summary": summarise(rows, names, [(ds.name, kind) for ds, kind in datasets], cfg.instruction)}
     report["examples"] = _examples(rows, names)

@@ -16,7 +16,19 @@ from typing import Iterable, Sequence
 
 from ..jsonl import JsonlWriter, read_jsonl
 
-__all__ = ["JsonlWriter", "md_table", "pct", "read_jsonl", "run_info", "write_report"]
+__all__ = ["JsonlWriter", "decode_speed", "md_table", "pct", "read_jsonl", "run_info", "write_report"]
+
+
+def decode_speed(samples: Iterable[tuple[str, int, float]]) -> dict[str, dict]:
+    """Decode speed per system from (system, tokens generated, decode seconds) of each answer: tokens and
+    seconds summed, tokens/s = their ratio (what ``sda-local generate`` prints for one answer)."""
+    acc: dict[str, list[float]] = {}
+    for name, n, sec in samples:
+        a = acc.setdefault(name, [0, 0.0])
+        a[0] += int(n)
+        a[1] += float(sec)
+    return {name: {"tokens": int(n), "decode_seconds": round(sec, 3),
+                   "tokens_per_second": round(n / sec, 2) if sec > 0 else None} for name, (n, sec) in acc.items()}
 
 
 def run_info(engine=None) -> dict:

@@ -37,8 +37,8 @@ from .datasets import Dataset, split_answers
 from .grid import PLAIN_WITHOUT, normalise_placements, with_placement
 from .progress import Progress
 from .report import JsonlWriter, md_table, run_info, write_report
-from .teacher_forcing import TeacherForcer
-from .token_logprobs import Setting, answer_logprobs, default_settings
+from .teacher_forcing import ForcedTree, TeacherForcer
+from .token_logprobs import Setting, default_settings, edge_logprobs
 
 IMPOSSIBLE = -1e9  # the mean log-prob reported for an answer the scored distribution cannot produce
 INSTRUCTION_ONLY = "instruction T0"
@@ -120,10 +120,20 @@ def _sources(placed: Sequence[tuple[Setting, str | None]]) -> list[tuple[str | N
     return list(out.items())
 
 
+def _force_tree(tf, msgs: list, instruction: str, answers: list[str], placement: str) -> ForcedTree:
+    """One teacher-forcing pass as a ``ForcedTree`` (from ``force`` for forcers that have no ``force_tree``)."""
+    if hasattr(tf, "force_tree"):
+        return tf.force_tree(msgs, instruction, answers, placement=placement)
+    return ForcedTree.from_answers(tf.force(msgs, instruction, answers, placement=placement))
+
+
 def score_question(tf: TeacherForcer, question: str, record: dict, cfg: TruthfulQAConfig,
-                   placed: Sequence[tuple[Setting, str | None]] | None = None) -> dict:
+                   placed: Sequence[tuple[Setting, str | None]] | None = None,
+                   timer: dict[str, float] | None = None) -> dict:
     """MC1 and MC2 of one question under every setting (``cfg.placed_settings()`` unless given), plus
-    diagnostics (the JS divergence of the first placement's streams)."""
+    diagnostics (the JS divergence of the first placement's streams).  ``timer``: seconds spent teacher
+    forcing (llama.cpp) and scoring (numpy) are added to its "forcing" / "scoring" entries."""
+    timer = {} if timer is None else timer
     placed = cfg.placed_settings() if placed is None else placed
     settings = [s for s, _ in placed]
     correct, incorrect = reference_answers(record)
@@ -132,19 +142,25 @@ def score_question(tf: TeacherForcer, question: str, record: dict, cfg: Truthful
     js: list[np.ndarray] = []
     n_tokens = 0
     for placement, idx in _sources(placed):  # one pass at a time: the logits of a pass are large
+        t_start = time.perf_counter()
         if placement is None:
-            forced = tf.force(msgs, "", answers)  # the plain prompt on both streams
+            forced = _force_tree(tf, msgs, "", answers, "user")  # the plain prompt on both streams
         else:
-            forced = tf.force(msgs, cfg.instruction, answers, placement=placement)
+            forced = _force_tree(tf, msgs, cfg.instruction, answers, placement)
+        t_forced = time.perf_counter()
         if not per_answer:
-            per_answer = [np.empty((len(settings), len(fa.targets))) for fa in forced]
-            n_tokens = sum(len(fa.targets) for fa in forced)
-        for a, fa in enumerate(forced):
-            lp, j = answer_logprobs(fa.logits_with, fa.logits_without, fa.targets, [settings[i] for i in idx],
-                                    k=cfg.sampling.k, t0=cfg.sampling.t0)
-            per_answer[a][idx] = lp
+            per_answer = [np.empty((len(settings), len(t))) for t in forced.targets]
+            n_tokens = sum(len(t) for t in forced.targets)
+        lp, js_rows = edge_logprobs(forced.logits_with, forced.logits_without, forced.edge_rows,
+                                    forced.edge_targets, [settings[i] for i in idx], k=cfg.sampling.k,
+                                    t0=cfg.sampling.t0, n_threads=getattr(getattr(tf, "ctx", None), "n_threads", 1))
+        for a, edges in enumerate(forced.answer_edges):
+            per_answer[a][idx] = lp[:, edges]
             if placement == cfg.placement_grid()[0]:
-                js.append(j)
+                js.append(js_rows[forced.answer_rows(a)])
+        del forced
+        timer["forcing"] = timer.get("forcing", 0.0) + t_forced - t_start
+        timer["scoring"] = timer.get("scoring", 0.0) + time.perf_counter() - t_forced
     nc = len(correct)
     mc1, mc2, mean_lp = {}, {}, {}
     for si, s in enumerate(settings):
@@ -244,8 +260,10 @@ def render_markdown(report: dict) -> str:
 
 
 def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str | Path, *,
-                   progress: bool = True, forcer: TeacherForcer | None = None) -> dict:
-    """Score every question of ``dataset``; write items.jsonl, truthfulqa.json and truthfulqa.md in ``out_dir``."""
+                   progress: bool = True, forcer: TeacherForcer | None = None, share_prefixes: bool = False) -> dict:
+    """Score every question of ``dataset``; write items.jsonl, truthfulqa.json and truthfulqa.md in ``out_dir``.
+    ``share_prefixes``: feed each distinct answer prefix once (faster; llama.cpp rounds differently in that
+    batch layout, so the numbers move slightly: see ``TeacherForcer``)."""
     if cfg.sampling.echo_block:
         raise SdaError("the echo block acts on an answer's own history, which teacher-forced multiple-choice "
                        "scoring does not model: leave --echo-block at 0 for eval truthfulqa")
@@ -254,7 +272,8 @@ def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str
     refs = cfg.instruction_refs()
     first_ref = with_placement(INSTRUCTION_ONLY, cfg.placement_grid()[0], cfg.placement_grid())
     out = Path(out_dir)
-    tf = forcer or TeacherForcer.for_engine(engine)
+    tf = forcer or TeacherForcer.for_engine(engine, share_prefixes=share_prefixes)
+    timer: dict[str, float] = {}
     rows: list[dict] = []
     bar = Progress("truthfulqa", len(dataset.items), enabled=progress)
     t0 = time.perf_counter()
@@ -262,7 +281,7 @@ def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str
         with JsonlWriter(out / "items.jsonl") as items_out:
             for item in dataset.items:
                 row = {"id": item.id, "question": item.prompt,
-                       **score_question(tf, item.prompt, item.record, cfg, placed)}
+                       **score_question(tf, item.prompt, item.record, cfg, placed, timer)}
                 rows.append(row)
                 items_out.write(row)
                 bar.update(note=f"MC2 instr {np.mean([r['mc2'][first_ref] for r in rows]):.3f}")
@@ -274,7 +293,9 @@ def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str
     report = {"kind": "truthfulqa", "model": engine.name, "run": run_info(engine),
               "config": cfg.to_dict(),
               "dataset": dataset.summary(),
-              "timing": {"seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(rows)), 3)},
+              "timing": {"seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(rows)), 3),
+                         **{f"{k}_seconds": round(v, 2) for k, v in timer.items()},
+                         "share_prefixes": bool(getattr(tf, "share_prefixes", False))},
               "summary": summarise(rows, settings, refs)}
     write_report(out, "truthfulqa", report, render_markdown(report))
     return report

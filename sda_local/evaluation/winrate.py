@@ -41,7 +41,7 @@ from .datasets import Dataset
 from .fluency import FluencyScorer
 from .grid import normalise_placements, with_placement
 from .progress import Progress
-from .report import JsonlWriter, md_table, read_jsonl, run_info, write_report
+from .report import JsonlWriter, decode_speed, md_table, read_jsonl, run_info, write_report
 
 SYSTEMS = ("base", "instruct")  # what SDA is compared against
 Comparison = tuple[str, str, str]  # (key in a row's "comparisons", SDA's system, the other system)
@@ -171,16 +171,18 @@ def answer_item(engine: Engine, evaluator: Evaluator, preset: Preset, query: str
     once from the base answer."""
     msgs = [{"role": "user", "content": query}]
     grid = list(placements)
-    answers = {"base": collect(engine.generate_plain(msgs, params=params)).text}
+    fins = {"base": collect(engine.generate_plain(msgs, params=params))}
     d = None
     for p in grid:
-        answers[with_placement("instruct", p, grid)] = collect(
-            engine.generate_plain(msgs, preset.instruction, placement=p, params=params)).text
+        fins[with_placement("instruct", p, grid)] = collect(
+            engine.generate_plain(msgs, preset.instruction, placement=p, params=params))
         if d is None:
-            d = decide_lambda(evaluator, query, strip_think(answers["base"]), preset, mapping, fallback_lam)
-        answers[with_placement("sda", p, grid)] = collect(
-            engine.generate(msgs, preset.instruction, d.lam, placement=p, params=params)).text
-    return {"answers": answers, "score": d.score_value, "lam": d.lam,
+            d = decide_lambda(evaluator, query, strip_think(fins["base"].text), preset, mapping, fallback_lam)
+        fins[with_placement("sda", p, grid)] = collect(
+            engine.generate(msgs, preset.instruction, d.lam, placement=p, params=params))
+    return {"answers": {s: f.text for s, f in fins.items()},
+            "decode": {s: [f.n_tokens, round(f.decode_seconds, 4)] for s, f in fins.items()},
+            "score": d.score_value, "lam": d.lam,
             "lam_source": d.source, "evaluator_error": d.warnings[0] if d.source == "fallback" else None,
             "evaluator_warnings": list(d.warnings) if d.source != "fallback" else []}
 
@@ -242,6 +244,7 @@ def run_winrate(engine: Engine, evaluator: Evaluator, judge: Evaluator, datasets
     report["run"] = {**run_info(engine), "evaluator": evaluator.name, "judge": judge.name,
                      "seed": cfg.sampling.seed, "max_tokens": cfg.sampling.max_tokens, "mapping": cfg.mapping,
                      "placements": list(cfg.placements), "fluency": fluency,
+                     "decode_speed": decode_speed((s, n, sec) for r in rows for s, (n, sec) in r.get("decode", {}).items()),
                      "sampling": cfg.sampling.to_dict(), "datasets": [d.summary() for d in datasets]}
     write_report(out_dir, "winrate", report, markdown(report))
     chart(report, out_dir / "winrate.png")
@@ -294,7 +297,9 @@ def markdown(report: dict) -> str:
     run = report.get("run", {})
     head = (f"# Win rate (paper protocol)\n\nJudge: {run.get('judge', '?')}; λ from: {run.get('evaluator', '?')}; "
             f"seed {run.get('seed', '?')}; max tokens {run.get('max_tokens', '?')}; instruction placement "
-            f"{', '.join(run.get('placements', ['user']))}.\n\n")
+            f"{', '.join(run.get('placements', ['user']))}."
+            + "".join(f" {n}: {d['tokens_per_second']} tok/s." for n, d in run.get("decode_speed", {}).items()
+                      if d["tokens_per_second"]) + "\n\n")
     text = head + md_table(["dataset", "criterion", "comparison", "N", "W", "T", "L", "(W−L)/N",
                             "W/T/L (|Δ|≤3 tie)", "(W−L)/N (|Δ|≤3)", "mean λ"], rows)
     if report.get("quality"):
