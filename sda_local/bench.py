@@ -5,10 +5,14 @@ model, prompt, seed and thread count, so plain and SDA numbers are directly comp
 
 Sections: ``variants`` (plain vs SDA tok/s for both engine layouts, prompt processing with/without the
 shared-prefix copy, peak RSS), ``core`` (numpy µs per SDA step on synthetic logits, default 49k and 262k
-vocab), ``gemma`` (plain vs SDA and the core on real 262k-vocab logits, Gemma 3 270M, when
-``sda-local[gemma]`` is installed), ``peer`` (the same SDA step run the authors' way with transformers, when
-``sda-local[bench]`` is installed; see ``bench_peer.py``) and ``time_to_first_aligned_token`` (a full chat turn with the local judge: base answer,
-score, λ, then the first SDA token).
+vocab, plus the model's), ``decode_steps`` (pure ``llama_decode`` ms of a one- vs two-sequence step:
+``bench_decode``), ``inspector`` (the token inspector's top-k lists per step, as a fraction of the SDA step),
+``tiers`` (all of that for a second model, by default the Qwen 1.5B tier when it is installed), ``gemma``
+(plain vs SDA on real 262k-vocab logits, Gemma 3 270M, when ``sda-local[gemma]`` is installed), ``peer``
+(transformers, when ``sda-local[bench]`` is installed: the fair peer, ``generate(guidance_scale=1+kλ,
+negative_prompt_ids=…)``, see ``bench_cfg_peer.py``, and the authors' way, see ``bench_peer.py``) and
+``time_to_first_aligned_token`` (full chat turns per evaluator: base answer, score, λ, first SDA token;
+``bench_turn.py``).
 """
 from __future__ import annotations
 
@@ -26,15 +30,14 @@ from typing import Sequence
 import numpy as np
 
 from .core import SamplingParams
+from .bench_turn import EVALUATORS, JUDGE_MODEL
 from .engine import VARIANTS
 
 LONG_PROMPT = ("Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. "
                "Describe the island, the weather and the people in the village.")
 GEMMA_ID = "gemma3-270m"  # registry id of the real 262k-vocabulary model
-TURN_PROMPTS = ("How do I keep basil alive on a windowsill?", "What should I pack for a two-day hike?",
-                "How can I get better at remembering names?", "Why does bread go stale?",
-                "How do I write a polite complaint to my landlord?", "What is a good way to start running?")
-OPTIONAL_SECTIONS = ("gemma", "peer", "turn")  # what --skip can leave out
+OPTIONAL_SECTIONS = ("gemma", "peer", "turn", "tier")  # what --skip can leave out
+TIER_MODELS = ("smollm2-135m", "qwen2.5-coder-1.5b")  # ``tiers``: the one of these the main model is not
 INSTRUCTION = ("Give a useful, complete and well-organised answer: address exactly what was asked and keep it "
                "clear.")
 
@@ -80,12 +83,8 @@ def core_us_per_step(n_vocab: int, steps: int = 300, seed: int = 0) -> dict:
 
 def _worker(opts: dict) -> dict:
     """Runs in a child process: one mode (plain, sda, peer or turn) on one engine variant."""
-    if opts["mode"] == "turn":
-        return _turn_worker(opts)
-    if opts["mode"] == "peer":
-        from .bench_peer import run_peer
-
-        out = run_peer(opts)
+    if opts["mode"] in ("turn", "peer", "cfg_peer", "decode"):
+        out = _other_worker(opts)
         out["peak_rss_mb"] = round(peak_rss_mb(), 1)
         return out
     from .engine import Engine, collect
@@ -126,8 +125,28 @@ def _worker(opts: dict) -> dict:
     return out
 
 
+def _other_worker(opts: dict) -> dict:
+    mode = opts["mode"]
+    if mode == "turn":
+        from .bench_turn import turn_worker
+
+        return turn_worker(opts)
+    if mode == "peer":
+        from .bench_peer import run_peer
+
+        return run_peer(opts)
+    if mode == "cfg_peer":
+        from .bench_cfg_peer import run_cfg_peer
+
+        return run_cfg_peer(opts)
+    from .bench_decode import decode_probe
+
+    return decode_probe(opts["model"], opts["threads"], flash_attn=opts.get("flash_attn"))
+
+
 def _spawn(opts: dict) -> dict:
-    print(f"sda-local bench: {opts['mode']} on {os.path.basename(opts['model'])} ({opts.get('variant', '-')}) …",
+    what = opts.get("variant") or opts.get("judge_model") or opts.get("evaluator") or "-"
+    print(f"sda-local bench: {opts['mode']} on {os.path.basename(opts['model'])} ({what}) …",
           file=sys.stderr, flush=True)
     r = subprocess.run([sys.executable, "-m", "sda_local.bench", json.dumps(opts)], capture_output=True, text=True)
     if r.returncode != 0:
@@ -163,86 +182,102 @@ def _plain_vs_sda(plain: dict, sda: dict) -> dict:
 
 
 def _peer_section(base: dict, tokens: int, sda_tps: float) -> dict:
-    """The authors' way (transformers, two generate(max_new_tokens=1) per token), if [bench] is installed."""
+    """transformers peers, if [bench] is installed: the fair one (classifier-free guidance, KV-cached) and the
+    authors' way (two generate(max_new_tokens=1) per token)."""
     from .bench_peer import missing
 
     gone = missing()
     if gone:
         return {"skipped": f"install sda-local[bench] (missing: {', '.join(gone)})"}
-    peer = _spawn({**base, "mode": "peer", "tokens": tokens, "lam": 0.5, "prompt": LONG_PROMPT,
-                   "instruction": INSTRUCTION})
-    peer["how"] = ("transformers on CPU, GGUF dequantised to float32; per token two generate(max_new_tokens=1) "
-                   "calls over each stream's full sequence (a fresh cache each), then the same core SDA step")
-    peer["sda_local_over_peer"] = round(sda_tps / peer["tokens_per_second"], 2) if peer["tokens_per_second"] else None
-    return peer
-
-
-def _turn_worker(opts: dict) -> dict:
-    """Child process: full chat turns with the local judge, timing each phase up to the first aligned token."""
-    from .evaluators import make_evaluator
-    from .engine import Engine
-    from .pipeline import ChatSession, TurnSettings
-    from .presets import get_preset
-
-    eng = Engine(opts["model"], n_ctx=opts["n_ctx"], n_threads=opts["threads"])
-    judge = make_evaluator("local", engine=eng)
-    settings = TurnSettings(preset=get_preset("helpfulness"),
-                            sampling=SamplingParams.from_dict({**opts["sampling"], "seed": opts["seed"],
-                                                               "max_tokens": opts["tokens"]}))
-    runs = []
-    for i in range(opts["repeats"] + 1):  # the first turn warms the caches and is not counted
-        prompt = TURN_PROMPTS[i % len(TURN_PROMPTS)]  # a new question each turn: nothing cached from the last
-        session = ChatSession(eng, judge, settings)
-        eng.reset_cache()
-        t0 = time.perf_counter()
-        marks: dict = {}
-        for ev in session.send(prompt):
-            now = time.perf_counter() - t0
-            if ev.kind == "base_token" and "first_base_token_s" not in marks:
-                marks["first_base_token_s"] = now
-            elif ev.kind == "phase_done" and ev.phase == "base":
-                marks["base_done_s"] = now
-                marks["base_tokens"] = ev.finished.n_tokens
-            elif ev.kind in ("score", "warning") and "judge_done_s" not in marks:
-                marks["judge_done_s"] = now
-                if ev.kind == "warning":
-                    marks["warning"] = ev.message
-            elif ev.kind == "lambda":
-                marks["lam"] = round(ev.lam, 4)
-                marks["score"] = ev.score
-            elif ev.kind == "aligned_token" and "first_aligned_token_s" not in marks:
-                marks["first_aligned_token_s"] = now
-            elif ev.kind == "done":
-                marks["turn_s"] = now
-        if i:
-            runs.append(marks)
-    eng.close()
-
-    def med(key: str) -> float | None:
-        vals = [r[key] for r in runs if key in r]
-        return round(statistics.median(vals), 3) if vals else None
-
-    out = {k: med(k) for k in ("first_base_token_s", "base_done_s", "judge_done_s", "first_aligned_token_s",
-                               "turn_s")}
-    if out["judge_done_s"] is not None and out["base_done_s"] is not None:
-        out["judge_s"] = round(out["judge_done_s"] - out["base_done_s"], 3)
-    out["base_tokens"] = [r.get("base_tokens") for r in runs]
-    out["scores"] = [r.get("score") for r in runs]
-    out["lams"] = [r.get("lam") for r in runs]
-    warnings = [r["warning"] for r in runs if "warning" in r]
-    if warnings:
-        out["warnings"] = warnings
-    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    opts = {**base, "tokens": tokens, "lam": 0.5, "prompt": LONG_PROMPT, "instruction": INSTRUCTION,
+            "k": base["sampling"]["k"], "t0": base["sampling"]["t0"], "top_p": base["sampling"]["top_p"]}
+    out = {}
+    cfg = _spawn({**opts, "mode": "cfg_peer"})
+    cfg["how"] = ("transformers on CPU, the same GGUF dequantised to float32 (gguf_file=), the same prompt token ids: "
+                  "model.generate(with-instruction ids, negative_prompt_ids=without-instruction ids, "
+                  "guidance_scale=1+kλ) — UnbatchedClassifierFreeGuidanceLogitsProcessor, both streams KV-cached "
+                  "— "
+                  "top-p at T0, exactly the same number of new tokens (min_new_tokens=max_new_tokens); tok/s "
+                  "excludes the prompts: (N-1)/(t(N)-t(1))")
+    cfg["sda_local_over_peer"] = round(sda_tps / cfg["tokens_per_second"], 2) if cfg["tokens_per_second"] else None
+    out["cfg_generate"] = cfg
+    authors = _spawn({**opts, "mode": "peer"})
+    authors["how"] = ("transformers on CPU, GGUF dequantised to float32; per token two generate(max_new_tokens=1) "
+                      "calls over each stream's full sequence (a fresh cache each), then the same core SDA step")
+    authors["sda_local_over_peer"] = round(sda_tps / authors["tokens_per_second"], 2) \
+        if authors["tokens_per_second"] else None
+    out["authors_way"] = authors
     return out
 
 
-def _first_aligned_token_section(base: dict, tokens: int) -> dict:
-    """Time to first aligned token of one full turn: base answer, local judge's score, λ, first SDA token."""
-    out = _spawn({**base, "mode": "turn", "tokens": tokens})
-    out["how"] = (f"ChatSession.send on a fresh session, an empty KV cache and a new question each turn, local judge = "
-                  "the chat model, "
-                  f"preset helpfulness, base answer up to {tokens} tokens; median of {base['repeats']} turns "
-                  "after one warm-up turn; times are seconds from the call")
+def _first_aligned_token_section(base: dict, tokens: int, evaluators: Sequence[tuple[str, str | None]]) -> dict:
+    """Time to first aligned token of full turns, per evaluator (``bench_turn``)."""
+    from .bench_turn import TURN_PRESET, evaluator_label
+
+    preset = base.get("preset") or TURN_PRESET
+    out: dict = {"how": (f"ChatSession.send on a fresh session, an empty KV cache and a new question each turn, "
+                         f"preset {preset} (its placement), base answer up to {tokens} tokens; median of "
+                         f"{base['repeats']} turns after one warm-up turn; times are seconds from the call; "
+                         "ttfa_over_base = first aligned token / base answer done (median of the per-turn ratios); "
+                         "engine_shortcuts counts the self-score's turns (warm-up included) scored from the "
+                         "engine's own caches"),
+                 "evaluators": {}}
+    for kind, judge_model in evaluators:
+        label = evaluator_label(kind, judge_model)
+        try:
+            out["evaluators"][label] = _spawn({**base, "mode": "turn", "tokens": tokens, "evaluator": kind,
+                                               "judge_model": judge_model})
+        except RuntimeError as exc:
+            out["evaluators"][label] = {"error": str(exc)[-600:]}
+    return out
+
+
+def _installed(model_id: str) -> str | None:
+    """The path of a registry model if it is available here, else None."""
+    from .errors import SdaError
+    from .models import resolve_model
+
+    try:
+        return str(resolve_model(model_id).path)
+    except SdaError:
+        return None
+
+
+def inspector_cost(n_vocab: int, sda_step_ms: float, steps: int = 200) -> dict:
+    """µs per step of the token inspector's top-5 lists (``core.top_k_lists`` and their JSON form) on synthetic
+    logits of ``n_vocab``, and that as a fraction of one SDA step of ``sda_step_ms``."""
+    from . import core
+
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal(n_vocab) * 2.5).astype(np.float32)
+    b = (a + rng.standard_normal(n_vocab).astype(np.float32) * 0.7).astype(np.float32)
+    chain = core.sda_chain(0.5)
+    probs, state = chain.step(a, b)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        core.top_k_lists(state, probs, 5).to_dict(str)
+        times.append(time.perf_counter() - t0)
+    us = statistics.median(times) * 1e6
+    return {"n_vocab": n_vocab, "top5_lists_us": round(us, 1),
+            "fraction_of_sda_step": round(us / (sda_step_ms * 1e3), 4) if sda_step_ms else None}
+
+
+def _model_block(base: dict, core_vocab: Sequence[int]) -> dict:
+    """One model's variants (plain vs SDA, both layouts), core cost at its vocabulary, decode-step probe and
+    inspector cost."""
+    out: dict = {"variants": {}}
+    for variant in VARIANTS:
+        plain = _spawn({**base, "variant": variant, "mode": "plain"})
+        sda = _spawn({**base, "variant": variant, "mode": "sda"})
+        out["variants"][variant] = _plain_vs_sda(plain, sda)
+        out["n_vocab"] = sda["n_vocab"]
+    v = out["variants"]
+    out["faster_variant"] = max(v, key=lambda k: v[k]["sda_tokens_per_second"])
+    out["core"] = [core_us_per_step(n) for n in sorted(set(core_vocab) | {out["n_vocab"]})]
+    out["decode_steps"] = _spawn({**base, "mode": "decode"})
+    best = v[out["faster_variant"]]["sda_tokens_per_second"]
+    out["inspector"] = inspector_cost(out["n_vocab"], 1e3 / best if best else 0.0)
     return out
 
 
@@ -257,8 +292,30 @@ class BenchConfig:
     core_vocab: Sequence[int] = (49152, 262144)
     skip: Sequence[str] = ()               # of OPTIONAL_SECTIONS
     turn_tokens: int | None = None         # base answer length of the full-turn timing (default: max_tokens)
-    peer_tokens: int | None = None         # tokens of the peer baseline (default: max_tokens)
+    peer_tokens: int | None = None         # tokens of the peer baselines (default: max_tokens)
+    tier_model: str | None = None          # the second model of ``tiers`` (None: the other of TIER_MODELS)
+    ttfa_evaluators: Sequence[str] = EVALUATORS
+    judge_model: str | None = JUDGE_MODEL  # also time the local judge on this model (when installed)
+    turn_preset: str | None = None         # the preset of the full-turn timing (None: bench_turn.TURN_PRESET)
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(seed=0, max_tokens=64))
+
+
+def _turn_evaluators(cfg: BenchConfig, chat_path: str) -> list[tuple[str, str | None]]:
+    evs: list[tuple[str, str | None]] = [(k, None) for k in cfg.ttfa_evaluators]
+    judge_path = _installed(cfg.judge_model) if cfg.judge_model else None
+    if judge_path and judge_path != chat_path:
+        evs.append(("local", cfg.judge_model))
+    return evs
+
+
+def _tier(cfg: BenchConfig, main_path: str) -> tuple[str, str] | None:
+    """(id, path) of the second model, when it is installed and is not the main one."""
+    ids = [cfg.tier_model] if cfg.tier_model else list(TIER_MODELS)
+    for mid in ids:
+        path = _installed(mid)
+        if path and path != main_path:
+            return mid, path
+    return None
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -270,28 +327,31 @@ def run_bench(cfg: BenchConfig) -> dict:
     skip = set(cfg.skip)
     tokens = cfg.sampling.max_tokens
     base = {"model": str(choice.path), "n_ctx": cfg.n_ctx, "threads": threads, "seed": cfg.sampling.seed,
-            "tokens": tokens, "repeats": cfg.repeats, "sampling": cfg.sampling.to_dict()}
+            "tokens": tokens, "repeats": cfg.repeats, "sampling": cfg.sampling.to_dict(), "preset": cfg.turn_preset}
     result: dict = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
         "model": choice.name, "tokens_per_run": tokens, "repeats": cfg.repeats, "threads": threads,
-        "variants": {},
     }
-    for variant in VARIANTS:
-        plain = _spawn({**base, "variant": variant, "mode": "plain"})
-        sda = _spawn({**base, "variant": variant, "mode": "sda"})
-        result["variants"][variant] = _plain_vs_sda(plain, sda)
-        result["n_vocab"] = sda["n_vocab"]
-    v = result["variants"]
-    result["faster_variant"] = max(v, key=lambda k: v[k]["sda_tokens_per_second"])
-    vocabs = sorted(set(cfg.core_vocab) | {result["n_vocab"]})
-    result["core"] = [core_us_per_step(n) for n in vocabs]
+    result.update(_model_block(base, cfg.core_vocab))
+    turn_tokens = cfg.turn_tokens or tokens
+    if "turn" not in skip:
+        result["time_to_first_aligned_token"] = \
+            _first_aligned_token_section(base, turn_tokens, _turn_evaluators(cfg, str(choice.path)))
+    result["tiers"] = {}
+    tier = _tier(cfg, str(choice.path)) if "tier" not in skip else None
+    if tier is not None:
+        tbase = {**base, "model": tier[1]}
+        block = result["tiers"][tier[0]] = _model_block(tbase, ())
+        if "turn" not in skip:
+            block["time_to_first_aligned_token"] = \
+                _first_aligned_token_section(tbase, turn_tokens, _turn_evaluators(cfg, tier[1]))
     result["gemma"] = {"skipped": "--skip gemma"} if "gemma" in skip else _gemma_section(base)
-    best_sda = v[result["faster_variant"]]["sda_tokens_per_second"]
+    best_sda = result["variants"][result["faster_variant"]]["sda_tokens_per_second"]
     result["peer"] = {"skipped": "--skip peer"} if "peer" in skip else \
         _peer_section(base, cfg.peer_tokens or tokens, best_sda)
-    result["time_to_first_aligned_token"] = {"skipped": "--skip turn"} if "turn" in skip else \
-        _first_aligned_token_section(base, cfg.turn_tokens or tokens)
+    if "turn" in skip:
+        result["time_to_first_aligned_token"] = {"skipped": "--skip turn"}
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
 

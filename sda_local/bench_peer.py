@@ -24,25 +24,30 @@ def missing() -> list[str]:
     return [m for m in REQUIRES if importlib.util.find_spec(m) is None]
 
 
-def run_peer(opts: dict) -> dict:
-    """opts: model (path), threads, tokens, seed, lam, prompt, instruction."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from . import core
+def prompt_pair(opts: dict) -> tuple[list[int], list[int], set[int]]:
+    """The exact token ids sda-local feeds its two streams (same chat template, same tokenizer), and the
+    end-of-generation ids.  opts: model (path), prompt, instruction."""
     from .backend import LoadedModel
     from .prompts import ChatPrompter
 
-    # the exact token ids sda-local feeds its two streams (same chat template, same tokenizer)
     m = LoadedModel(opts["model"])
-    bos = m.token_text(m.bos_token) if m.bos_token >= 0 else ""
-    eos = m.token_text(m.eos_token) if m.eos_token >= 0 else ""
-    prompter = ChatPrompter(m.chat_template, bos, eos, m.bos_token, m.add_bos, m.tokenize)
-    msgs = [{"role": "user", "content": opts["prompt"]}]
-    ta, tb = prompter.pair(msgs, opts["instruction"])
-    eog = {t for t in range(m.n_vocab) if m.is_eog(t)}
-    m.close()
+    try:
+        bos = m.token_text(m.bos_token) if m.bos_token >= 0 else ""
+        eos = m.token_text(m.eos_token) if m.eos_token >= 0 else ""
+        prompter = ChatPrompter(m.chat_template, bos, eos, m.bos_token, m.add_bos, m.tokenize)
+        ta, tb = prompter.pair([{"role": "user", "content": opts["prompt"]}], opts["instruction"])
+        eog = {t for t in range(m.n_vocab) if m.is_eog(t)}
+    finally:
+        m.close()
+    return ta, tb, eog
 
+
+def load_hf_model(opts: dict):
+    """(model, load seconds): the GGUF through transformers (dequantised to float32), on the CPU with
+    ``opts["threads"]`` threads."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -54,7 +59,24 @@ def run_peer(opts: dict) -> dict:
     model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
                                                  dtype=torch.float32)
     model.eval()
-    load_s = time.perf_counter() - t0
+    return model, time.perf_counter() - t0
+
+
+def versions() -> dict:
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "dtype": "float32"}
+
+
+def run_peer(opts: dict) -> dict:
+    """opts: model (path), threads, tokens, seed, lam, prompt, instruction."""
+    from . import core
+
+    ta, tb, eog = prompt_pair(opts)
+    import torch
+
+    model, load_s = load_hf_model(opts)
 
     def next_logits(ids: list[int]) -> np.ndarray:
         x = torch.tensor([ids], dtype=torch.long)
@@ -81,5 +103,4 @@ def run_peer(opts: dict) -> dict:
     dt = time.perf_counter() - t1
     return {"tokens_per_second": round(n / dt, 3) if dt > 0 else 0.0, "tokens": n, "seconds": round(dt, 2),
             "load_seconds": round(load_s, 1), "core_us_per_step": round(core_s / max(1, n) * 1e6, 1),
-            "prompt_tokens": [len(ta), len(tb)], "torch": torch.__version__,
-            "transformers": __import__("transformers").__version__, "dtype": "float32"}
+            "prompt_tokens": [len(ta), len(tb)], **versions()}

@@ -5,12 +5,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from sda_local import bench, bench_peer
 
 
 def test_bench_runs_on_the_tiny_model_without_the_optional_parts(tiny_gguf):
     r = subprocess.run([sys.executable, "-m", "sda_local.cli", "bench", "--model", str(tiny_gguf), "--tokens", "4",
-                        "--repeats", "1", "--n-ctx", "1024", "--core-vocab", "1000", "--skip", "gemma", "peer"],
+                        "--repeats", "1", "--n-ctx", "1024", "--core-vocab", "1000", "--skip", "gemma", "peer", "tier",
+                        "--judge-model", ""],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -19,11 +22,21 @@ def test_bench_runs_on_the_tiny_model_without_the_optional_parts(tiny_gguf):
         assert v["plain_tokens_per_second"] > 0 and v["sda_tokens_per_second"] > 0
         assert set(v["prompt_processing"]) >= {"with_prefix_copy_ms", "without_prefix_copy_ms"}
     assert [c["n_vocab"] for c in out["core"]] == sorted({1000, out["n_vocab"]})
+    d = out["decode_steps"]
+    assert d["one_sequence_ms"] > 0 and d["two_sequences_ms"] > 0
+    assert d["sda_over_plain_bound"] == pytest.approx(1 / d["two_over_one"], rel=0.01)
+    assert out["inspector"]["n_vocab"] == out["n_vocab"] and 0 < out["inspector"]["fraction_of_sda_step"]
     assert out["gemma"] == {"skipped": "--skip gemma"} and out["peer"] == {"skipped": "--skip peer"}
-    turn = out["time_to_first_aligned_token"]  # a real turn with the local judge on the tiny model
-    assert 0 < turn["first_base_token_s"] <= turn["base_done_s"] <= turn["judge_done_s"] \
-        < turn["first_aligned_token_s"] <= turn["turn_s"]
-    assert all(1 <= s <= 100 for s in turn["scores"]) and "warnings" not in turn
+    assert out["tiers"] == {}
+    turns = out["time_to_first_aligned_token"]["evaluators"]  # real turns on the tiny model, per evaluator
+    assert list(turns) == ["fixed", "preset", "local", "self"]
+    for kind, turn in turns.items():
+        assert 0 < turn["first_base_token_s"] <= turn["base_done_s"] <= turn["judge_done_s"] \
+            < turn["first_aligned_token_s"] <= turn["turn_s"], kind
+        assert turn["ttfa_over_base"] > 1 and turn["peak_rss_mb"] > 0 and "warnings" not in turn, kind
+    assert turns["fixed"]["lam_sources"] == ["fixed"] and turns["preset"]["lam_sources"] == ["fixed"]
+    assert all(1 <= s <= 100 for k in ("local", "self") for s in turns[k]["scores"])
+    assert "engine_shortcuts" in turns["self"]
     assert len(out["machine"]["load_average_at_start"]) == 3
 
 
