@@ -394,7 +394,6 @@ class Engine:
         finally:
             self._release()
 
-
     # -- the self-score's shortcut: the base answer's log-probs, recorded; the answer forced through stream A ----
     last_base: BaseRecord | None = None  # the last ``generate_base`` answer that finished (None until one has)
 
@@ -470,6 +469,7 @@ class Engine:
             raise
         s.tokens.extend(toks)
         return np.concatenate(out)
+
 
 def collect(events) -> Finished:
     """Run a generation to the end and return its ``Finished`` event."""
