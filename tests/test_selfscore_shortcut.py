@@ -2,6 +2,9 @@
 answer's log-probs, ``Engine.aligned_logprobs`` forces it through stream A), on the embedded SmolLM2."""
 from __future__ import annotations
 
+import json
+import threading
+
 import numpy as np
 import pytest
 
@@ -13,6 +16,10 @@ from sda_local.evaluators import make_evaluator
 from sda_local.evaluators.selfscore import SelfScoreEvaluator, criterion_instruction
 from sda_local.pipeline import ChatSession, TurnSettings
 from sda_local.presets import get_preset
+from sda_local.server.config import ServerConfig
+from sda_local.server.lambdas import LambdaSources
+from sda_local.server.request import build_plan, parse_body
+from sda_local.server.worker import Runner
 
 pytestmark = pytest.mark.slow
 Q = "How do I keep basil alive on a windowsill?"
@@ -93,3 +100,20 @@ def test_no_shortcut_when_the_record_is_of_another_answer(smol_engine):
         assert fast.shortcuts == 0                          # the recorded prompt is another question's
     finally:
         fast.close()
+
+
+def test_the_server_scores_its_base_answer_through_the_shortcut(smol_engine):
+    """A request with ``sda.evaluator = "self"``: the server's base answer is recorded (``generate_base``), so the
+    self-score reads it from the engine's caches instead of forcing both streams again."""
+    sources = LambdaSources(smol_engine)
+    try:
+        body = {"model": "m", "messages": MSGS, "max_tokens": 16, "seed": 0,
+                "sda": {"preset": "helpfulness", "evaluator": "self", "placement": "user"}}
+        plan = build_plan(parse_body(json.dumps(body).encode()), ServerConfig(), {"m"})
+        out: list[tuple] = []
+        Runner(smol_engine, sources).run(plan, threading.Event(), out.append)
+        assert out[-1][0] == "done", out[-1]
+        assert sources.evaluator(plan.sda.source).shortcuts == 1
+        assert smol_engine.last_base is not None and len(smol_engine.last_base.tokens) > 0
+    finally:
+        sources.close()

@@ -126,7 +126,8 @@ class Runner:
         decision = self.sources.fixed_decision(src, sda)
         base = None
         if decision is None or sda.return_base:
-            base = self._collect(self.engine.generate_plain(plan.messages, params=plan.params), cancel)
+            # generate_base: the same tokens as generate_plain, with their log-probs kept for the self-score
+            base = self._collect(self.engine.generate_base(plan.messages, params=plan.params), cancel)
         if decision is None and not cancel.is_set():
             query = plan.messages[-1]["content"]
             decision = self.sources.decide(src, sda, query, strip_think("".join(base.pieces)))
