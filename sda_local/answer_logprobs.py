@@ -6,8 +6,8 @@
   pass over the vocabulary and no change to what is sampled.
 - ``BaseRecord``: what the engine keeps of its last recorded base answer (prompt, tokens, log-probs): the
   self-score reads the uninstructed stream's half of its gap from it instead of teacher-forcing the answer again.
-- ``target_logprobs``: float64 log softmax(row)[target] of logits rows, the arithmetic of
-  ``evaluators.scales.mean_logprob_gap``.
+- ``target_logprobs``: float64 log softmax(row)[target] of logits rows (``evaluators.scales.mean_logprob_gap``
+  is the mean difference of two of these).
 """
 from __future__ import annotations
 

@@ -259,14 +259,18 @@ class Engine:
         evaluated += (len(ta) - ra) + (len(tb) - rb)
         return [la, lb], evaluated
 
-    def _load_one(self, s: KvStream, other: KvStream, toks: list[int]) -> tuple[list[np.ndarray], int]:
+    def _reuse_prefix(self, s: KvStream, other: KvStream, toks: list[int]) -> int:
+        """Make ``s`` hold the longest cached prefix of ``toks`` (never all of it): its own, or ``other``'s copied
+        over when that is at least ``MIN_SHARED_PREFIX`` tokens longer.  Returns how many tokens ``s`` keeps."""
         r = min(common_prefix(s.tokens, toks), len(toks) - 1)
         ro = min(common_prefix(other.tokens, toks), len(toks) - 1)
         if not self._cv_split and ro >= r + MIN_SHARED_PREFIX:
             s.copy_from(other, ro)
-            r = ro
-        else:
-            r = s.trim(r)
+            return ro
+        return s.trim(r)
+
+    def _load_one(self, s: KvStream, other: KvStream, toks: list[int]) -> tuple[list[np.ndarray], int]:
+        r = self._reuse_prefix(s, other, toks)
         (logits,) = self._evaluate([(s, toks[r:], True)])
         return [logits], len(toks) - r
 
@@ -435,15 +439,8 @@ class Engine:
         self._check_fits(ta + y, "prompt with the instruction plus the answer")
         self._acquire()
         try:
-            a, b = self._a, self._b
-            r = min(common_prefix(a.tokens, ta), len(ta) - 1)
-            rb = min(common_prefix(b.tokens, ta), len(ta) - 1)
-            if not self._cv_split and rb >= r + MIN_SHARED_PREFIX:
-                a.copy_from(b, rb)
-                r = rb
-            else:
-                r = a.trim(r)
-            return self._force(a, ta[r:] + y[:-1], y)
+            r = self._reuse_prefix(self._a, self._b, ta)
+            return self._force(self._a, ta[r:] + y[:-1], y)
         finally:
             self._release()
 

@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..answer_logprobs import target_logprobs
+
 RATING_MAX = 10               # the digit judges ask for an integer rating 1 … RATING_MAX
 # nats per token: r = +0.1 → score ≈ 73, r = −0.1 → ≈ 28, r = 0 → 50.5.  On SmolLM2 and TruthfulQA answers r
 # mostly lies within ±0.3, which τ = 0.1 spreads over most of 1–100 (pairwise accuracy does not depend on τ; λ does).
@@ -95,10 +97,4 @@ def mean_logprob_gap(logits_with: np.ndarray, logits_without: np.ndarray, target
     y = np.asarray(targets, dtype=np.int64)
     if a.shape != b.shape or a.ndim != 2 or a.shape[0] != y.size or y.size == 0:
         raise ValueError(f"logits {a.shape} / {b.shape} do not match {y.size} targets")
-    rows = np.arange(y.size)
-
-    def lp(x: np.ndarray) -> np.ndarray:
-        m = x.max(axis=1, keepdims=True)
-        return x[rows, y] - (m[:, 0] + np.log(np.exp(x - m).sum(axis=1)))
-
-    return float(np.mean(lp(a) - lp(b)))
+    return float(np.mean(target_logprobs(a, y) - target_logprobs(b, y)))
