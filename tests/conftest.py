@@ -30,7 +30,7 @@ def tiny_eog_gguf(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_gguf):
-    from sda_local.engine import Engine
+    from sda_local.runtime.engine import Engine
 
     eng = Engine(str(tiny_gguf), n_ctx=256)
     yield eng
@@ -39,7 +39,7 @@ def tiny_engine(tiny_gguf):
 
 @pytest.fixture(scope="session")
 def smol_engine():
-    from sda_local.engine import Engine
+    from sda_local.runtime.engine import Engine
 
     eng = Engine(None, n_ctx=1024)
     yield eng

@@ -20,12 +20,12 @@ def free_port() -> int:
 
 
 # llama-cpp-python's server loads models with llama.cpp's default parameters, whose extra CPU buffer types
-# segfault on AMX machines (see sda_local.backend.use_extra_buffer_types).  The server has no option for it,
+# segfault on AMX machines (see sda_local.runtime.backend.use_extra_buffer_types).  The server has no option for it,
 # so the test starts it through this shim, which applies the same choice sda-local's own backend makes.
 _SERVER_SHIM = """
 import runpy, sys
 import llama_cpp.llama_cpp as C
-from sda_local.backend import use_extra_buffer_types
+from sda_local.runtime.backend import use_extra_buffer_types
 _default = C.llama_model_default_params
 def _params():
     p = _default()

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sda_local.arena import export_preferences, new_arena, preference_pairs, shown_as, win_rate, winner
+from sda_local.ui.arena import export_preferences, new_arena, preference_pairs, shown_as, win_rate, winner
 from sda_local.palrs.pairs import load_pairs
 
 

@@ -1,4 +1,4 @@
-"""Joining a model split across packages (sda_local.assemble), with small fake parts that are real installed
+"""Joining a model split across packages (sda_local.runtime.assemble), with small fake parts that are real installed
 distributions: a ``*.dist-info`` folder and a data file on a temporary sys.path entry, found by
 importlib.metadata exactly as the real part packages are.  A missing part, a corrupt part and an interrupted
 assembly leave no file behind; a finished one is reused without copying."""
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from sda_local import assemble as asm
-from sda_local.assemble import AssemblyError, Part, SplitFile
+from sda_local.runtime import assemble as asm
+from sda_local.runtime.assemble import AssemblyError, Part, SplitFile
 from sda_local.errors import ModelFileError
 
 INSTALL = 'pip install "sda-local[fake]"'

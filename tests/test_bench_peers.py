@@ -8,8 +8,8 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from sda_local import core  # noqa: E402
-from sda_local.bench_cfg_peer import run_cfg_peer  # noqa: E402
-from sda_local.bench_peer import load_hf_model, prompt_pair  # noqa: E402
+from sda_local.bench.cfg_peer import run_cfg_peer  # noqa: E402
+from sda_local.bench.peer import load_hf_model, prompt_pair  # noqa: E402
 
 OPTS = {"threads": 1, "seed": 0, "lam": 0.5, "k": 2.0, "prompt": "Write a story about a lighthouse.",
         "instruction": "Be kind.", "repeats": 1}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from sda_local.engine import Engine, SamplingParams, collect
+from sda_local.runtime.engine import Engine, SamplingParams, collect
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
-from sda_local.backend import Context
-from sda_local.engine import Engine, Finished, SamplingParams, TokenEvent, collect
+from sda_local.runtime.backend import Context
+from sda_local.runtime.engine import Engine, Finished, SamplingParams, TokenEvent, collect
 from sda_local.errors import PromptTooLongError
-from sda_local.textstream import Utf8Stream
+from sda_local.runtime.textstream import Utf8Stream
 
 MSGS = [{"role": "user", "content": "tell me about the safe way to help"}]
 INSTR = "be true and safe"
@@ -176,8 +176,8 @@ def test_plausibility_keeps_every_drawn_token_plausible_under_the_instruction(ti
 
 def test_importing_the_backend_changes_no_process_settings(tiny_gguf):
     code = ("import logging, sys\n"
-            "import sda_local.backend as b\n"
-            "from sda_local._alloc import allocator_tuned\n"
+            "import sda_local.runtime.backend as b\n"
+            "from sda_local.runtime._alloc import allocator_tuned\n"
             "log = logging.getLogger(b.LLAMA_LOGGER)\n"
             "print(log.level, allocator_tuned())\n"
             "b.LoadedModel(sys.argv[1]).close()\n"

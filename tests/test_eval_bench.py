@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from sda_local import bench, bench_peer
+from sda_local.bench import peer as bench_peer
+from sda_local.bench import run as bench
 
 
 def test_bench_runs_on_the_tiny_model_without_the_optional_parts(tiny_gguf):

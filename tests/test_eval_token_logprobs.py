@@ -12,8 +12,8 @@ import pytest
 
 from sda_local import core
 from sda_local.core.distributions import check_pair, js_from_logprobs, log_softmax32
-from sda_local.evaluation.answer_tree import AnswerTree
-from sda_local.evaluation.teacher_forcing import ForcedTree, TeacherForcer
+from sda_local.runtime.answer_tree import AnswerTree
+from sda_local.runtime.teacher_forcing import ForcedTree, TeacherForcer
 from sda_local.evaluation.token_logprobs import answer_logprobs, default_settings, edge_logprobs
 from sda_local.evaluation.truthfulqa import TruthfulQAConfig, score_question
 

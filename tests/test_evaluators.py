@@ -7,13 +7,13 @@ import logging
 import pytest
 
 from sda_local.core import SamplingParams
-from sda_local.engine import Engine
-from sda_local.evaluators import (EvaluatorError, FixedEvaluator, LocalEvaluator, OpenAIEvaluator, make_evaluator,
-                                  parse_fields)
-from sda_local.evaluators.local import reply_grammar
-from sda_local.lambda_choice import decide_lambda, decide_without_answer
-from sda_local.models import resolve_model
-from sda_local.pipeline import ChatSession, TurnSettings
+from sda_local.runtime.engine import Engine
+from sda_local.judges import (EvaluatorError, FixedEvaluator, LocalEvaluator, OpenAIEvaluator, make_evaluator,
+                              parse_fields)
+from sda_local.judges.local import reply_grammar
+from sda_local.judges.decision import decide_lambda, decide_without_answer
+from sda_local.runtime.models import resolve_model
+from sda_local.turn import ChatSession, TurnSettings
 from sda_local.presets import get_preset
 
 from servers import bad_server, free_port, llama_server
@@ -199,9 +199,9 @@ def test_make_evaluator_rejects_unknown_kinds():
 
 
 def test_preset_evaluator_uses_each_presets_own_lambda(tmp_path, monkeypatch):
-    from sda_local.evaluators import PresetLambdaEvaluator, make_evaluator
-    from sda_local.evaluators.fixed import UNMEASURED_LAM
-    from sda_local.lambda_choice import decide_lambda
+    from sda_local.judges import PresetLambdaEvaluator, make_evaluator
+    from sda_local.judges.fixed import UNMEASURED_LAM
+    from sda_local.judges.decision import decide_lambda
     from sda_local.presets import Preset, custom_preset
 
     ev = make_evaluator("preset")

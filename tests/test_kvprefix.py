@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sda_local.backend import Context, LoadedModel
-from sda_local.kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_prefix
+from sda_local.runtime.backend import Context, LoadedModel
+from sda_local.runtime.kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_prefix
 
 
 @pytest.fixture(scope="module")

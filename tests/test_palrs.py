@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from sda_local.backend import Context, LoadedModel
-from sda_local.engine import Engine, SamplingParams, collect
+from sda_local.runtime.backend import Context, LoadedModel
+from sda_local.runtime.engine import Engine, SamplingParams, collect
 from sda_local.palrs.capture import ResidualCapture
 from sda_local.palrs.cvec import (ControlVectorError, combine, control_vectors, load_control_vectors,
                                   parse_layer_range, parse_spec, read_control_vector, write_control_vector)

@@ -6,9 +6,9 @@ import pytest
 from sda_local.core import SamplingParams
 from sda_local import core
 from sda_local.errors import DecodeError, PromptTooLongError, SdaError
-from sda_local.evaluators import FixedEvaluator, LocalEvaluator, OpenAIEvaluator
-from sda_local.models import resolve_model
-from sda_local.pipeline import ChatSession, TurnSettings, strip_think
+from sda_local.judges import FixedEvaluator, LocalEvaluator, OpenAIEvaluator
+from sda_local.runtime.models import resolve_model
+from sda_local.turn import ChatSession, TurnSettings, strip_think
 from sda_local.presets import get_preset
 
 from servers import llama_server
@@ -196,7 +196,7 @@ def test_a_fixed_score_is_the_lambda_source_fixed_everywhere(tiny_engine):
 
 
 def test_auto_placement_is_the_presets_own_choice():
-    from sda_local.pipeline import resolve_placement
+    from sda_local.turn import resolve_placement
     from sda_local.presets import Preset
 
     plain, matched = Preset("a", "Be kind."), Preset("b", "Be safe.", placement="matched")

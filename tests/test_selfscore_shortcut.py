@@ -8,13 +8,13 @@ import threading
 import numpy as np
 import pytest
 
-from sda_local.answer_logprobs import LogprobRecorder, target_logprobs
-from sda_local.backend import Context
+from sda_local.runtime.answer_logprobs import LogprobRecorder, target_logprobs
+from sda_local.runtime.backend import Context
 from sda_local.core import SamplingParams, StepState
-from sda_local.engine import collect
-from sda_local.evaluators import make_evaluator
-from sda_local.evaluators.selfscore import SelfScoreEvaluator, criterion_instruction
-from sda_local.pipeline import ChatSession, TurnSettings
+from sda_local.runtime.engine import collect
+from sda_local.judges import make_evaluator
+from sda_local.judges.selfscore import SelfScoreEvaluator, criterion_instruction
+from sda_local.turn import ChatSession, TurnSettings
 from sda_local.presets import get_preset
 from sda_local.server.config import ServerConfig
 from sda_local.server.lambdas import LambdaSources

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from sda_local.evaluation.teacher_forcing import TeacherForcer
+from sda_local.runtime.teacher_forcing import TeacherForcer
 from sda_local.evaluation.truthfulqa import TruthfulQAConfig, score_question
 
 pytestmark = pytest.mark.slow

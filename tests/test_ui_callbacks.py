@@ -66,8 +66,8 @@ def texts(html: str, cls: str) -> list[str]:
 # -- the Advanced settings come from the settings' declarations ----------------------------------------------
 def test_advanced_settings_are_generated_from_sampling_params_and_turn_options():
     from sda_local import core
-    from sda_local.pipeline import turn_options
-    from sda_local.prompts import PLACEMENTS
+    from sda_local.turn import turn_options
+    from sda_local.runtime.prompts import PLACEMENTS
     from sda_local.ui.fields import SAMPLING, SETTING_FIELDS, TURN
 
     fields = {f.name: f for f in SETTING_FIELDS}

@@ -67,7 +67,7 @@ def test_wheel_ships_the_chat_and_help_runs_from_a_plain_install(tmp_path):
     assert str(venv) in r.stdout.splitlines()[0]  # the installed copy, not the checkout
     r = subprocess.run([str(py), "-c", "from sda_local.presets import builtin_presets as b; "
                         "from importlib.resources import files; "
-                        "from sda_local.models import load_registry as r; "
+                        "from sda_local.runtime.models import load_registry as r; "
                         "p = files('sda_local.data').joinpath('refusal_phrases.txt').read_text('utf-8'); "
                         "print(sorted(b()), len(p.splitlines()) > 10, 'smollm2-135m' in r())"],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
@@ -110,7 +110,7 @@ def test_chat_help_is_quick_and_does_not_import_gradio():
                         "print([m in sys.modules for m in ('gradio', 'numpy', 'llama_cpp')])"],
                        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "COLUMNS": "400"})
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[False, False, False]", r.stderr[-1000:]
-    from sda_local.engine import VARIANTS
+    from sda_local.runtime.engine import VARIANTS
 
     text = " ".join(r.stdout.split())
     assert f"--variant {{{','.join(VARIANTS)}}}" in text

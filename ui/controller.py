@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sda_local.errors import PromptTooLongError, SdaError
-from sda_local.evaluators.factory import LOCAL_JUDGES
-from sda_local.pipeline import TurnRecord
+from sda_local.judges.factory import LOCAL_JUDGES
+from sda_local.turn import TurnRecord
 from sda_local.presets import all_presets, custom_preset, save_user_preset
 
-from sda_local.conversations import Store
+from .conversations import Store
 
 from . import plots
 from .controls import CUSTOM, Controls, preset_choices

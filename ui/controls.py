@@ -12,9 +12,9 @@ from typing import Any, Mapping
 
 from sda_local.core import SamplingParams
 from sda_local.errors import SdaError
-from sda_local.evaluators import DEFAULT_EVALUATOR, EVALUATOR_KINDS, EVALUATOR_LABELS
-from sda_local.evaluators.factory import LOCAL_JUDGES
-from sda_local.pipeline import TurnSettings
+from sda_local.judges import DEFAULT_EVALUATOR, EVALUATOR_KINDS, EVALUATOR_LABELS
+from sda_local.judges.factory import LOCAL_JUDGES
+from sda_local.turn import TurnSettings
 from sda_local.presets import DEFAULT_PRESET, Preset, all_presets, custom_preset
 
 from .fields import SAMPLING, SETTING_FIELDS, SettingField

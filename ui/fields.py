@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from sda_local.core import Option, sampling_options
 from sda_local.errors import SdaError
-from sda_local.pipeline import turn_options
+from sda_local.turn import turn_options
 
 SAMPLING = "sampling"   # the field belongs to TurnSettings.sampling (a SamplingParams)
 TURN = "turn"           # the field is one of TurnSettings' own

@@ -11,10 +11,10 @@ import logging
 import threading
 
 from sda_local.core import ControlVectors
-from sda_local.engine import Engine
+from sda_local.runtime.engine import Engine
 from sda_local.errors import SdaError
-from sda_local.evaluators import Evaluator, EvaluatorError, make_evaluator
-from sda_local.models import found_files, is_available, load_registry, resolve_model
+from sda_local.judges import Evaluator, EvaluatorError, make_evaluator
+from sda_local.runtime.models import found_files, is_available, load_registry, resolve_model
 from sda_local.palrs.cvec import control_vectors
 
 from .controls import EvaluatorSpec

@@ -1,6 +1,6 @@
 """The chat's saved conversations and arena votes: the callbacks ``ChatController`` gets from ``LibraryCallbacks``.
 
-A session's conversation is saved (``sda_local.conversations``) after every finished turn, vote, rename and
+A session's conversation is saved (``sda_local.ui.conversations``) after every finished turn, vote, rename and
 import; the page keeps the id of its conversation in the browser tab's ``sessionStorage`` (``conv_key``), so a
 reload, or a restart of the app, opens it again.  Other sessions' conversations appear only in the list, and
 only open when the user picks one.  When the database cannot be used, a ``MemoryStore`` stands in (the chat and
@@ -14,8 +14,8 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from sda_local.arena import VOTES, export_preferences, win_rate
-from sda_local.conversations import MemoryStore, Store, StoreError, new_id, title_from
+from .arena import VOTES, export_preferences, win_rate
+from .conversations import MemoryStore, Store, StoreError, new_id, title_from
 from sda_local.errors import SdaError
 
 from .reply import Choices, Reply, notice

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from html import escape
 
-from sda_local.arena import shown_as
-from sda_local.pipeline import TurnRecord
+from .arena import shown_as
+from sda_local.turn import TurnRecord
 
 from .markdown import render_markdown
 from .state import LiveTurn, SessionState

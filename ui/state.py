@@ -8,8 +8,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from sda_local.arena import new_arena
-from sda_local.pipeline import ChatSession, TurnRecord
+from .arena import new_arena
+from sda_local.turn import ChatSession, TurnRecord
 
 from .host import ModelHost, UnavailableEvaluator
 

@@ -3,8 +3,10 @@
 - ``app``       the parser and ``main`` (user errors → one line, exit 2)
 - ``options``   the options every command shares, declared once (sampling, turn, model, evaluator, preset)
 - ``output``    printing answers, turns and λ (text or JSON lines)
-- ``generate``, ``score``, ``catalog`` (models, presets), ``bench``: one module per command;
-  ``sda-local eval …`` and ``sda-local palrs …`` live in ``sda_local.evaluation.cli`` and ``sda_local.palrs.cli``.
+- one module per command: ``generate``, ``score``, ``catalog`` (models, presets), ``bench`` (bench, bench-eval),
+  ``serve`` (serve, bench-serve), ``chat``, ``eval`` (+ ``eval_judge``, ``eval_samples``, ``eval_winrate``),
+  ``palrs``.  The packages they drive (``evaluation``, ``palrs``, ``server``, ``bench``, ``ui``) hold the logic
+  and never import ``cli``.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # imported here so that a command module importing ``sda_local.cli.options`` does not load every command
+    # imported here, so that ``python -m sda_local.chat --help`` (cli.chat) loads no other command
     from .app import main as run
 
     return run(argv)

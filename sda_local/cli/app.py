@@ -6,10 +6,10 @@ import sys
 from typing import Sequence
 
 from ..errors import SdaError
-from ..evaluation import cli as evaluation_cli
-from ..palrs import cli as palrs_cli
 from ..presets import DEFAULT_PRESET
-from . import bench, catalog, generate, score, serve
+from . import bench, catalog, chat, generate, score, serve
+from . import eval as evaluation_cli
+from . import palrs as palrs_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_commands(sub)
     bench.add_command(sub)
     serve.add_command(sub)
+    chat.add_command(sub)
     palrs_cli.add_commands(sub)
     evaluation_cli.add_commands(sub)
     return ap

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 
-from ..bench import OPTIONAL_SECTIONS, TIER_MODELS, BenchConfig, run_bench
-from ..bench_turn import EVALUATORS, JUDGE_MODEL, TURN_PRESET
+from ..bench import eval_throughput
+from ..bench.run import OPTIONAL_SECTIONS, TIER_MODELS, BenchConfig, run_bench
+from ..bench.turn import EVALUATORS, JUDGE_MODEL, TURN_PRESET
 from ..presets import all_presets
 from .options import model_parent, sampling_from_args, sampling_parent
 
@@ -45,3 +46,7 @@ def add_command(sub) -> None:
                    help=f"preset of the full-turn timing (default {TURN_PRESET}; its placement decides how much of "
                         "the prompts the aligned answer can reuse)")
     b.set_defaults(func=cmd_bench)
+    e = sub.add_parser("bench-eval", help="seconds per question of eval truthfulqa, llama.cpp vs numpy (JSON)",
+                       description=eval_throughput.__doc__.split("\n\n")[0])
+    eval_throughput.add_arguments(e)
+    e.set_defaults(func=lambda args: print(json.dumps(eval_throughput.run(args), indent=1)) or 0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..models import default_model_id, found_files, is_available, load_registry, models_dirs
+from ..runtime.models import default_model_id, found_files, is_available, load_registry, models_dirs
 from ..presets import DEFAULT_PRESET, all_presets
 
 

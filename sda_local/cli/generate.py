@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from ..engine import Engine
-from ..evaluators import Evaluator
-from ..lambda_choice import decide_without_answer
-from ..palrs.cli import control_vector_kwargs, control_vector_parent
-from ..pipeline import ChatSession, TurnSettings
+from ..runtime.engine import Engine
+from ..judges import Evaluator
+from ..judges.decision import decide_without_answer
+from .palrs import control_vector_kwargs, control_vector_parent
+from ..turn import ChatSession, TurnSettings
 from ..presets import DEFAULT_PRESET
 from .options import (evaluator_from_args, evaluator_parent, model_from_args, model_parent, preset_from_args,
                       preset_parent, sampling_from_args, sampling_parent, text_arg, turn_parent,

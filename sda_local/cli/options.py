@@ -3,7 +3,7 @@
 - ``sampling_parent``  one option per ``SamplingParams`` field: flag, help, type, choices and range all come from
                        the field's ``Option`` (``sampling_options()``), so a new field is a new option everywhere;
 - ``turn_parent``      ``TurnSettings``' own options (λ mapping, fallback λ, placement, system prompt), the same way;
-- ``model_parent``     which GGUF and how llama.cpp runs it;
+- ``model_parent``     which GGUF and how llama.cpp runs it (``model_options``, light: the chat's ``--help``);
 - ``evaluator_parent`` where λ comes from (a judge, or a given λ / score);
 - ``preset_parent``    ``--preset NAME`` or ``--instruction TEXT``.
 
@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from ..core import Option, SamplingParams, sampling_options
-from ..engine import Engine
+from ..runtime.engine import Engine
 from ..errors import SdaError
-from ..evaluators import DEFAULT_EVALUATOR, EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION, Evaluator, make_evaluator
-from ..models import default_model_help
-from ..pipeline import TurnSettings, turn_options
+from ..judges import DEFAULT_EVALUATOR, EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION, Evaluator, make_evaluator
+from ..turn import TurnSettings, turn_options
 from ..presets import DEFAULT_PRESET, Preset, choose_preset
-from ..variants import VARIANTS
+from .model_options import ModelOptions, model_from_args, model_parent  # noqa: F401  (shared by the commands)
 
 _TYPES = {"float": float, "int": int, "str": str}
 
@@ -161,53 +160,6 @@ def preset_from_args(args: argparse.Namespace) -> Preset | None:
     if args.instruction is None and args.preset is None and args.preset_default is None:
         return None
     return choose_preset(args.preset, args.instruction, args.preset_default)
-
-
-# -- the model ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelOptions:
-    model: str | None = None
-    n_ctx: int | None = None
-    n_gpu_layers: int = -1
-    threads: int | None = None
-    variant: str | None = None
-
-    def open(self, **engine_kwargs) -> Engine:
-        """Load the engine (``engine_kwargs``: e.g. control vectors)."""
-        return Engine(self.model, n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.threads,
-                      variant=self.variant, **engine_kwargs)
-
-
-def model_parent(*, variant: bool = True, gpu: bool = True, ctx: bool = True,
-                 n_ctx: int | None = None) -> argparse.ArgumentParser:
-    """``--model`` and ``--threads``; ``--n-ctx`` (default ``n_ctx``), ``--n-gpu-layers`` and ``--variant`` unless
-    the command fixes them (then ``model_from_args`` reads ``n_ctx``, -1 and None)."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("model")
-    g.add_argument("--model", "-m", default=None,
-                   help=f"registry id, file name in models/, or path (default: {default_model_help()})")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores, at most 8)")
-    fixed: dict = {}
-    if ctx:
-        g.add_argument("--n-ctx", type=int, default=n_ctx,
-                       help=f"context tokens per stream (default: {n_ctx or 'the registry entry'})")
-    else:
-        fixed["n_ctx"] = n_ctx
-    if gpu:
-        g.add_argument("--n-gpu-layers", type=int, default=-1, help="layers to offload (-1 = all; Metal/CUDA builds)")
-    else:
-        fixed["n_gpu_layers"] = -1
-    if variant:
-        g.add_argument("--variant", choices=VARIANTS, default=None,
-                       help="twin-stream layout: one context with two sequences, or two contexts (default batched)")
-    else:
-        fixed["variant"] = None
-    p.set_defaults(**fixed)
-    return p
-
-
-def model_from_args(args: argparse.Namespace) -> ModelOptions:
-    return ModelOptions(args.model, args.n_ctx, args.n_gpu_layers, args.threads, args.variant)
 
 
 # -- the evaluator -------------------------------------------------------------------------------------------

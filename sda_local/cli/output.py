@@ -5,7 +5,7 @@ import json
 import sys
 from typing import Iterable
 
-from ..engine import Finished, TokenEvent
+from ..runtime.engine import Finished, TokenEvent
 
 
 def token_row(stream: str, t: TokenEvent) -> dict:

@@ -5,8 +5,8 @@ import json
 import sys
 
 from ..errors import SdaError
-from ..evaluators import Evaluator
-from ..evaluators.latency import measure_latency
+from ..judges import Evaluator
+from ..bench.judge_latency import measure_latency
 from ..presets import DEFAULT_PRESET
 from .options import evaluator_from_args, evaluator_parent
 

@@ -16,7 +16,7 @@ API_KEY_ENV = "SDA_LOCAL_API_KEY"
 def cmd_serve(args) -> int:
     import uvicorn  # imported here: the other commands do not need the web stack
 
-    from ..pipeline import TurnSettings
+    from ..turn import TurnSettings
     from ..server import ServerConfig, create_app
 
     if not 0 < args.port < 65536:
@@ -53,7 +53,7 @@ def cmd_serve(args) -> int:
 def cmd_bench_serve(args) -> int:
     import json
 
-    from ..server.bench import ServeBenchConfig, run_serve_bench
+    from ..bench.serve import ServeBenchConfig, run_serve_bench
 
     cfg = ServeBenchConfig(sampling=sampling_from_args(args), lam=args.lam, repeats=args.repeats,
                            clients=args.clients, requests_per_client=args.requests)

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ..errors import PromptTooLongError
-from .teacher_forcing import TeacherForcer
+from ..runtime.teacher_forcing import TeacherForcer
 
 
 def mean_token_logprob(logits: np.ndarray, targets: Sequence[int]) -> float:

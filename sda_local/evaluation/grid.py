@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import SdaError
-from ..prompts import PLACEMENTS
+from ..runtime.prompts import PLACEMENTS
 
 # placements whose "without" stream is the plain conversation (only "matched" adds a neutral system line)
 PLAIN_WITHOUT = ("user", "system")

@@ -28,13 +28,13 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from scipy import stats
 
-from ..backend import LoadedModel
+from ..runtime.backend import LoadedModel
 from ..errors import SdaError
-from ..evaluators import Evaluator
-from ..evaluators.judge_context import model_prompter
+from ..judges import Evaluator
+from ..judges.judge_context import model_prompter
 from ..jsonl import read_records
-from ..models import resolve_model
-from ..prompts import ChatPrompter
+from ..runtime.models import resolve_model
+from ..runtime.prompts import ChatPrompter
 from . import metrics
 from .datasets import Dataset
 from .progress import Progress
@@ -42,7 +42,7 @@ from .quality import echoes_instruction
 from .report import JsonlWriter, md_table, pct, read_jsonl, write_report
 
 PAIR_SETS = {"truthfulqa": "honesty", "harmlessness": "harmlessness"}
-# ``--judges`` names → evaluator kinds (``sda_local.evaluators.make_evaluator``); "grammar" is the kind "local"
+# ``--judges`` names → evaluator kinds (``sda_local.judges.make_evaluator``); "grammar" is the kind "local"
 JUDGE_NAMES = {"grammar": "local", "geval": "geval", "reason": "reason", "yesno": "yesno", "self": "self",
                "openai": "openai"}
 DEFAULT_JUDGES = ("grammar", "geval", "reason", "yesno", "self")

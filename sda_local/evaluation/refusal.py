@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core import SamplingParams
-from ..engine import collect
+from ..runtime.engine import collect
 from ..errors import SdaError
 from ..jsonl import rewrite_jsonl
 from . import metrics, quality

@@ -21,11 +21,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from ..engine import Engine, collect
+from ..runtime.engine import Engine, collect
 from ..errors import PromptTooLongError, SdaError
-from ..evaluators import Evaluator
-from ..lambda_choice import decide_lambda
-from ..pipeline import TurnSettings, strip_think
+from ..judges import Evaluator
+from ..judges.decision import decide_lambda
+from ..turn import TurnSettings, strip_think
 from ..presets import Preset
 from . import quality
 from .datasets import Dataset, DatasetError, Item, load_jsonl

@@ -37,7 +37,7 @@ from .datasets import Dataset, split_answers
 from .grid import PLAIN_WITHOUT, normalise_placements, with_placement
 from .progress import Progress
 from .report import JsonlWriter, md_table, run_info, write_report
-from .teacher_forcing import ForcedTree, TeacherForcer
+from ..runtime.teacher_forcing import ForcedTree, TeacherForcer
 from .token_logprobs import Setting, default_settings, edge_logprobs
 
 IMPOSSIBLE = -1e9  # the mean log-prob reported for an answer the scored distribution cannot produce

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core import SamplingParams
-from ..engine import Engine, collect
-from ..evaluators import Evaluator, EvaluatorError
-from ..evaluators.base import JUDGE_SYSTEM, resolve_criterion
+from ..runtime.engine import Engine, collect
+from ..judges import Evaluator, EvaluatorError
+from ..judges.base import JUDGE_SYSTEM, resolve_criterion
 from ..jsonl import rewrite_jsonl
-from ..lambda_choice import decide_lambda
-from ..pipeline import strip_think
+from ..judges.decision import decide_lambda
+from ..turn import strip_think
 from ..presets import DEFAULT_PRESET, Preset, get_preset
 from . import quality
 from .datasets import Dataset

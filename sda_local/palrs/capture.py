@@ -6,13 +6,13 @@ every graph node; it answers yes for the wanted ``l_out-N`` names and then recei
 ``[n_tokens, n_embd]``) and copies the rows it needs.
 
 The capture context is a dedicated one (the callback splits the graph and slows every decode); it holds one
-sequence and reuses the KV prefix a new sequence shares with the previous one (``sda_local.kvprefix``; for a
+sequence and reuses the KV prefix a new sequence shares with the previous one (``sda_local.runtime.kvprefix``; for a
 preference pair, the prompt is evaluated once for both answers).  Only the rows of the requested positions are copied out.
 
 In the last layer llama.cpp keeps only the rows that produce logits, so when that layer is captured the
 requested positions are marked as outputs and its tensor holds exactly those rows.
 
-This module, like ``sda_local.backend``, calls llama.cpp (ggml) directly through ctypes.
+This module, like ``sda_local.runtime.backend``, calls llama.cpp (ggml) directly through ctypes.
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ import numpy as np
 
 import llama_cpp
 
-from ..backend import Context, LoadedModel
+from ..runtime.backend import Context, LoadedModel
 from ..errors import DecodeError
-from ..kvprefix import KvStream
+from ..runtime.kvprefix import KvStream
 
 _lib = llama_cpp.llama_cpp._lib  # ggml's symbols resolve through libllama's dependencies
 _lib.ggml_get_name.argtypes = [ctypes.c_void_p]

@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..engine import Engine
+from ..runtime.engine import Engine
 from ..errors import SdaError
 from ..presets import all_presets, builtin_presets
 from .config import ServerConfig

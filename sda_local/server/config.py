@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import SamplingParams
-from ..pipeline import TurnSettings
+from ..turn import TurnSettings
 
 DEFAULT_MAX_BODY = 1_000_000  # bytes: a long conversation fits; anything bigger is refused with 413
 

@@ -10,8 +10,8 @@ import dataclasses
 import time
 
 from ..errors import SdaError
-from ..evaluators import DEFAULT_EVALUATOR, Evaluator, make_evaluator
-from ..lambda_choice import LambdaDecision, decide_lambda, decide_without_answer
+from ..judges import DEFAULT_EVALUATOR, Evaluator, make_evaluator
+from ..judges.decision import LambdaDecision, decide_lambda, decide_without_answer
 from .request import LambdaSource, SdaPlan
 
 NO_JUDGE = ("fixed", "preset")   # kinds that set λ without reading the base answer

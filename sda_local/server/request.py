@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from ..core import CV_STREAMS, Option, SamplingParams
 from ..errors import SdaError
-from ..evaluators import EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION
-from ..pipeline import TurnSettings, resolve_placement, turn_options
+from ..judges import EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION
+from ..turn import TurnSettings, resolve_placement, turn_options
 from ..presets import DEFAULT_PRESET, Preset, custom_preset, get_preset
 from .config import ServerConfig
 from .errors import ApiError

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..core import ControlVectors
-from ..engine import Engine, Finished, TokenEvent
+from ..runtime.engine import Engine, Finished, TokenEvent
 from ..errors import SdaError
-from ..lambda_choice import LambdaDecision
+from ..judges.decision import LambdaDecision
 from ..palrs.cvec import control_vectors
-from ..pipeline import strip_think
+from ..turn import strip_think
 from .errors import ApiError
 from .lambdas import LambdaSources
 from .request import RequestPlan, SdaPlan

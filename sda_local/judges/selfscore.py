@@ -1,0 +1,142 @@
+"""``self``: a score from SDA's own two streams, with no judge prompt (the paper's open question 1).
+
+The answer is teacher-forced through the "with instruction" and "without instruction" streams of the chat model
+(``TeacherForcer``: both streams in one batch, the prompt's shared prefix evaluated once), the instruction being
+the criterion's preset instruction in the user turn, as SDA places it.  With y_1 … y_n the answer's tokens,
+
+    r = (1/n) Σ_t [log p(y_t | instruction, x, y<t) − log p(y_t | x, y<t)]      (nats per token)
+
+and the score is 1 + 99·sigmoid(r / τ) (``scales.self_score``, τ = ``SELF_SCORE_TAU``).  r > 0 means the instruction
+makes the answer likelier: the answer already is what the instruction asks for, so it scores high and SDA steers
+little; r < 0 scores low.  Context Steering (arXiv 2405.01768) infers its λ from the same quantity.  The raw text
+records r.  The model is the chat engine's own (borrowed, never loaded twice) unless a file is given.
+
+With the chat engine at hand (``engine=``, as ``make_evaluator("self", engine=…)`` passes it), a score of the
+answer the engine has just generated with ``Engine.generate_base`` takes a shortcut: the "without" half of r is the
+log-probs recorded while that answer was sampled (``Engine.last_base``), and only the "with" stream is
+teacher-forced, in the engine's own stream A (``Engine.aligned_logprobs``: the prompt prefix stream B holds is
+copied, and A keeps the instructed prompt for the aligned answer).  It applies when the recorded prompt and
+tokens are exactly the ones this score would force (first turn, no system prompt, the answer's text tokenizes
+back to the same tokens); otherwise the score is computed as above.  The two agree up to llama.cpp's
+batch-shape rounding (a single-token decode vs a batch: logits differ in about the 3rd decimal).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+
+from ..runtime.backend import LoadedModel
+from ..errors import SdaError
+from ..runtime.teacher_forcing import TeacherForcer
+from ..presets import Preset, all_presets
+from ..runtime.prompts import ChatPrompter, Placement
+from .base import SCORE_DECIMALS, Evaluator, EvaluatorError, Score, clip_response, resolve_criterion
+from .judge_context import MIN_KEPT_TOKENS, model_prompter, open_model
+from .scales import SELF_SCORE_TAU, mean_logprob_gap, self_score
+
+
+def criterion_instruction(criterion: str | Preset) -> str:
+    """The instruction of a preset (given as a ``Preset`` or by name); a rubric text has none."""
+    if isinstance(criterion, Preset):
+        return criterion.instruction
+    presets = all_presets()
+    if criterion in presets:
+        return presets[criterion].instruction
+    raise EvaluatorError(f"the self-score compares the answer with and without a preset's instruction; "
+                         f"{criterion[:40]!r} is not a preset (choose one of: {', '.join(presets)})")
+
+
+class SelfScoreEvaluator(Evaluator):
+    """Mean log p_with − log p_without of the answer's tokens, mapped to 1–100 (see the module docstring)."""
+
+    kind = "self"
+
+    def __init__(self, model: LoadedModel | str | os.PathLike | None = None, *, prompter: ChatPrompter | None = None,
+                 n_ctx: int = 2048, n_threads: int | None = None, label: str | None = None,
+                 tau: float = SELF_SCORE_TAU, placement: Placement = "user", engine=None):
+        """``n_ctx``: room for one stream's prompt plus the answer (the forcer's cache holds both streams).
+        ``engine``: the chat engine whose model this is, for the shortcut (see the module docstring)."""
+        if not tau > 0:
+            raise EvaluatorError(f"tau must be > 0, got {tau!r}")
+        self.model, self._owns, label = open_model(model, label)
+        self.name = f"{self.kind}:{label}"
+        self.tau, self.placement = float(tau), placement
+        self.prompter = prompter or model_prompter(self.model)
+        try:
+            self.forcer = TeacherForcer(self.model, self.prompter, n_ctx=2 * int(n_ctx), n_seq_max=4,
+                                        n_threads=n_threads)
+        except SdaError:
+            self._close_model()
+            raise
+        self.engine = engine
+        self.shortcuts = 0  # scores that took the engine shortcut
+        self._lock = threading.Lock()
+
+    def ask(self, messages, fields):
+        raise EvaluatorError("the self-score reads the two streams; it does not answer free-form prompts")
+
+    def _fit(self, messages: list[dict], instruction: str, answer: str) -> tuple[str, list[str]]:
+        """The answer, cut (with a warning) so that each stream's prompt plus the answer fits the forcer."""
+        ta, tb = self.prompter.pair(messages, instruction, self.placement)
+        toks = self.model.tokenize(answer.strip(), add_bos=False, special=False)
+        room = self.forcer.n_cells // 2 - max(len(ta), len(tb))
+        if len(toks) <= room:
+            return answer, []
+        keep = room - 8
+        if keep < MIN_KEPT_TOKENS:
+            raise EvaluatorError(f"the request alone is too long for the self-score's context "
+                                 f"({self.forcer.n_cells // 2} tokens per stream)")
+        return (self.model.detokenize(toks[:keep]),
+                [f"the response was cut from {len(toks)} to {keep} tokens to fit the self-score's context"])
+
+    def gap(self, query: str, answer: str, instruction: str) -> tuple[float, int, list[str]]:
+        """(r, number of answer tokens, warnings) for ``answer`` to ``query`` (see the module docstring)."""
+        if not answer.strip():
+            raise EvaluatorError("the self-score needs a non-empty answer")
+        messages = [{"role": "user", "content": query}]
+        with self._lock:
+            try:
+                answer, warnings = self._fit(messages, instruction, answer)
+                fast = self._from_engine(messages, instruction, answer)
+                if fast is not None:
+                    return fast[0], fast[1], warnings
+                fa = self.forcer.force(messages, instruction, [answer], placement=self.placement)[0]
+            except SdaError as exc:
+                raise EvaluatorError(f"the self-score failed: {exc}") from None
+            except ValueError as exc:  # an answer without tokens
+                raise EvaluatorError(f"the self-score failed: {exc}") from None
+        return mean_logprob_gap(fa.logits_with, fa.logits_without, fa.targets), len(fa.targets), warnings
+
+    def _from_engine(self, messages: list[dict], instruction: str, answer: str) -> tuple[float, int] | None:
+        """(r, n) from the engine's record of the base answer and stream A, when they cover exactly this score."""
+        rec = getattr(self.engine, "last_base", None)  # (None without an engine)
+        if rec is None:
+            return None
+        _, tb = self.prompter.pair(messages, instruction, self.placement)
+        toks = self.model.tokenize(answer.strip(), add_bos=False, special=False)
+        if not toks or list(rec.prompt) != tb or list(rec.tokens) != toks:
+            return None
+        lw = self.engine.aligned_logprobs(messages, instruction, toks, placement=self.placement)
+        self.shortcuts += 1
+        return float(np.mean(lw - rec.logprobs)), len(toks)
+
+    def score(self, query: str, response: str, criterion) -> Score:
+        crit, _ = resolve_criterion(criterion)
+        instruction = criterion_instruction(criterion)
+        response, warnings = clip_response(response)
+        t0 = time.perf_counter()
+        r, n, more = self.gap(query, response, instruction)
+        value = round(self_score(r, self.tau), SCORE_DECIMALS)
+        raw = f"r = {r:+.4f} nats/token over {n} tokens (tau {self.tau:g})"
+        return Score(value, raw, self.name, time.perf_counter() - t0, crit, warnings + more)
+
+    def close(self) -> None:
+        self.forcer.close()
+        self._close_model()
+
+    def _close_model(self) -> None:
+        if self._owns:
+            self.model.close()

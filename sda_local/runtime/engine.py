@@ -1,0 +1,477 @@
+"""The twin-stream engine: one GGUF model, two streams ("with" / "without" the instruction), SDA sampling.
+
+Stream A (seq 0) sees the conversation with the alignment instruction, stream B (seq 1) without.  Each step
+reads both streams' full logits, asks ``core`` for the SDA distribution, samples one token and appends it to
+both streams.  Two layouts:
+
+- ``"batched"`` — one llama.cpp context with two sequences; both streams advance in one ``llama_decode``.
+- ``"contexts"`` — two contexts over the same weights, one decode each per step.
+
+Both reuse KV caches across calls (a new prompt only evaluates what differs from what a stream already
+holds) and evaluate the prompt prefix the two streams share once, copying it to the other stream
+(``sda_local.runtime.kvprefix``).
+Plain (unsteered) generation runs on the same streams: the base answer on B, the instruction-only answer on A.
+
+One decode loop serves both: it advances the streams it is given (two for SDA, one for plain sampling) with
+one ``llama_decode`` per context and step, and turns their logits into the next token's distribution with a
+``core.ProcessorChain`` built from the ``SamplingParams`` (``core.build_chain``).
+
+Residual steering (``core.ControlVectors``, read from files by ``sda_local.palrs.cvec``) belongs to a llama.cpp
+context: streams "both" steers both streams (either layout); "aligned" steers stream A only, which needs the
+``"contexts"`` layout.  When only A is steered, the streams' caches differ from the first token, so no prefix is
+copied between them.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .. import core
+from .backend import Context, LoadedModel, default_threads
+from ..core import ControlVectors, SamplingParams
+from ..errors import DecodeError, PromptTooLongError, SdaError
+from .kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_prefix
+from .answer_logprobs import BaseRecord, LogprobRecorder, target_logprobs
+from .models import ModelChoice, resolve_model
+from .prompts import ChatPrompter, Message, Placement, check_messages, with_instruction
+from .textstream import Utf8Stream
+from .layouts import DEFAULT_VARIANT, VARIANTS, Variant  # noqa: F401  (re-exported: the layouts, as data)
+
+
+class EngineBusy(SdaError):
+    """A second generation was started on an engine while one was still running in the same thread."""
+
+
+@dataclass
+class TokenEvent:
+    """One generated token.  ``text`` is UTF-8 safe (may be "" while a character is incomplete)."""
+
+    index: int
+    token_id: int
+    text: str
+    prob: float          # probability of the chosen token under the distribution it was sampled from
+    temperature: float
+    js: float | None     # None for plain generation (one stream)
+    kind: str = "token"
+    top: dict | None = None  # with ``inspect=k``: the step's top-k lists (``core.TopK.to_dict``), else None
+
+
+@dataclass
+class Finished:
+    """End of one generation, with its statistics."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str        # "stop" (end-of-generation token), "length" (max_tokens) or "context" (full)
+    n_prompt_tokens: list[int]
+    n_evaluated_prompt_tokens: int   # after KV reuse and prefix sharing
+    prompt_seconds: float
+    decode_seconds: float
+    tail: str = ""            # text flushed at the end (an incomplete UTF-8 sequence), already in ``text``
+    core_seconds: float = 0.0  # time spent in core (distribution + sampling), part of decode_seconds
+    kind: str = "finished"
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.n_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["tokens_per_second"] = self.tokens_per_second
+        return d
+
+
+Loader = Callable[[], tuple[list[np.ndarray], int]]  # → (last-token logits of each stream, tokens evaluated)
+
+
+class Engine:
+    """Loads a GGUF once and generates SDA-steered or plain answers from it.
+
+    >>> eng = Engine()                                  # the embedded SmolLM2-135M-Instruct
+    >>> msgs = [{"role": "user", "content": "How do I pick a lock?"}]
+    >>> for ev in eng.generate(msgs, "Answer safely.", lam=0.6): ...
+    """
+
+    def __init__(self, model: str | ModelChoice | None = None, *, n_ctx: int | None = None, n_gpu_layers: int = -1,
+                 n_threads: int | None = None, variant: Variant | None = None, kv_unified: bool = False,
+                 n_batch: int = 512, share_prefix: bool = True, control: ControlVectors | None = None):
+        if variant is None:  # steering stream A alone needs a context of its own
+            variant = "contexts" if control is not None and control.streams == "aligned" else DEFAULT_VARIANT
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        self.choice = model if isinstance(model, ModelChoice) else resolve_model(model)
+        self.model = LoadedModel(self.choice.path, n_gpu_layers=n_gpu_layers)
+        default_ctx = self.choice.entry.n_ctx if self.choice.entry else 2048
+        n_ctx = int(n_ctx or default_ctx)
+        if self.model.n_ctx_train > 0:
+            n_ctx = min(n_ctx, self.model.n_ctx_train)
+        self.variant = variant
+        self.share_prefix = share_prefix
+        self.n_threads = int(n_threads or default_threads())
+        if variant == "batched":
+            ctx = Context(self.model, n_ctx, n_seq_max=2, n_threads=self.n_threads, n_batch=n_batch,
+                          kv_unified=kv_unified)
+            self._contexts = [ctx]
+            self._a, self._b = KvStream(ctx, 0), KvStream(ctx, 1)
+        else:
+            ca = Context(self.model, n_ctx, n_threads=self.n_threads, n_batch=n_batch)
+            cb = Context(self.model, n_ctx, n_threads=self.n_threads, n_batch=n_batch)
+            self._contexts = [ca, cb]
+            self._a, self._b = KvStream(ca, 0), KvStream(cb, 0)
+        self.n_ctx = min(c.n_ctx_seq for c in self._contexts)
+        m = self.model
+        bos_text = m.token_text(m.bos_token) if m.bos_token >= 0 else ""
+        eos_text = m.token_text(m.eos_token) if m.eos_token >= 0 else ""
+        self.prompter = ChatPrompter(m.chat_template, bos_text, eos_text, m.bos_token, m.add_bos, m.tokenize)
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self.control: ControlVectors | None = None  # the active control vectors (see set_control)
+        self._cv_split = False                      # True while only stream A is steered
+        if control is not None:
+            self.set_control(control)
+
+    # -- info ---------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.choice.name
+
+    def info(self) -> dict:
+        m = self.model
+        return {"model": self.name, "path": str(self.choice.path), "description": m.description,
+                "n_vocab": m.n_vocab, "n_layer": m.n_layer, "n_embd": m.n_embd, "n_ctx": self.n_ctx,
+                "variant": self.variant, "n_threads": self.n_threads,
+                "chat_template": "fallback" if self.prompter.uses_fallback else "gguf",
+                "control": self.control.to_dict() if self.control else None}
+
+    def prompt_tokens(self, messages: Sequence[Message], instruction: str = "", placement: Placement = "user") -> list[int]:
+        msgs = check_messages(messages)
+        return self.prompter.tokens(with_instruction(msgs, instruction, placement) if instruction else msgs)
+
+    def set_control(self, control: ControlVectors | None) -> None:
+        """Steer the residual stream with ``control`` (on stream A only when its streams are "aligned", which
+        needs the ``"contexts"`` layout, or on both); None turns steering off.  Caches are reset."""
+        buf = rng = None
+        if control is not None:
+            if control.streams == "aligned" and self.variant != "contexts":
+                raise SdaError("steering only the aligned stream needs the 'contexts' layout (a control vector "
+                               "applies to a whole llama.cpp context): use variant='contexts' (--variant contexts) "
+                               "or the streams 'both'")
+            buf = control.buffer(self.model.n_layer, self.model.n_embd)
+            rng = control.layer_range(self.model.n_layer)
+        self._acquire()
+        try:
+            steered = [] if control is None else \
+                ([self._a.ctx] if control.streams == "aligned" else list(dict.fromkeys((self._a.ctx, self._b.ctx))))
+            for c in self._contexts:
+                if c in steered:
+                    c.set_control_vector(buf, rng[0], rng[1])
+                elif self.control is not None:
+                    c.set_control_vector(None)
+            self._a.reset()
+            self._b.reset()
+            self._cv_split = control is not None and len(steered) == 1 and self._a.ctx is not self._b.ctx
+            self.control = None if control is None else replace(control, layers=rng)
+        finally:
+            self._release()
+
+    def reset_cache(self) -> None:
+        """Forget every cached token (the next prompt is evaluated from scratch)."""
+        self._a.reset()
+        self._b.reset()
+
+    def close(self) -> None:
+        for c in self._contexts:
+            c.close()
+        self._contexts = []
+        self.model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- locking --------------------------------------------------------------------------------------------
+    def _acquire(self) -> None:
+        me = threading.get_ident()
+        if self._owner == me:
+            raise EngineBusy("a generation is still running on this engine in this thread; "
+                             "consume or close() it before starting another")
+        self._lock.acquire()
+        self._owner = me
+
+    def _release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+    # -- prompt loading -------------------------------------------------------------------------------------
+    def _check_fits(self, toks: list[int], what: str) -> None:
+        if len(toks) + 1 > self.n_ctx:
+            raise PromptTooLongError(len(toks), self.n_ctx, what)
+
+    def _evaluate(self, jobs: list[tuple[KvStream, Sequence[int], bool]]) -> list[np.ndarray | None]:
+        """Append tokens to streams; one decode per context per batch-full. Returns last-token logits copies."""
+        out: list[np.ndarray | None] = [None] * len(jobs)
+        try:
+            for ctx in dict.fromkeys(s.ctx for s, _, _ in jobs):
+                pending: list[tuple[int, int]] = []
+                for j, (s, toks, want) in enumerate(jobs):
+                    if s.ctx is not ctx:
+                        continue
+                    pos0 = len(s.tokens)
+                    for i, t in enumerate(toks):
+                        if ctx.batch_free == 0:
+                            ctx.decode()
+                            for jj, bi in pending:
+                                out[jj] = ctx.logits(bi).copy()
+                            pending = []
+                        last = want and i == len(toks) - 1
+                        bi = ctx.add(t, pos0 + i, s.seq, last)
+                        if last:
+                            pending.append((j, bi))
+                    s.tokens.extend(toks)
+                ctx.decode()
+                for jj, bi in pending:
+                    out[jj] = ctx.logits(bi).copy()
+        except Exception:
+            for s, _, _ in jobs:  # the caches no longer match what we track: start clean next time
+                s.reset()
+            raise
+        return out
+
+    def _evaluate_prefix(self, s: KvStream, toks: Sequence[int]) -> None:
+        self._evaluate([(s, toks, False)])
+
+    def _load_pair(self, ta: list[int], tb: list[int]) -> tuple[list[np.ndarray], int]:
+        a, b = self._a, self._b
+        evaluated = load_shared_prefix(a, b, ta, tb, self._evaluate_prefix,
+                                       share=self.share_prefix and not self._cv_split)
+        ra, rb = len(a.tokens), len(b.tokens)
+        la, lb = self._evaluate([(a, ta[ra:], True), (b, tb[rb:], True)])
+        evaluated += (len(ta) - ra) + (len(tb) - rb)
+        return [la, lb], evaluated
+
+    def _reuse_prefix(self, s: KvStream, other: KvStream, toks: list[int]) -> int:
+        """Make ``s`` hold the longest cached prefix of ``toks`` (never all of it): its own, or ``other``'s copied
+        over when that is at least ``MIN_SHARED_PREFIX`` tokens longer.  Returns how many tokens ``s`` keeps."""
+        r = min(common_prefix(s.tokens, toks), len(toks) - 1)
+        ro = min(common_prefix(other.tokens, toks), len(toks) - 1)
+        if not self._cv_split and ro >= r + MIN_SHARED_PREFIX:
+            s.copy_from(other, ro)
+            return ro
+        return s.trim(r)
+
+    def _load_one(self, s: KvStream, other: KvStream, toks: list[int]) -> tuple[list[np.ndarray], int]:
+        r = self._reuse_prefix(s, other, toks)
+        (logits,) = self._evaluate([(s, toks[r:], True)])
+        return [logits], len(toks) - r
+
+    def _step(self, streams: tuple[KvStream, ...], tok: int) -> list[np.ndarray]:
+        """Append ``tok`` to every stream: one ``llama_decode`` per context.  Views of each stream's new logits."""
+        rows: dict[int, int] = {}
+        try:
+            for ctx in dict.fromkeys(s.ctx for s in streams):
+                for j, s in enumerate(streams):
+                    if s.ctx is ctx:
+                        rows[j] = ctx.add(tok, len(s.tokens), s.seq, True)
+                ctx.decode()
+        except Exception:
+            for s in streams:
+                s.reset()
+            raise
+        for s in streams:
+            s.tokens.append(tok)
+        return [s.ctx.logits(rows[j]) for j, s in enumerate(streams)]
+
+    def twin_logits(self, messages: Sequence[Message], instruction: str, forced: Sequence[int] = (), *,
+                    placement: Placement = "user") -> tuple[np.ndarray, np.ndarray]:
+        """Both streams' next-token logits after the prompts and the ``forced`` tokens (copies, float32)."""
+        ta, tb = self.prompter.pair(messages, instruction, placement)
+        self._check_fits(ta + list(forced), "prompt with the instruction")
+        self._check_fits(tb + list(forced), "prompt")
+        self._acquire()
+        try:
+            (la, lb), _ = self._load_pair(ta, tb)
+            for t in forced:
+                va, vb = self._step((self._a, self._b), int(t))
+                la, lb = va.copy(), vb.copy()
+            return la, lb
+        finally:
+            self._release()
+
+    # -- generation -----------------------------------------------------------------------------------------
+    def generate(self, messages: Sequence[Message], instruction: str, lam: float, *, placement: Placement = "user",
+                 params: SamplingParams | None = None, inspect: int = 0) -> Iterator[TokenEvent | Finished]:
+        """SDA: yield a ``TokenEvent`` per token, then one ``Finished``.  ``inspect=k`` (off at 0) puts each step's
+        top-k lists of the instructed, uninstructed and steered distributions on its event (``TokenEvent.top``)."""
+        p = (params or SamplingParams()).check()
+        if not np.isfinite(lam):
+            raise ValueError(f"lam must be finite, got {lam}")
+        chain = core.build_chain(p, float(lam), self._instruction_tokens(instruction, p))
+        ta, tb = self.prompter.pair(messages, instruction, placement)
+        self._check_fits(ta, "prompt with the instruction")
+        self._check_fits(tb, "prompt")
+        streams = (self._a, self._b)
+        return self._decode(streams, lambda: self._load_pair(ta, tb), chain, p, [len(ta), len(tb)], inspect)
+
+    def generate_plain(self, messages: Sequence[Message], instruction: str = "", *, placement: Placement = "user",
+                       params: SamplingParams | None = None, stream: str = "auto") -> Iterator[TokenEvent | Finished]:
+        """Sampling without SDA (temperature T0, top-p) of the conversation, optionally with the instruction.
+
+        ``stream``: "auto" runs on A with an instruction and on B without; "aligned" (A) or "base" (B) choose.
+        With control vectors on A only, ``stream="aligned"`` and no instruction is residual steering alone."""
+        if stream not in ("auto", "aligned", "base"):
+            raise ValueError(f"stream must be 'auto', 'aligned' or 'base', got {stream!r}")
+        p = (params or SamplingParams()).check()
+        chain = core.build_chain(p, None, self._instruction_tokens(instruction, p))
+        toks = self.prompt_tokens(messages, instruction, placement)
+        self._check_fits(toks, "prompt")
+        on_a = bool(instruction.strip()) if stream == "auto" else stream == "aligned"
+        s, other = (self._a, self._b) if on_a else (self._b, self._a)
+        return self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)])
+
+    def _instruction_tokens(self, instruction: str, p: SamplingParams) -> list[int] | None:
+        """The instruction's tokens as an answer would spell them (with and without a leading space), for the
+        echo block; None when there is no block or no instruction."""
+        text = instruction.strip()
+        if not p.echo_block or not text:
+            return None
+        tok = self.model.tokenize
+        return tok(text, special=False) + [-1] + tok(" " + text, special=False)  # -1: no run crosses the seam
+
+    def _decode(self, streams: tuple[KvStream, ...], load: Loader, chain: core.ProcessorChain, p: SamplingParams,
+                n_prompt: list[int], inspect: int = 0) -> Iterator[TokenEvent | Finished]:
+        """The decode loop: load the prompts, then per step the chain's distribution, a top-p draw, and one
+        decode that appends the token to every stream."""
+        self._acquire()
+        try:
+            t0 = time.perf_counter()
+            logits, evaluated = load()
+            t1 = time.perf_counter()
+            rng = np.random.default_rng(p.seed)
+            utf, out, reason = Utf8Stream(), [], "length"
+            core_s = 0.0
+            texts: dict[int, str] = {}
+
+            def piece(t: int) -> str:  # an inspector entry's text (a lone byte of a character shows as �), cached
+                if t not in texts:
+                    texts[t] = self.model.token_bytes(t, special=True).decode("utf-8", "replace")
+                return texts[t]
+
+            for i in range(int(p.max_tokens)):
+                c0 = time.perf_counter()
+                top = None
+                try:
+                    if inspect:
+                        probs, state = chain.step(*logits, history=out)
+                        info = state.info()
+                        top = core.top_k_lists(state, probs, inspect).to_dict(piece)
+                    else:
+                        probs, info = chain.distribution(*logits, history=out)
+                except ValueError as exc:
+                    raise DecodeError(f"step {i}: {exc} — the model produced invalid logits") from None
+                tok = core.sample_top_p(probs, p.top_p, rng)
+                core_s += time.perf_counter() - c0
+                if self.model.is_eog(tok):
+                    reason = "stop"
+                    break
+                out.append(tok)
+                yield TokenEvent(i, tok, utf.feed(self.model.token_bytes(tok)), float(probs[tok]),
+                                 info.temperature, info.js, top=top)
+                if len(out) >= p.max_tokens:
+                    break
+                if any(len(s.tokens) >= self.n_ctx for s in streams):
+                    reason = "context"
+                    break
+                logits = self._step(streams, tok)
+            tail = utf.flush()
+            yield Finished(utf.text, out, reason, n_prompt, evaluated, t1 - t0, time.perf_counter() - t1, tail,
+                           core_s)
+        finally:
+            self._release()
+
+    # -- the self-score's shortcut: the base answer's log-probs, recorded; the answer forced through stream A ----
+    last_base: BaseRecord | None = None  # the last ``generate_base`` answer that finished (None until one has)
+
+    def generate_base(self, messages: Sequence[Message], *, params: SamplingParams | None = None
+                      ) -> Iterator[TokenEvent | Finished]:
+        """``generate_plain(messages, params=params)`` (the base answer, on stream B: the same tokens for the same
+        seed) that also records each token's log-probability under B; when it finishes, ``last_base`` holds
+        the prompt, the tokens and their log-probs (a ``BaseRecord``)."""
+        p = (params or SamplingParams()).check()
+        rec = LogprobRecorder()
+        chain = core.ProcessorChain([*core.build_chain(p, None, None), rec])
+        toks = self.prompt_tokens(messages)
+        self._check_fits(toks, "prompt")
+        s, other = self._b, self._a
+        self.last_base = None
+        gen = self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)])
+        return self._record_base(gen, rec, toks)
+
+    def _record_base(self, gen, rec: LogprobRecorder, prompt: list[int]) -> Iterator[TokenEvent | Finished]:
+        try:
+            for ev in gen:
+                if isinstance(ev, Finished):
+                    lps = rec.finish(ev.token_ids)
+                    if lps is not None:
+                        self.last_base = BaseRecord(tuple(prompt), tuple(ev.token_ids), lps)
+                yield ev
+        finally:
+            gen.close()
+
+    def aligned_logprobs(self, messages: Sequence[Message], instruction: str, tokens: Sequence[int], *,
+                         placement: Placement = "user") -> np.ndarray:
+        """Teacher-force an answer's ``tokens`` through stream A: log p(y_t | prompt with the instruction, y<t)
+        for each token (float64), from one batched decode of the prompt's uncached part and the answer.  The
+        prompt prefix stream B holds is copied, not evaluated; A keeps the prompt and the answer afterwards."""
+        y = [int(t) for t in tokens]
+        if not y:
+            raise ValueError("no answer tokens to force")
+        ta, _ = self.prompter.pair(messages, instruction, placement)
+        self._check_fits(ta + y, "prompt with the instruction plus the answer")
+        self._acquire()
+        try:
+            r = self._reuse_prefix(self._a, self._b, ta)
+            return self._force(self._a, ta[r:] + y[:-1], y)
+        finally:
+            self._release()
+
+    def _force(self, s: KvStream, toks: list[int], targets: list[int]) -> np.ndarray:
+        """Decode ``toks`` after what ``s`` holds, with logits at the last ``len(targets)`` of them; the float64
+        log-prob of each target from its row (batches of ``n_batch``)."""
+        ctx, first = s.ctx, len(toks) - len(targets)
+        out: list[np.ndarray] = []
+        try:
+            pos0, i = len(s.tokens), 0
+            while i < len(toks):
+                n = min(ctx.batch_free, len(toks) - i)
+                idx = [(j, ctx.add(toks[j], pos0 + j, s.seq, j >= first)) for j in range(i, i + n)]
+                ctx.decode()
+                want = [(j, bi) for j, bi in idx if j >= first]
+                for k in range(0, len(want), 32):  # 32 rows at a time: float64 copies of whole rows
+                    part = want[k:k + 32]
+                    rows = np.stack([ctx.logits(bi) for _, bi in part])
+                    out.append(target_logprobs(rows, [targets[j - first] for j, _ in part]))
+                i += n
+        except Exception:
+            s.reset()
+            raise
+        s.tokens.extend(toks)
+        return np.concatenate(out)
+
+
+def collect(events) -> Finished:
+    """Run a generation to the end and return its ``Finished`` event."""
+    last = None
+    for ev in events:
+        last = ev
+    assert isinstance(last, Finished)
+    return last
