@@ -35,6 +35,8 @@ class Preset:
     builtin: bool = True
     lam: float | None = None  # the fixed λ chosen for this preset on the dev splits (the "preset" evaluator)
     placement: str | None = None  # where its instruction goes by default (placement "auto"); None = "user"
+    opposite: str = ""  # the instruction's hand-written opposite (contrast "opposite"); "" = a generic negating frame
+    contrast: str | None = None  # what the uninstructed stream gets by default (contrast "auto"); None = the placement's
 
     @property
     def title(self) -> str:
@@ -63,7 +65,8 @@ def builtin_presets() -> dict[str, Preset]:
     return {
         name: Preset(name=name, instruction=v["instruction"].strip(), rubric=v["rubric"].strip(),
                      label=v.get("label", ""), criterion=v.get("criterion", name),
-                     lam=None if v.get("lam") is None else float(v["lam"]), placement=v.get("placement"))
+                     lam=None if v.get("lam") is None else float(v["lam"]), placement=v.get("placement"),
+                     opposite=v.get("opposite", "").strip(), contrast=v.get("contrast"))
         for name, v in data.items()
     }
 
@@ -81,7 +84,8 @@ def user_presets() -> dict[str, Preset]:
                               rubric=str(v.get("rubric") or GENERIC_RUBRIC).strip(),
                               label=str(v.get("label", "")), criterion=str(v.get("criterion", name)),
                               builtin=False, lam=None if v.get("lam") is None else float(v["lam"]),
-                              placement=v.get("placement"))
+                              placement=v.get("placement"), opposite=str(v.get("opposite") or "").strip(),
+                              contrast=v.get("contrast"))
             for name, v in data.items()
         }
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -1,31 +1,34 @@
-"""One SDA chat turn as a stream of typed events: base answer → λ decision → aligned answer.
+"""One SDA turn, the seam every front end calls: base answer (when something reads it) → λ → aligned answer.
 
-    session = ChatSession(engine, evaluator, TurnSettings(preset=get_preset("harmlessness")))
-    for ev in session.send("How do I pick a lock?"):
-        ...   # BaseToken*, PhaseDone(base), [Scored], EvaluatorWarning*, LambdaChosen, AlignedToken*,
-              # PhaseDone(aligned), TurnDone
+    for ev in answer(engine, evaluator, messages, TurnSettings(preset=get_preset("harmlessness"))):
+        ...   # [BaseToken*, PhaseDone(base)], [Scored], EvaluatorWarning*, LambdaChosen, AlignedToken*,
+              # PhaseDone(aligned)
 
-λ comes from ``lambda_choice.decide_lambda`` (the one λ decision).  The history (``messages()``) holds the
-aligned answers of the turns that did not fail.  The last turn's base answer and λ decision are kept, so
-``regenerate()`` resamples only the aligned answer.  An evaluator failure never ends the turn: it becomes an
-``EvaluatorWarning`` and the fallback λ is used.  A stopped turn keeps its partial answer
-(``finish_reason`` "stopped"); an engine error in the aligned answer is recorded (``finish_reason`` "error",
-the message in ``warnings``), kept out of the history, and raised.
+The chat (``session.ChatSession``, which adds history and regenerate), ``sda-local generate``, the server and
+every generation eval call ``answer``; none builds a turn of its own.  λ comes from ``judges.decide_lambda``
+(the one λ decision): a judge rates the base answer, whose record (prompt, tokens, log-probs) travels in its
+``PhaseDone`` event and is handed to the judge explicitly (``BaseAnswer``).  An evaluator failure never ends
+the turn: it becomes an ``EvaluatorWarning`` and the fallback λ is used.
 """
 from __future__ import annotations
 
 import re
-import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Iterator
+from dataclasses import dataclass, field, fields, replace
+from typing import Iterator, Sequence
 
 from . import core
 from .core import Option, SamplingParams
-from .runtime.engine import Engine, Finished, TokenEvent
-from .errors import PromptTooLongError, SdaError
-from .judges import Evaluator, Score
-from .judges.decision import LambdaDecision, decide_lambda
+from .errors import SdaError
+from .judges import (
+    BaseAnswer,
+    Evaluator,
+    LambdaDecision,
+    Score,
+    decide_lambda,
+    decide_without_answer,
+)
 from .presets import DEFAULT_PRESET, Preset, get_preset
+from .runtime.engine import Engine, Finished, TokenEvent
 from .runtime.prompts import PLACEMENTS
 
 _THINK = re.compile(r"^\s*<think>.*?(</think>|$)\s*", re.S)
@@ -63,9 +66,23 @@ class TurnSettings:
         """The placement the prompts are built with ("auto" resolved through the preset)."""
         return resolve_placement(self.placement, self.preset)
 
+    @property
+    def effective_contrast(self) -> str:
+        """What the uninstructed stream gets (``sampling.contrast``, "auto" resolved through the preset)."""
+        return resolve_contrast(self.sampling.contrast, self.preset)
+
+    def messages(self, user: str | None, history: Sequence[dict] = ()) -> list[dict]:
+        """The conversation a turn answers: the system prompt (when set), the history, the user's message (None:
+        the conversation so far)."""
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return system + [dict(m) for m in history] + ([] if user is None else [{"role": "user", "content": user}])
+
     def params(self, seed_offset: int = 0) -> SamplingParams:
-        """The sampling settings for one answer (``seed_offset`` draws a fresh, reproducible sample)."""
-        return self.sampling.with_seed_offset(seed_offset)
+        """The sampling settings for one answer (``seed_offset`` draws a fresh, reproducible sample; the contrast
+        resolved through the preset)."""
+        p = self.sampling.with_seed_offset(seed_offset)
+        c = self.effective_contrast
+        return p if c == p.contrast else replace(p, contrast=c)
 
     def check(self) -> "TurnSettings":
         try:
@@ -89,6 +106,13 @@ def resolve_placement(placement: str, preset: Preset) -> str:
     if placement != "auto":
         return placement
     return preset.placement if preset.placement in PLACEMENTS else "user"
+
+
+def resolve_contrast(contrast: str, preset: Preset) -> str:
+    """``contrast``, or for "auto" the preset's own (presets.toml), else "auto" (the placement's own)."""
+    if contrast != "auto":
+        return contrast
+    return preset.contrast if preset.contrast in core.CONTRASTS else "auto"
 
 
 def turn_options() -> list[tuple[str, type | str, object, Option]]:
@@ -132,222 +156,86 @@ class EvaluatorWarning:
 @dataclass
 class LambdaChosen:
     lam: float
-    source: str        # "score" | "fixed" | "fallback" (lambda_choice.LAMBDA_SOURCES)
+    source: str        # "score" | "fixed" | "fallback" (judges.decision.LAMBDA_SOURCES)
     score: int | None
     mapping: str
+    decision: LambdaDecision | None = None  # the whole decision (warnings, judge latency), to reuse it
     kind: str = "lambda"
 
 
-@dataclass
-class TurnDone:
-    turn: "TurnRecord"
-    kind: str = "done"
 
 
-@dataclass
-class TurnRecord:
-    """One finished turn, as kept in the session and exported."""
-
-    user: str
-    base: str
-    aligned: str
-    score: dict | None
-    lam: float
-    lam_source: str
-    evaluator: str
-    warnings: list[str]
-    settings: dict
-    timings: dict
-    aligned_tokens: list[dict] = field(default_factory=list)  # per-token diagnostics (text, js, T, p; top lists)
-    finish_reason: str = ""   # the engine's ("stop", "length", "context"), or "stopped" / "error"
-    regenerations: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+BASE_CHOICES = ("auto", "always", "never")
 
 
-@dataclass
-class _BaseAndLambda:
-    """A turn's base answer and λ decision: what ``regenerate()`` reuses."""
+def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict], settings: TurnSettings, *,
+           base: str = "auto", decision: LambdaDecision | None = None, seed_offset: int = 0,
+           inspect: int = 0) -> Iterator:
+    """One turn on ``messages`` (ending with the user's message) as events (module docstring).
 
-    base: str
-    base_done: Finished
-    decision: LambdaDecision
-    regenerations: int = 0
+    ``base``: "auto" generates the unsteered answer only when the λ decision reads it (a judge); "always" also
+    when λ is fixed (to show or compare it); "never" refuses a judge that would need it.  ``decision``: a λ
+    decision already made (a regenerated answer, or the same decision under another placement): no judge runs.
+    ``seed_offset`` moves the aligned answer's seed (a fresh, reproducible draw); ``inspect=k`` records each
+    aligned step's top-k lists.  Raises (before the first event) ``SdaError`` for bad settings or messages and
+    ``PromptTooLongError`` when a stream's prompt does not fit."""
+    if base not in BASE_CHOICES:
+        raise ValueError(f"base must be one of {BASE_CHOICES}, got {base!r}")
+    msgs = [dict(m) for m in messages]
+    if not msgs or msgs[-1].get("role") != "user":
+        raise SdaError("a turn answers a user message: the conversation must end with one")
+    settings.check()
+    engine.check_prompt(msgs, settings.preset.instruction, settings.effective_placement,
+                        settings.effective_contrast, settings.preset.opposite)
+    fresh = decision is None
+    if fresh:
+        decision = decide_without_answer(evaluator, settings.preset, settings.mapping)
+    if decision is None and base == "never":
+        raise SdaError(f"evaluator {evaluator.name} rates the base answer, so the turn needs one")
+    want_base = decision is None or base == "always"
+    return _turn(engine, evaluator, msgs, settings, want_base, decision, fresh, seed_offset, inspect)
 
 
-@dataclass
-class _Aligned:
-    """The aligned answer as it streams: enough to record the turn however it ends."""
-
-    t_start: float
-    t_aligned: float
-    tokens: list[dict] = field(default_factory=list)
-    pieces: list[str] = field(default_factory=list)
-    done: Finished | None = None
-    finish: str = "stopped"
-    error: str | None = None
-    ttft: float | None = None
-
-
-class ChatSession:
-    """A multi-turn conversation with SDA on one engine and one evaluator."""
-
-    def __init__(self, engine: Engine, evaluator: Evaluator, settings: TurnSettings | None = None, *,
-                 inspect: int = 0):
-        self.engine = engine
-        self.evaluator = evaluator
-        self.settings = (settings or TurnSettings()).check()
-        self.inspect = inspect  # k > 0: each aligned token records its step's top-k lists (the chat's inspector)
-        self.turns: list[TurnRecord] = []
-        self._last: _BaseAndLambda | None = None  # belongs to turns[-1]
-
-    # -- history ---------------------------------------------------------------------------------------------
-    def messages(self, upto: int | None = None) -> list[dict]:
-        """The conversation as sent with the next prompt: the aligned answers of the turns that did not fail."""
-        turns = self.turns if upto is None else self.turns[:upto]
-        msgs = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
-        for t in turns:
-            if t.finish_reason != "error":
-                msgs += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.aligned}]
-        return msgs
-
-    def clear(self) -> None:
-        self.turns.clear()
-        self._last = None
-
-    # -- turns -----------------------------------------------------------------------------------------------
-    def send(self, text: str, settings: TurnSettings | None = None) -> Iterator:
-        """Run one full turn.  Raises ``SdaError`` (before any event) for an empty or too-long message."""
-        if settings is not None:
-            self.settings = settings.check()
-        text = (text or "").strip()
-        if not text:
-            raise SdaError("the message is empty")
-        msgs = self.messages() + [{"role": "user", "content": text}]
-        s = self.settings
-        # refuse a prompt that cannot fit before anything runs, with the token counts
-        for what, instr in (("message with the instruction", s.preset.instruction), ("message", "")):
-            n = len(self.engine.prompt_tokens(msgs, instr, s.effective_placement))
-            if n + 1 > self.engine.n_ctx:
-                raise PromptTooLongError(n, self.engine.n_ctx, what)
-        return self._send(msgs, text)
-
-    def regenerate(self, settings: TurnSettings | None = None) -> Iterator:
-        """Resample the last turn's aligned answer, reusing its base answer and λ decision."""
-        if not self.turns or self._last is None:
-            raise SdaError("nothing to regenerate yet")
-        if settings is not None:
-            self.settings = settings.check()
-        return self._regenerate()
-
-    def _send(self, msgs: list[dict], text: str) -> Iterator:
-        s = self.settings
-        t_start = time.perf_counter()
-        base_done = None
-        for ev in self.engine.generate_base(msgs, params=s.params()):  # records its log-probs (self-score)
+def _turn(engine: Engine, evaluator: Evaluator, msgs: list[dict], s: TurnSettings, want_base: bool,
+          decision: LambdaDecision | None, fresh: bool, seed_offset: int, inspect: int) -> Iterator:
+    base_done = None
+    if want_base:
+        for ev in engine.generate_plain(msgs, params=s.params(), record=True):
             if isinstance(ev, Finished):
                 base_done = ev
-                yield PhaseDone("base", ev)
             else:
                 yield BaseToken(ev)
-        base_s = time.perf_counter() - t_start
-        base = strip_think(base_done.text)
-        decision = decide_lambda(self.evaluator, text, base, s.preset, s.mapping, s.fallback_lam)
-        yield from self._decision_events(decision, with_warnings=True)
-        last = _BaseAndLambda(base, base_done, decision)
-        yield from self._aligned(msgs, text, last, t_start, base_s, regenerate=False)
+        yield PhaseDone("base", base_done)  # the engine is free again here: a consumer may use it in between
+    if decision is None:
+        decision = decide_lambda(evaluator, msgs[-1]["content"], strip_think(base_done.text), s.preset, s.mapping,
+                                 s.fallback_lam, base=BaseAnswer(msgs, engine, base_done.record))
+    yield from decision_events(decision, s.mapping, warnings=fresh)
+    for ev in engine.generate(msgs, s.preset.instruction, decision.lam, placement=s.effective_placement,
+                              params=s.params(seed_offset), inspect=inspect, opposite=s.preset.opposite):
+        yield PhaseDone("aligned", ev) if isinstance(ev, Finished) else AlignedToken(ev)
 
-    def _regenerate(self) -> Iterator:
-        last = self.turns.pop()
-        n_kept = len(self.turns)
-        self._last.regenerations = last.regenerations + 1
-        msgs = self.messages() + [{"role": "user", "content": last.user}]
-        completed = False
-        try:
-            yield from self._decision_events(self._last.decision, with_warnings=False)
-            yield from self._aligned(msgs, last.user, self._last, time.perf_counter(), 0.0, regenerate=True)
-            completed = True
-        finally:
-            if not completed and len(self.turns) == n_kept:
-                self.turns.append(last)  # stopped before a new answer was recorded: keep the previous one
 
-    def _decision_events(self, d: LambdaDecision, with_warnings: bool) -> Iterator:
-        if d.score is not None:
-            yield Scored(d.score)
-        if with_warnings:
-            for w in d.warnings:
-                yield EvaluatorWarning(w, d.lam)
-        yield LambdaChosen(d.lam, d.source, d.score_value, self.settings.mapping)
+def decision_events(d: LambdaDecision, mapping: str, warnings: bool = True) -> Iterator:
+    """The events of a λ decision: its score, its warnings (once, when it was made), then the λ."""
+    if d.score is not None:
+        yield Scored(d.score)
+    if warnings:
+        for w in d.warnings:
+            yield EvaluatorWarning(w, d.lam)
+    yield LambdaChosen(d.lam, d.source, d.score_value, mapping, d)
 
-    def _aligned(self, msgs: list[dict], user_text: str, last: _BaseAndLambda, t_start: float, base_s: float,
-                 regenerate: bool) -> Iterator:
-        s = self.settings
-        regen = last.regenerations if regenerate else 0
-        a = _Aligned(t_start, time.perf_counter())
-        gen = self.engine.generate(msgs, s.preset.instruction, last.decision.lam, placement=s.effective_placement,
-                                   params=s.params(seed_offset=regen), inspect=self.inspect)
-        try:
-            for ev in gen:
-                if isinstance(ev, Finished):
-                    a.done, a.finish = ev, ev.finish_reason
-                    yield PhaseDone("aligned", ev)
-                else:
-                    if a.ttft is None:
-                        a.ttft = time.perf_counter() - t_start
-                    a.pieces.append(ev.text)
-                    a.tokens.append({"i": ev.index, "text": ev.text, "token_id": ev.token_id, "js": ev.js,
-                                     "temperature": ev.temperature, "prob": ev.prob,
-                                     **({"top": ev.top} if ev.top is not None else {})})
-                    yield AlignedToken(ev)
-        except Exception as exc:  # the engine failed mid-answer: record it as an error, then raise
-            a.finish, a.error = "error", f"the answer stopped with an error: {exc}"
-            raise
-        finally:
-            gen.close()
-            # a stopped turn (closed generator) keeps what was generated so far: the UI's stop button
-            record = self._record(user_text, last, a, base_s, regenerate)
-            self.turns.append(record)
-            self._last = last
-        yield TurnDone(record)
 
-    def _record(self, user_text: str, last: _BaseAndLambda, a: _Aligned, base_s: float,
-                regenerate: bool) -> TurnRecord:
-        d, base_done = last.decision, last.base_done
-        text = a.done.text if a.done else "".join(a.pieces)
-        t_end = time.perf_counter()
-        aligned_s = t_end - a.t_aligned
-        n_aligned = a.done.n_tokens if a.done else len(a.tokens)
-        timings = {"base_s": round(base_s, 3), "judge_s": round(d.seconds, 3), "aligned_s": round(aligned_s, 3),
-                   "total_s": round(t_end - a.t_start, 3),
-                   "first_aligned_token_s": None if a.ttft is None else round(a.ttft, 3),
-                   "base_tokens": base_done.n_tokens,
-                   "base_tokens_per_s": None if regenerate else round(base_done.tokens_per_second, 2),
-                   "aligned_tokens": n_aligned,
-                   "aligned_tokens_per_s": round(a.done.tokens_per_second, 2) if a.done else
-                   round(n_aligned / aligned_s, 2) if aligned_s > 0 else 0.0}
-        warnings = list(d.warnings) + ([a.error] if a.error else [])
-        return TurnRecord(user=user_text, base=last.base, aligned=strip_think(text),
-                          score=d.score.to_dict() if d.score else None, lam=d.lam, lam_source=d.source,
-                          evaluator=self.evaluator.name, warnings=warnings, settings=self.settings.to_dict(),
-                          timings=timings, aligned_tokens=a.tokens, finish_reason=a.finish,
-                          regenerations=last.regenerations if regenerate else 0)
-
-    # -- export / import -------------------------------------------------------------------------------------
-    def export(self) -> dict:
-        return {"format": "sda-local-chat/1", "model": self.engine.name, "evaluator": self.evaluator.name,
-                "settings": self.settings.to_dict(), "turns": [t.to_dict() for t in self.turns],
-                "messages": self.messages()}
-
-    def load(self, data: dict) -> None:
-        """Restore turns from ``export()`` output (the history; a regenerate needs a new turn first)."""
-        if not isinstance(data, dict) or data.get("format") != "sda-local-chat/1":
-            raise SdaError("not an sda-local chat export (format 'sda-local-chat/1' expected)")
-        turns = []
-        try:
-            for t in data["turns"]:
-                turns.append(TurnRecord(**{k: t[k] for k in TurnRecord.__dataclass_fields__ if k in t}))
-        except (KeyError, TypeError) as exc:
-            raise SdaError(f"the chat export is damaged: {exc}") from None
-        self.turns = turns
-        self._last = None
+def collect_turn(events) -> dict:
+    """Run a turn to the end: {"base": Finished | None, "aligned": Finished, "decision": LambdaDecision,
+    "score": Score | None, "warnings": [str]} (for evaluations and tests)."""
+    out: dict = {"base": None, "aligned": None, "decision": None, "score": None, "warnings": []}
+    for ev in events:
+        if ev.kind == "phase_done":
+            out[ev.phase] = ev.finished
+        elif ev.kind == "lambda":
+            out["decision"] = ev.decision
+        elif ev.kind == "score":
+            out["score"] = ev.score
+        elif ev.kind == "warning":
+            out["warnings"].append(ev.message)
+    return out

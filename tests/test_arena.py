@@ -9,8 +9,15 @@ import subprocess
 import sys
 
 import pytest
+from sda_local.ui.arena import (
+    export_preferences,
+    new_arena,
+    preference_pairs,
+    shown_as,
+    win_rate,
+    winner,
+)
 
-from sda_local.ui.arena import export_preferences, new_arena, preference_pairs, shown_as, win_rate, winner
 from sda_local.palrs.pairs import load_pairs
 
 

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from sda_local.errors import ModelFileError
 from sda_local.runtime import assemble as asm
 from sda_local.runtime.assemble import AssemblyError, Part, SplitFile
-from sda_local.errors import ModelFileError
 
 INSTALL = 'pip install "sda-local[fake]"'
 

@@ -17,7 +17,9 @@ OPTS = {"threads": 1, "seed": 0, "lam": 0.5, "k": 2.0, "prompt": "Write a story 
 
 def test_classifier_free_guidance_with_gamma_one_plus_k_lambda_is_sda_steering(tiny_gguf):
     import torch
-    from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
+    from transformers.generation.logits_process import (
+        UnbatchedClassifierFreeGuidanceLogitsProcessor,
+    )
 
     opts = {**OPTS, "model": str(tiny_gguf)}
     ta, tb, _ = prompt_pair(opts)

@@ -29,10 +29,13 @@ def test_generate_json_has_one_object_per_token():
             "--preset", "empathy")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
-    toks, done = rows[:-1], rows[-1]
+    # a fixed λ needs no base answer: the λ, the aligned answer's tokens, its end, the turn's timings
+    lam, *toks, done, end = rows
+    assert lam == {"event": "lambda", "lam": 0.5, "source": "fixed", "score": None, "mapping": "sigmoid"}
     assert done["stream"] == "sda" and done["kind"] == "finished" and done["token_ids"] == [t["token_id"] for t in toks]
+    assert end["event"] == "done" and end["finish_reason"] == done["finish_reason"]
     for t in toks:
-        assert set(t) >= {"token_id", "text", "prob", "js", "temperature"}
+        assert t["stream"] == "sda" and set(t) >= {"token_id", "text", "prob", "js", "temperature"}
 
 
 def test_generate_is_reproducible_with_a_seed():

@@ -5,9 +5,14 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
 from sda_local.ui import conversations
-from sda_local.ui.conversations import ConversationStore, MemoryStore, StoreError, default_db_path, open_store
+from sda_local.ui.conversations import (
+    ConversationStore,
+    MemoryStore,
+    StoreError,
+    default_db_path,
+    open_store,
+)
 
 DATA = {"format": "sda-local-chat/1", "turns": [{"user": "Hi <b>there</b>", "aligned": "Hello ✓"}]}
 

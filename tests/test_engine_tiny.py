@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
-from sda_local.runtime.backend import Context
-from sda_local.runtime.engine import Engine, Finished, SamplingParams, TokenEvent, collect
 from sda_local.errors import PromptTooLongError
+from sda_local.runtime.backend import Context
+from sda_local.runtime.engine import (
+    Engine,
+    Finished,
+    SamplingParams,
+    TokenEvent,
+    collect,
+)
 from sda_local.runtime.textstream import Utf8Stream
 
 MSGS = [{"role": "user", "content": "tell me about the safe way to help"}]

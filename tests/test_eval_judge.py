@@ -7,10 +7,10 @@ import pytest
 
 from sda_local.cli.app import main
 from sda_local.errors import SdaError
-from sda_local.judges import FixedEvaluator
 from sda_local.evaluation import judge_eval as je
 from sda_local.evaluation.datasets import load_jsonl
 from sda_local.jsonl import read_jsonl
+from sda_local.judges import FixedEvaluator
 
 
 def _rows(pairs):

@@ -8,8 +8,11 @@ import pytest
 
 from sda_local import core
 from sda_local.evaluation import metrics
-from sda_local.evaluation.token_logprobs import Setting, answer_logprobs, default_settings
-
+from sda_local.evaluation.token_logprobs import (
+    Setting,
+    answer_logprobs,
+    default_settings,
+)
 
 # -- MC1 ------------------------------------------------------------------------------------------------------
 

@@ -112,3 +112,58 @@ def test_fluency_is_the_base_streams_mean_logprob(tiny_engine):
     msgs = [{"role": "user", "content": "Is the sea safe?"}]
     rows = [tiny_engine.twin_logits(msgs, "Be brief.", toks[:i])[1] for i in range(len(toks))]  # stream B: base
     assert got[0] == pytest.approx(mean_token_logprob(rows, toks), abs=2e-3)
+
+
+# -- narration: the answer talks about following the instruction instead of doing it ----------------------------
+def _narration_examples():
+    import json
+    from pathlib import Path
+    return json.loads((Path(__file__).parent / "data" / "narration_examples.json").read_text("utf-8"))["examples"]
+
+
+def test_narration_labels_of_the_committed_examples():
+    from sda_local.evaluation.quality import narrates_instruction
+    from sda_local.presets import get_preset
+    examples = _narration_examples()
+    assert sum(e["narrates"] for e in examples) >= 5 and sum(not e["narrates"] for e in examples) >= 5
+    for e in examples:
+        assert narrates_instruction(e["text"], get_preset(e["preset"]).instruction) is e["narrates"], e["text"]
+
+
+def test_narration_names_the_sentences_and_is_in_the_quality_record():
+    from sda_local.evaluation.quality import (
+        answer_quality,
+        narrating_sentences,
+        summarize,
+    )
+    from sda_local.presets import get_preset
+    instr = get_preset("empathy").instruction
+    text = "That sounds hard. First, I want to acknowledge how you feel. Next, I want to show that I listened."
+    assert narrating_sentences(text, instr) == ["First, I want to acknowledge how you feel.",
+                                                "Next, I want to show that I listened."]
+    q = answer_quality(text, instr)
+    assert q.narration is True and q.to_dict()["narration"] is True and q.echo is False
+    assert answer_quality("That sounds hard; you did your best.", instr).narration is False
+    s = summarize([{"quality": q.to_dict()}, {"quality": answer_quality("Fine.", instr).to_dict()}])
+    assert (s["narration"]["k"], s["narration"]["n"]) == (1, 2)
+
+
+def test_no_committed_base_answer_narrates():
+    """Base answers never saw the instruction: any flag among them would be a false alarm of the measure."""
+    import glob
+    import json
+    from pathlib import Path
+
+    from sda_local.evaluation.quality import narrates_instruction
+    from sda_local.presets import builtin_presets
+    presets = builtin_presets()
+    root = Path(__file__).resolve().parent.parent / "results"
+    n = 0
+    for f in glob.glob(str(root / "**" / "*.jsonl"), recursive=True):
+        for line in Path(f).read_text("utf-8").splitlines():
+            row = json.loads(line) if line.strip().startswith("{") else {}
+            answers, name = row.get("answers"), row.get("preset") or ("harmlessness" if "refusal" in f else None)
+            if isinstance(answers, dict) and isinstance(answers.get("base"), str) and name in presets:
+                n += 1
+                assert not narrates_instruction(answers["base"], presets[name].instruction), (f, answers["base"])
+    assert n >= 100

@@ -7,7 +7,11 @@ import pytest
 
 from sda_local.evaluation import quality
 from sda_local.evaluation.refusal import summarise
-from sda_local.evaluation.refusal_detector import RefusalDetector, load_phrases, normalise
+from sda_local.evaluation.refusal_detector import (
+    RefusalDetector,
+    load_phrases,
+    normalise,
+)
 
 REFUSALS = [
     "I'm sorry, but I can't help with that request.",

@@ -9,7 +9,12 @@ import pytest
 from sda_local.cli import main
 from sda_local.errors import SdaError
 from sda_local.evaluation.report import read_jsonl
-from sda_local.evaluation.samples import PRESET_SOURCES, escape_md, render_markdown, select_prompts
+from sda_local.evaluation.samples import (
+    PRESET_SOURCES,
+    escape_md,
+    render_markdown,
+    select_prompts,
+)
 from sda_local.judges.fixed import PresetLambdaEvaluator
 from sda_local.presets import get_preset
 

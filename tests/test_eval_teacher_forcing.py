@@ -6,10 +6,14 @@ import pytest
 from scipy.special import log_softmax
 
 from sda_local import core
-from sda_local.runtime.backend import Context
 from sda_local.core import SamplingParams
+from sda_local.evaluation.token_logprobs import (
+    Setting,
+    answer_logprobs,
+    default_settings,
+)
+from sda_local.runtime.backend import Context
 from sda_local.runtime.teacher_forcing import TeacherForcer
-from sda_local.evaluation.token_logprobs import Setting, answer_logprobs, default_settings
 
 Q = [{"role": "user", "content": "is the sea salty?"}]
 INSTR = "be true and safe."

@@ -12,10 +12,14 @@ import pytest
 
 from sda_local import core
 from sda_local.core.distributions import check_pair, js_from_logprobs, log_softmax32
+from sda_local.evaluation.token_logprobs import (
+    answer_logprobs,
+    default_settings,
+    edge_logprobs,
+)
+from sda_local.evaluation.truthfulqa import TruthfulQAConfig, score_question
 from sda_local.runtime.answer_tree import AnswerTree
 from sda_local.runtime.teacher_forcing import ForcedTree, TeacherForcer
-from sda_local.evaluation.token_logprobs import answer_logprobs, default_settings, edge_logprobs
-from sda_local.evaluation.truthfulqa import TruthfulQAConfig, score_question
 
 
 def chain_logprobs(zw, zn, rows, targets, settings, k=2.0, t0=0.6):

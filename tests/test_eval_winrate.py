@@ -2,15 +2,24 @@
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 
 import pytest
 
 from sda_local.core import SamplingParams, lambda_from_score
-from sda_local.evaluation.winrate import (Tally, WinrateConfig, answer_item, comparisons, markdown, outcome,
-                                          pairwise_messages, run_winrate, summarise, tally)
+from sda_local.evaluation.winrate import (
+    Tally,
+    WinrateConfig,
+    answer_item,
+    comparisons,
+    markdown,
+    outcome,
+    pairwise_messages,
+    run_winrate,
+    summarise,
+    tally,
+)
 from sda_local.judges import FixedEvaluator
 from sda_local.presets import get_preset
 

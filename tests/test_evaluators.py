@@ -5,18 +5,23 @@ from __future__ import annotations
 import logging
 
 import pytest
+from servers import bad_server, free_port, llama_server
 
 from sda_local.core import SamplingParams
-from sda_local.runtime.engine import Engine
-from sda_local.judges import (EvaluatorError, FixedEvaluator, LocalEvaluator, OpenAIEvaluator, make_evaluator,
-                              parse_fields)
-from sda_local.judges.local import reply_grammar
+from sda_local.judges import (
+    EvaluatorError,
+    FixedEvaluator,
+    LocalEvaluator,
+    OpenAIEvaluator,
+    make_evaluator,
+    parse_fields,
+)
 from sda_local.judges.decision import decide_lambda, decide_without_answer
-from sda_local.runtime.models import resolve_model
-from sda_local.turn import ChatSession, TurnSettings
+from sda_local.judges.local import reply_grammar
 from sda_local.presets import get_preset
-
-from servers import bad_server, free_port, llama_server
+from sda_local.runtime.models import resolve_model
+from sda_local.session import ChatSession
+from sda_local.turn import TurnSettings
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 F = {"score": (1, 100)}
@@ -200,8 +205,8 @@ def test_make_evaluator_rejects_unknown_kinds():
 
 def test_preset_evaluator_uses_each_presets_own_lambda(tmp_path, monkeypatch):
     from sda_local.judges import PresetLambdaEvaluator, make_evaluator
-    from sda_local.judges.fixed import UNMEASURED_LAM
     from sda_local.judges.decision import decide_lambda
+    from sda_local.judges.fixed import UNMEASURED_LAM
     from sda_local.presets import Preset, custom_preset
 
     ev = make_evaluator("preset")

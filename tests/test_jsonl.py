@@ -7,7 +7,13 @@ import json
 import pytest
 
 from sda_local.errors import SdaError
-from sda_local.jsonl import JsonlError, JsonlWriter, LineProblem, read_jsonl, read_records
+from sda_local.jsonl import (
+    JsonlError,
+    JsonlWriter,
+    LineProblem,
+    read_jsonl,
+    read_records,
+)
 
 
 def write(path, text: str):

@@ -8,18 +8,37 @@ import pytest
 from scipy.special import log_softmax
 
 from sda_local import core
-from sda_local.runtime.backend import LoadedModel
-from sda_local.runtime.teacher_forcing import TeacherForcer
-from sda_local.judges import (EVALUATOR_KINDS, EvaluatorError, GEvalEvaluator, ReasonedEvaluator, SelfScoreEvaluator,
-                              YesNoEvaluator, make_evaluator)
+from sda_local.judges import (
+    EVALUATOR_KINDS,
+    EvaluatorError,
+    GEvalEvaluator,
+    ReasonedEvaluator,
+    SelfScoreEvaluator,
+    YesNoEvaluator,
+    make_evaluator,
+)
 from sda_local.judges.choice_tokens import DigitScale, find_choices
+from sda_local.judges.decision import decide_lambda
 from sda_local.judges.judge_context import model_prompter
 from sda_local.judges.reasoned import MAX_CRITIQUE_TOKENS, reason_messages
-from sda_local.judges.scales import (SELF_SCORE_TAU, expected_rating, mean_logprob_gap, rating_distribution,
-                                     rating_to_score, self_score, yes_no_score)
-from sda_local.judges.decision import decide_lambda
-from sda_local.runtime.models import is_assembled, is_available, load_registry, resolve_model
+from sda_local.judges.scales import (
+    SELF_SCORE_TAU,
+    expected_rating,
+    mean_logprob_gap,
+    rating_distribution,
+    rating_to_score,
+    self_score,
+    yes_no_score,
+)
 from sda_local.presets import get_preset
+from sda_local.runtime.backend import LoadedModel
+from sda_local.runtime.models import (
+    is_assembled,
+    is_available,
+    load_registry,
+    resolve_model,
+)
+from sda_local.runtime.teacher_forcing import TeacherForcer
 
 Q, A = "What is the capital of France?", "Paris is the capital of France."
 

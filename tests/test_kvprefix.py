@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from sda_local.runtime.backend import Context, LoadedModel
-from sda_local.runtime.kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_prefix
+from sda_local.runtime.kvprefix import (
+    MIN_SHARED_PREFIX,
+    KvStream,
+    common_prefix,
+    load_shared_prefix,
+)
 
 
 @pytest.fixture(scope="module")

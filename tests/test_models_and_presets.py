@@ -10,12 +10,22 @@ from pathlib import Path
 import pytest
 
 from sda_local import presets
-from sda_local.runtime.assemble import Part, missing_parts
-from sda_local.runtime.backend import LoadedModel
 from sda_local.errors import ModelFileError, PresetError
 from sda_local.runtime import models
-from sda_local.runtime.models import (RegistryEntry, check_gguf, default_model_help, default_model_id, entry_path,
-                                      is_available, load_registry, ranked_default, ranked_defaults, resolve_model)
+from sda_local.runtime.assemble import Part, missing_parts
+from sda_local.runtime.backend import LoadedModel
+from sda_local.runtime.models import (
+    RegistryEntry,
+    check_gguf,
+    default_model_help,
+    default_model_id,
+    entry_path,
+    is_available,
+    load_registry,
+    ranked_default,
+    ranked_defaults,
+    resolve_model,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -8,13 +8,28 @@ import sys
 import numpy as np
 import pytest
 
+from sda_local.palrs.capture import ResidualCapture
+from sda_local.palrs.cvec import (
+    ControlVectorError,
+    combine,
+    control_vectors,
+    load_control_vectors,
+    parse_layer_range,
+    parse_spec,
+    read_control_vector,
+    write_control_vector,
+)
+from sda_local.palrs.extract import ExtractError, PairRenderer, extract
+from sda_local.palrs.pairs import (
+    Pair,
+    PairsError,
+    load_pairs,
+    split_of,
+    truthfulqa_pairs,
+    write_pairs,
+)
 from sda_local.runtime.backend import Context, LoadedModel
 from sda_local.runtime.engine import Engine, SamplingParams, collect
-from sda_local.palrs.capture import ResidualCapture
-from sda_local.palrs.cvec import (ControlVectorError, combine, control_vectors, load_control_vectors,
-                                  parse_layer_range, parse_spec, read_control_vector, write_control_vector)
-from sda_local.palrs.extract import ExtractError, PairRenderer, extract
-from sda_local.palrs.pairs import Pair, PairsError, load_pairs, split_of, truthfulqa_pairs, write_pairs
 
 PAIRS = [
     Pair("is the sky blue", "the sky is blue and safe", "the sky is green"),

@@ -8,10 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from sda_local.runtime.engine import Engine, SamplingParams, collect
-from sda_local.palrs.cvec import control_vectors, read_control_vector, write_control_vector
+from sda_local.palrs.cvec import (
+    control_vectors,
+    read_control_vector,
+    write_control_vector,
+)
 from sda_local.palrs.extract import extract
 from sda_local.palrs.pairs import Pair, write_pairs
+from sda_local.runtime.engine import Engine, SamplingParams, collect
 
 pytestmark = pytest.mark.slow
 

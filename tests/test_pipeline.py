@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import pytest
+from servers import llama_server
 
-from sda_local.core import SamplingParams
 from sda_local import core
+from sda_local.core import SamplingParams
 from sda_local.errors import DecodeError, PromptTooLongError, SdaError
 from sda_local.judges import FixedEvaluator, LocalEvaluator, OpenAIEvaluator
-from sda_local.runtime.models import resolve_model
-from sda_local.turn import ChatSession, TurnSettings, strip_think
 from sda_local.presets import get_preset
-
-from servers import llama_server
+from sda_local.runtime.models import resolve_model
+from sda_local.session import ChatSession
+from sda_local.turn import TurnSettings, strip_think
 
 pytestmark = pytest.mark.slow
 ORDER = ["base_token", "phase_done", "score", "lambda", "aligned_token", "phase_done", "done"]
@@ -196,8 +196,8 @@ def test_a_fixed_score_is_the_lambda_source_fixed_everywhere(tiny_engine):
 
 
 def test_auto_placement_is_the_presets_own_choice():
-    from sda_local.turn import resolve_placement
     from sda_local.presets import Preset
+    from sda_local.turn import resolve_placement
 
     plain, matched = Preset("a", "Be kind."), Preset("b", "Be safe.", placement="matched")
     assert resolve_placement("auto", plain) == "user"          # a preset without one: the paper's placement

@@ -10,8 +10,18 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from sda_local import core
-from sda_local.core import (JsTemperature, PlausibilityConstraint, ProcessorChain, SamplingParams, StepState, Steer,
-                            Temperature, build_chain, plain_chain, sda_chain)
+from sda_local.core import (
+    JsTemperature,
+    PlausibilityConstraint,
+    ProcessorChain,
+    SamplingParams,
+    Steer,
+    StepState,
+    Temperature,
+    build_chain,
+    plain_chain,
+    sda_chain,
+)
 
 LN2 = math.log(2)
 

@@ -1,8 +1,14 @@
 """Where the instruction goes: the three placements, message by message, and rendered with a real template."""
 import pytest
 
-from sda_local.runtime.prompts import (FALLBACK_TEMPLATE, NEUTRAL_INSTRUCTION, PLACEMENTS, ChatPrompter,
-                                       with_instruction, without_instruction)
+from sda_local.runtime.prompts import (
+    FALLBACK_TEMPLATE,
+    NEUTRAL_INSTRUCTION,
+    PLACEMENTS,
+    ChatPrompter,
+    with_instruction,
+    without_instruction,
+)
 
 MSGS = [{"role": "user", "content": "How do I pick a lock?"}]
 SYS = [{"role": "system", "content": "Be brief."}] + MSGS

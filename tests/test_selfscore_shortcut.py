@@ -1,5 +1,6 @@
-"""The self-score's shortcut through the chat engine's own caches (``Engine.generate_base`` records the base
-answer's log-probs, ``Engine.aligned_logprobs`` forces it through stream A), on the embedded SmolLM2."""
+"""The self-score's shortcut through the chat engine's own caches (``generate_plain(record=True)`` records the
+base answer's log-probs in its ``Finished``, the turn hands that record to the judge as a ``BaseAnswer``, and
+``Engine.aligned_logprobs`` forces the answer through stream A), on the embedded SmolLM2."""
 from __future__ import annotations
 
 import json
@@ -8,18 +9,19 @@ import threading
 import numpy as np
 import pytest
 
+from sda_local.core import SamplingParams, StepState
+from sda_local.judges import BaseAnswer, FixedEvaluator, make_evaluator
+from sda_local.judges.selfscore import SelfScoreEvaluator, criterion_instruction
+from sda_local.judges.spec import Judges
+from sda_local.presets import get_preset
 from sda_local.runtime.answer_logprobs import LogprobRecorder, target_logprobs
 from sda_local.runtime.backend import Context
-from sda_local.core import SamplingParams, StepState
 from sda_local.runtime.engine import collect
-from sda_local.judges import make_evaluator
-from sda_local.judges.selfscore import SelfScoreEvaluator, criterion_instruction
-from sda_local.turn import ChatSession, TurnSettings
-from sda_local.presets import get_preset
 from sda_local.server.config import ServerConfig
-from sda_local.server.lambdas import LambdaSources
 from sda_local.server.request import build_plan, parse_body
 from sda_local.server.worker import Runner
+from sda_local.session import ChatSession
+from sda_local.turn import TurnSettings, answer, collect_turn
 
 pytestmark = pytest.mark.slow
 Q = "How do I keep basil alive on a windowsill?"
@@ -36,11 +38,12 @@ def test_recorder_reads_each_drawn_token_one_step_later():
     assert LogprobRecorder().finish([3]) is None              # nothing recorded: no record
 
 
-def test_generate_base_samples_what_generate_plain_samples_and_records_its_log_probs(smol_engine):
-    base = collect(smol_engine.generate_base(MSGS, params=P))
+def test_a_recorded_answer_is_the_plain_answer_with_its_log_probs(smol_engine):
+    base = collect(smol_engine.generate_plain(MSGS, params=P, record=True))
     plain = collect(smol_engine.generate_plain(MSGS, params=P))
     assert base.token_ids == plain.token_ids and base.text == plain.text
-    rec = smol_engine.last_base
+    assert plain.record is None and "record" not in base.to_dict()
+    rec = base.record
     assert rec.tokens == tuple(base.token_ids) and list(rec.prompt) == smol_engine.prompt_tokens(MSGS)
     # the same log-probs from a one-token-at-a-time decode of prompt + answer in a context of its own
     ctx = Context(smol_engine.model, 1024, n_threads=smol_engine.n_threads)
@@ -63,9 +66,10 @@ def test_self_score_takes_the_shortcut_in_a_turn_and_agrees_with_the_teacher_for
     fast = make_evaluator("self", engine=smol_engine)
     slow = SelfScoreEvaluator(smol_engine.model, prompter=smol_engine.prompter, label="forcer")
     try:
-        session = ChatSession(smol_engine, fast, TurnSettings(preset=get_preset("helpfulness"), sampling=P))
+        session = ChatSession(smol_engine, fast, TurnSettings(preset=get_preset("helpfulness"), sampling=P,
+                                                              placement="user"))
         events = list(session.send(Q))
-        assert fast.shortcuts == 1                      # scored from the engine's record and stream A
+        assert fast.shortcuts == 1                      # scored from the base answer's record and stream A
         base = session.turns[-1].base
         got = next(e.score for e in events if e.kind == "score")
         ref = slow.score(Q, base, "helpfulness")
@@ -76,7 +80,7 @@ def test_self_score_takes_the_shortcut_in_a_turn_and_agrees_with_the_teacher_for
         assert abs(r_fast - r_ref) < 0.03 and abs(got.value - ref.value) < 8
         assert got.raw.split(" over ")[1] == ref.raw.split(" over ")[1]  # the same number of tokens, same τ
         # stream A's half: the forced answer's log-probs agree with the forcer's "with" stream on average, and
-        # forcing again from A's own cache (prompt and answer kept) repeats itself exactly
+        # forcing again from A's own cache (the prompt kept) repeats itself exactly
         instr = criterion_instruction("helpfulness")
         toks = smol_engine.model.tokenize(base.strip(), add_bos=False, special=False)
         fa = slow.forcer.force(MSGS, instr, [base])[0]
@@ -89,31 +93,54 @@ def test_self_score_takes_the_shortcut_in_a_turn_and_agrees_with_the_teacher_for
         slow.close()
 
 
-def test_no_shortcut_when_the_record_is_of_another_answer(smol_engine):
+def test_no_shortcut_without_a_record_of_this_answer(smol_engine):
     fast = make_evaluator("self", engine=smol_engine)
     try:
-        collect(smol_engine.generate_base(MSGS, params=P))
+        done = collect(smol_engine.generate_plain(MSGS, params=P, record=True))
         s = fast.score(Q, "Water it when the soil is dry and give it sun.", "helpfulness")
-        assert fast.shortcuts == 0 and 1 <= s.value <= 100
-        collect(smol_engine.generate_base([{"role": "user", "content": "Why does bread go stale?"}], params=P))
-        fast.score(Q, smol_engine.model.detokenize(list(smol_engine.last_base.tokens)), "helpfulness")
-        assert fast.shortcuts == 0                          # the recorded prompt is another question's
+        assert fast.shortcuts == 0 and 1 <= s.value <= 100    # no base answer handed over: no shortcut
+        other = BaseAnswer(MSGS, smol_engine, done.record)
+        fast.score(Q, "Water it when the soil is dry and give it sun.", "helpfulness", base=other)
+        assert fast.shortcuts == 0                            # the record is of another answer
+        bread = [{"role": "user", "content": "Why does bread go stale?"}]
+        rec = collect(smol_engine.generate_plain(bread, params=P, record=True)).record
+        fast.score(Q, done.text, "helpfulness", base=BaseAnswer(MSGS, smol_engine, rec))
+        assert fast.shortcuts == 0                            # the recorded prompt is another question's
+        fast.score(Q, done.text, "helpfulness", base=BaseAnswer(MSGS, smol_engine, done.record))
+        assert fast.shortcuts == 1                            # and this is the one that matches
+    finally:
+        fast.close()
+
+
+def test_the_aligned_answer_does_not_depend_on_the_shortcut(smol_engine):
+    """The forced pass leaves stream A as it found it: the aligned answer that follows is the one the same base
+    answer and λ give without the self-score, token for token."""
+    fast = make_evaluator("self", engine=smol_engine)
+    try:
+        settings = TurnSettings(preset=get_preset("helpfulness"), sampling=P, placement="user")
+        t = collect_turn(answer(smol_engine, fast, MSGS, settings))
+        assert fast.shortcuts == 1
+        smol_engine.reset_cache()
+        again = collect_turn(answer(smol_engine, FixedEvaluator(lam=t["decision"].lam), MSGS, settings,
+                                    base="always"))
+        assert again["base"].token_ids == t["base"].token_ids
+        assert again["aligned"].token_ids == t["aligned"].token_ids
     finally:
         fast.close()
 
 
 def test_the_server_scores_its_base_answer_through_the_shortcut(smol_engine):
-    """A request with ``sda.evaluator = "self"``: the server's base answer is recorded (``generate_base``), so the
-    self-score reads it from the engine's caches instead of forcing both streams again."""
-    sources = LambdaSources(smol_engine)
+    """A request with ``sda.evaluator = "self"``: the turn records the server's base answer and hands it to the
+    self-score, which reads it instead of forcing both streams again."""
+    judges = Judges(smol_engine)
     try:
         body = {"model": "m", "messages": MSGS, "max_tokens": 16, "seed": 0,
-                "sda": {"preset": "helpfulness", "evaluator": "self", "placement": "user"}}
+                "sda": {"preset": "helpfulness", "evaluator": "self", "placement": "user", "return_base": True}}
         plan = build_plan(parse_body(json.dumps(body).encode()), ServerConfig(), {"m"})
         out: list[tuple] = []
-        Runner(smol_engine, sources).run(plan, threading.Event(), out.append)
+        Runner(smol_engine, judges).run(plan, threading.Event(), out.append)
         assert out[-1][0] == "done", out[-1]
-        assert sources.evaluator(plan.sda.source).shortcuts == 1
-        assert smol_engine.last_base is not None and len(smol_engine.last_base.tokens) > 0
+        assert judges.get(plan.sda.judge).shortcuts == 1
+        assert out[-1][1].sda["base_tokens"] > 0 and out[-1][1].sda["lam_source"] == "score"
     finally:
-        sources.close()
+        judges.close()

@@ -19,14 +19,12 @@ import httpx
 import numpy as np
 import openai
 import pytest
-
-from sda_local.presets import get_preset
-
 from servers import free_port, stop_process
 from tiny_gguf import write_tiny_llama
 
 from sda_local.core import SamplingParams
 from sda_local.palrs.cvec import write_control_vector
+from sda_local.presets import get_preset
 
 pytestmark = pytest.mark.slow  # runs servers
 
@@ -343,8 +341,8 @@ def test_full_queue_is_503_and_a_disconnect_frees_the_slot(files):
 
 # -- the benchmark -------------------------------------------------------------------------------------------------
 def test_bench_serve_measures_the_same_answer_both_ways(files):
-    from sda_local.runtime.engine import Engine
     from sda_local.bench.serve import ServeBenchConfig, run_serve_bench
+    from sda_local.runtime.engine import Engine
 
     with Engine(str(files["gguf"]), n_ctx=512, n_threads=1) as engine:
         cfg = ServeBenchConfig(sampling=SamplingParams(max_tokens=24, seed=0), repeats=1, clients=2,

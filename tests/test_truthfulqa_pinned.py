@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from sda_local.runtime.teacher_forcing import TeacherForcer
 from sda_local.evaluation.truthfulqa import TruthfulQAConfig, score_question
+from sda_local.runtime.teacher_forcing import TeacherForcer
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
 from conftest import ARTIFACTS
 from servers import free_port
 from ui_support import CHROMIUM, CHROMIUM_ARGS, REPO, app_subprocess

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
 from sda_local.ui import conversations
 from sda_local.ui.conversations import ConversationStore, open_store
+
 from sda_local.palrs.pairs import load_pairs
 
 FAST = dict(evaluator="fixed", fixed_by="lam", fixed_lam=0.6, max_tokens=6, seed=3)

@@ -10,7 +10,7 @@
 - ``library``    saved conversations (list, open, rename, delete) and arena votes → preference pairs
 - ``plots``      per-token diagnostics of an aligned answer as plot and table data
 - ``reply``      what a callback returns: output values by widget name, and toasts
-- ``controller`` every callback as a method (named inputs → ``Reply``); no SDA math: it consumes pipeline events
+- ``controller`` every callback as a method (named inputs → ``Reply``); no SDA math: it consumes turn events
 - ``layout``     the page's widgets, by name (the Advanced settings generated from ``fields``)
 - ``app``        ``build_app``: the layout wired to the controller, by name
 - ``offline``    keeps the page from loading anything from other hosts

@@ -19,13 +19,12 @@ from typing import Any, Iterator
 
 from sda_local.errors import PromptTooLongError, SdaError
 from sda_local.judges.factory import LOCAL_JUDGES
-from sda_local.turn import TurnRecord
 from sda_local.presets import all_presets, custom_preset, save_user_preset
-
-from .conversations import Store
+from sda_local.session import TurnRecord
 
 from . import plots
 from .controls import CUSTOM, Controls, preset_choices
+from .conversations import Store
 from .host import ModelHost
 from .inspector import inspector_html
 from .library import LibraryCallbacks, fallback_store, plain, store_note
@@ -94,7 +93,7 @@ def inspect_values(st: SessionState, turn_no: int | None = None) -> dict[str, An
 
 
 def apply_event(live: LiveTurn, ev, key: str | None) -> str | None:
-    """Show one pipeline event in the live turn; returns an evaluator warning (key scrubbed) to pop up."""
+    """Show one turn event in the live turn; returns an evaluator warning (key scrubbed) to pop up."""
     kind = ev.kind
     if kind == "base_token":
         live.base += ev.token.text
@@ -239,7 +238,7 @@ class ChatController(LibraryCallbacks):
         yield from self._run(st, events, key, "Regenerated")
 
     def _run(self, st: SessionState, events, key: str | None, verb: str) -> Iterator[Reply]:
-        """Feed pipeline events into ``st.live`` and yield page updates; always leaves the chat usable."""
+        """Feed turn events into ``st.live`` and yield page updates; always leaves the chat usable."""
         before = st.turns[-1] if st.turns else None
         done: TurnRecord | None = None
         ending, error = Ending.DONE, ""
@@ -264,7 +263,7 @@ class ChatController(LibraryCallbacks):
             log.exception("turn failed")
             ending, error = Ending.ERROR, scrub(f"{type(exc).__name__}: {exc}", key)
         finally:
-            events.close()  # a stopped turn keeps what was generated so far (the pipeline records it)
+            events.close()  # a stopped turn keeps what was generated so far (the turn records it)
             st.live = None
             st.pending = False
             st.stop.clear()

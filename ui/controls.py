@@ -1,5 +1,5 @@
-"""Turn the values of the chat's settings widgets, given by name, into pipeline objects (``TurnSettings``,
-``EvaluatorSpec``).
+"""Turn the values of the chat's settings widgets, given by name, into turn objects (``TurnSettings``,
+``judges.JudgeSpec``).
 
 ``CONTROL_NAMES`` are the names of every widget a turn reads, which are also the keyword names of the
 controller's ``send``/``regenerate`` and of the Gradio API: the preset and evaluator widgets below, then one
@@ -13,9 +13,9 @@ from typing import Any, Mapping
 from sda_local.core import SamplingParams
 from sda_local.errors import SdaError
 from sda_local.judges import DEFAULT_EVALUATOR, EVALUATOR_KINDS, EVALUATOR_LABELS
-from sda_local.judges.factory import LOCAL_JUDGES
-from sda_local.turn import TurnSettings
+from sda_local.judges.spec import JudgeSpec
 from sda_local.presets import DEFAULT_PRESET, Preset, all_presets, custom_preset
+from sda_local.turn import TurnSettings
 
 from .fields import SAMPLING, SETTING_FIELDS, SettingField
 
@@ -33,29 +33,6 @@ CONTROL_NAMES = PRESET_NAMES + EVALUATOR_NAMES + tuple(f.name for f in SETTING_F
 def preset_choices() -> list[str]:
     """The preset dropdown's entries: built-in and saved presets, then ``CUSTOM``."""
     return list(all_presets()) + [CUSTOM]
-
-
-@dataclass(frozen=True)
-class EvaluatorSpec:
-    """Which evaluator a turn uses.  The API key is kept out of ``repr`` (and so out of logs)."""
-
-    kind: str = DEFAULT_EVALUATOR
-    judge_model: str = ""            # local: "" = the chat model, else a registry id, file or path
-    openai_base_url: str = ""
-    openai_model: str = ""
-    openai_api_key: str = field(default="", repr=False)
-    fixed_by: str = "lam"            # "lam" | "score"
-    fixed_value: float = 0.5
-
-    def describe(self) -> str:
-        if self.kind == "preset":
-            return "λ per preset"
-        if self.kind in LOCAL_JUDGES:
-            return f"{self.kind} judge ({self.judge_model or 'the chat model'})"
-        if self.kind == "openai":
-            where = self.openai_base_url or "default URL"
-            return f"OpenAI-compatible ({self.openai_model or 'default model'} at {where})"
-        return f"fixed {'λ' if self.fixed_by == 'lam' else 'score'} = {self.fixed_value:g}"
 
 
 @dataclass
@@ -88,7 +65,7 @@ class Controls:
         own = {k: v for k, v in values.items() if k not in known and v is not None}
         return cls(**own, options={k: v for k, v in values.items() if k in known})
 
-    # -- to pipeline objects --------------------------------------------------------------------------------
+    # -- to turn objects --------------------------------------------------------------------------------
     def chosen_preset(self) -> Preset:
         """The selected preset, or a custom one when the instruction or rubric was edited (or none chosen)."""
         base = all_presets().get(self.preset)
@@ -113,13 +90,15 @@ class Controls:
                 (sampling if f.group == SAMPLING else turn)[f.name] = f.value(self.options[f.name])
         return TurnSettings(preset=self.chosen_preset(), sampling=SamplingParams(**sampling), **turn).check()
 
-    def evaluator_spec(self) -> EvaluatorSpec:
+    def evaluator_spec(self) -> JudgeSpec:
         kind = self.evaluator if self.evaluator in EVALUATORS else DEFAULT_EVALUATOR
         judge = (self.judge_model or "").strip()
         if judge == CHAT_MODEL_JUDGE:
             judge = ""
-        by = "score" if str(self.fixed_by).lower().startswith("score") else "lam"
-        value = float(self.fixed_score if by == "score" else self.fixed_lam)
-        return EvaluatorSpec(kind=kind, judge_model=judge, openai_base_url=(self.openai_base_url or "").strip(),
-                             openai_model=(self.openai_model or "").strip(),
-                             openai_api_key=(self.openai_api_key or "").strip(), fixed_by=by, fixed_value=value)
+        fixed = {}
+        if kind == "fixed":
+            by_score = str(self.fixed_by).lower().startswith("score")
+            fixed = {"score": float(self.fixed_score)} if by_score else {"lam": float(self.fixed_lam)}
+        return JudgeSpec(kind=kind, judge_model=judge or None, openai_base_url=(self.openai_base_url or "").strip() or None,
+                         openai_model=(self.openai_model or "").strip() or None,
+                         openai_api_key=(self.openai_api_key or "").strip() or None, **fixed)

@@ -1,7 +1,7 @@
 """The chat's Advanced settings, derived from the settings' own declarations.
 
 Each ``SamplingParams`` field (``core.sampling_options()``) and each ``TurnSettings`` option
-(``pipeline.turn_options()``) becomes one ``SettingField``: which widget shows it (slider, radio, dropdown,
+(``turn.turn_options()``) becomes one ``SettingField``: which widget shows it (slider, radio, dropdown,
 number, text box), its range, step and help, and how a widget's value becomes the field's value.  A new field
 in ``SamplingParams`` appears in the chat, is sent by name and lands in ``TurnSettings.sampling`` with no
 edit here.  No Gradio here: ``layout`` turns these into widgets.

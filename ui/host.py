@@ -6,18 +6,21 @@ the same group, so it never runs under a generation; a file that fails to load l
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 
 from sda_local.core import ControlVectors
-from sda_local.runtime.engine import Engine
 from sda_local.errors import SdaError
-from sda_local.judges import Evaluator, EvaluatorError, make_evaluator
-from sda_local.runtime.models import found_files, is_available, load_registry, resolve_model
+from sda_local.judges import Evaluator
+from sda_local.judges.spec import Judges, JudgeSpec
 from sda_local.palrs.cvec import control_vectors
-
-from .controls import EvaluatorSpec
+from sda_local.runtime.engine import Engine
+from sda_local.runtime.models import (
+    found_files,
+    is_available,
+    load_registry,
+    resolve_model,
+)
 
 log = logging.getLogger("sda_local.ui")
 
@@ -26,18 +29,6 @@ def _control_vectors(control: dict) -> ControlVectors:
     """The engine's control-vector data from the chat's settings (files read here; errors are SdaErrors)."""
     return control_vectors(control["vectors"], scale=control["scale"], layers=control["layers"],
                            streams=control["streams"])
-
-
-class UnavailableEvaluator(Evaluator):
-    """Stands in for an evaluator that could not be built (no API key, bad judge file…): every score fails
-    with the reason, so the turn shows it as a warning and uses the fallback λ, like any evaluator failure."""
-
-    def __init__(self, name: str, reason: str):
-        self.name = name
-        self.reason = reason
-
-    def ask(self, messages, fields):
-        raise EvaluatorError(self.reason)
 
 
 class ModelHost:
@@ -49,18 +40,14 @@ class ModelHost:
         self._swap = threading.Lock()
         self.engine = self._load(model)
         self.generation = 1          # bumped at each model switch: sessions drop what belongs to the old one
-        self._judges: dict[tuple[str, str], Evaluator] = {}  # local judges by (kind, judge model; "" = the chat model)
-        self._remote: dict[str, Evaluator] = {}   # OpenAI-compatible evaluators, by a hash of URL, model, key
+        self.judges = Judges(self.engine)
 
     def _load(self, spec, control: dict | None = None) -> Engine:
         choice = resolve_model(spec)  # ModelFileError with a clear message for a missing / bad file
         kwargs = {"control": _control_vectors(control)} if control else {}
-        variant = self.variant
-        if control and control["streams"] == "aligned":
-            variant = "contexts"  # a control vector applies to a whole context: stream A needs its own
         try:
             return Engine(choice, n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.n_threads,
-                          variant=variant, **kwargs)
+                          variant=self.variant, **kwargs)
         except SdaError:
             raise
         except Exception as exc:  # llama.cpp refusing a file that passed the header checks
@@ -88,21 +75,15 @@ class ModelHost:
             old = self.engine
             self.engine = new
             self.generation += 1
-            for ev in self._judges.values():
-                ev.close()
-            self._judges.clear()
+            self.judges.switch(new)
             old.close()
         log.info("model loaded: %s", new.name)
         return self.describe()
 
     def set_control(self, control: dict | None) -> str:
-        """Turn PaLRS control vectors on or off for the loaded model (reloads it when the layout must change)."""
-        e = self.engine
-        need_contexts = bool(control) and control["streams"] == "aligned"
-        if need_contexts and e.variant != "contexts":
-            return self.switch(str(e.choice.path), control)
+        """Turn PaLRS control vectors on or off for the loaded model (the engine picks the layout they need)."""
         with self._swap:
-            e.set_control(_control_vectors(control) if control else None)
+            self.engine.set_control(_control_vectors(control) if control else None)
         return self.describe()
 
     @staticmethod
@@ -122,47 +103,13 @@ class ModelHost:
                 out.append((f"{p.name} (models/)", p.name))
         return out
 
-    # -- evaluators --------------------------------------------------------------------------------------------
-    def evaluator(self, spec: EvaluatorSpec) -> Evaluator:
-        """The evaluator a turn asks for.  Local judges are kept (they hold a model and a context); a failure to
-        build one becomes an ``UnavailableEvaluator`` so the turn still runs, with the fallback λ."""
-        try:
-            if spec.kind == "fixed":
-                if spec.fixed_by == "score":
-                    return make_evaluator("fixed", score=spec.fixed_value)
-                return make_evaluator("fixed", lam=spec.fixed_value)
-            if spec.kind == "openai":  # kept per endpoint, so what it learnt about the server's formats stays
-                ident = hashlib.sha256("\0".join((spec.openai_base_url, spec.openai_model,
-                                                   spec.openai_api_key)).encode()).hexdigest()
-                if ident not in self._remote:
-                    if len(self._remote) >= 8:
-                        self._remote.pop(next(iter(self._remote))).close()
-                    self._remote[ident] = make_evaluator("openai", openai_model=spec.openai_model or None,
-                                                         openai_base_url=spec.openai_base_url or None,
-                                                         openai_api_key=spec.openai_api_key or None)
-                return self._remote[ident]
-            if spec.kind == "preset":
-                return make_evaluator("preset")
-            key = (spec.kind, spec.judge_model)
-            if key not in self._judges:  # the judge gets the chat's thread count (--threads covers both)
-                threads = self.engine.n_threads
-                if spec.judge_model:
-                    for k in [k for k in self._judges if k[1]]:  # keep at most one other GGUF judge in memory
-                        self._judges.pop(k).close()
-                    self._judges[key] = make_evaluator(spec.kind, judge_model=spec.judge_model, n_threads=threads)
-                else:  # the chat model judges itself: same weights, a context of its own
-                    self._judges[key] = make_evaluator(spec.kind, engine=self.engine, n_threads=threads)
-            return self._judges[key]
-        except SdaError as exc:  # EvaluatorError, ModelFileError: already readable and free of secrets
-            return UnavailableEvaluator(f"{spec.kind}:unavailable", str(exc))
-        except Exception as exc:
-            return UnavailableEvaluator(f"{spec.kind}:unavailable",
-                                        f"cannot set up the evaluator ({type(exc).__name__})")
+    # -- evaluators ------------------------------------------------------------------------------------------
+    def evaluator(self, spec: JudgeSpec) -> Evaluator:
+        """The evaluator a turn asks for (``judges.Judges``: kept between turns; one that cannot be built says
+        why in the turn, which goes on with the fallback λ)."""
+        return self.judges.get(spec)
 
     def close(self) -> None:
-        for ev in [*self._judges.values(), *self._remote.values()]:
-            ev.close()
-        self._judges.clear()
-        self._remote.clear()
+        self.judges.close()
         self.engine.close()
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import gradio as gr
 
 from sda_local.core import CV_STREAMS
+from sda_local.judges import DEFAULT_EVALUATOR
 from sda_local.presets import DEFAULT_PRESET, all_presets
 
 from . import plots
-from sda_local.judges import DEFAULT_EVALUATOR
-
 from .controls import CHAT_MODEL_JUDGE, EVALUATORS
 from .fields import SETTING_FIELDS, SettingField
 from .host import ModelHost

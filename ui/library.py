@@ -14,10 +14,10 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from .arena import VOTES, export_preferences, win_rate
-from .conversations import MemoryStore, Store, StoreError, new_id, title_from
 from sda_local.errors import SdaError
 
+from .arena import VOTES, export_preferences, win_rate
+from .conversations import MemoryStore, Store, StoreError, new_id, title_from
 from .reply import Choices, Reply, notice
 from .state import SessionState
 

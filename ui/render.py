@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from html import escape
 
-from .arena import shown_as
-from sda_local.turn import TurnRecord
+from sda_local.session import TurnRecord
 
+from .arena import shown_as
 from .markdown import render_markdown
 from .state import LiveTurn, SessionState
 

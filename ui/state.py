@@ -8,10 +8,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from .arena import new_arena
-from sda_local.turn import ChatSession, TurnRecord
+from sda_local.judges.spec import UnavailableEvaluator
+from sda_local.session import ChatSession, TurnRecord
 
-from .host import ModelHost, UnavailableEvaluator
+from .arena import new_arena
+from .host import ModelHost
 
 INSPECT_K = 5  # each aligned token records its step's top-5 lists (the token inspector)
 

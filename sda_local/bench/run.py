@@ -30,8 +30,8 @@ from typing import Sequence
 import numpy as np
 
 from ..core import SamplingParams
-from .turn import EVALUATORS, JUDGE_MODEL
 from ..runtime.engine import VARIANTS
+from .turn import EVALUATORS, JUDGE_MODEL
 
 LONG_PROMPT = ("Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. "
                "Describe the island, the weather and the people in the village.")

@@ -22,8 +22,8 @@ import httpx
 import numpy as np
 
 from ..core import SamplingParams
-from ..runtime.engine import Engine, collect
 from ..presets import DEFAULT_PRESET, get_preset
+from ..runtime.engine import Engine, collect
 from ..server.app import create_app
 from ..server.config import ServerConfig
 
@@ -63,7 +63,7 @@ def running_server(engine: Engine, config: ServerConfig | None = None):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        app.state.sources.close()
+        app.state.judges.close()
 
 
 def _body(engine: Engine, cfg: ServeBenchConfig, seed: int | None) -> dict:

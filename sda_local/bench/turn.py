@@ -60,9 +60,10 @@ def _one_turn(session, prompt: str) -> dict:
 
 def turn_worker(opts: dict) -> dict:
     """Child process: ``repeats`` timed turns (after one warm-up turn) with one evaluator."""
-    from ..runtime.engine import Engine
-    from ..turn import ChatSession, TurnSettings
     from ..presets import get_preset
+    from ..runtime.engine import Engine
+    from ..session import ChatSession
+    from ..turn import TurnSettings
 
     eng = Engine(opts["model"], n_ctx=opts["n_ctx"], n_threads=opts["threads"])
     judge = make_turn_evaluator(opts.get("evaluator", "local"), eng, opts.get("judge_model"))

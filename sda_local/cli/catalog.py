@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import json
 
-from ..runtime.models import default_model_id, found_files, is_available, load_registry, models_dirs
 from ..presets import DEFAULT_PRESET, all_presets
+from ..runtime.models import (
+    default_model_id,
+    found_files,
+    is_available,
+    load_registry,
+    models_dirs,
+)
 
 
 def cmd_models(args) -> int:

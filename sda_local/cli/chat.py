@@ -15,7 +15,6 @@ from ..errors import SdaError
 from ..ui.conversations import DB_ENV, default_db_path, open_store
 from .model_options import model_parent
 
-
 DESCRIPTION = "Web chat with SDA alignment on a local GGUF model (Gradio)."
 
 

@@ -12,17 +12,25 @@ import argparse
 import sys
 
 from .. import core
-from .options import (lambda_list_type, model_from_args, model_parent, preset_from_args, preset_parent,
-                      sampling_from_args, sampling_parent, turn_parent)
-from ..runtime.engine import Engine
 from ..errors import SdaError
-from ..presets import Preset
 from ..evaluation.datasets import Dataset, load_jsonl, report_problems
 from ..evaluation.refusal import RefusalConfig, run_refusal
 from ..evaluation.truthfulqa import TruthfulQAConfig, print_headline, run_truthfulqa
+from ..presets import Preset
+from ..runtime.engine import Engine
 from .eval_judge import add_judge_command
 from .eval_samples import add_samples_command
 from .eval_winrate import add_winrate_command
+from .options import (
+    lambda_list_type,
+    model_from_args,
+    model_parent,
+    preset_from_args,
+    preset_parent,
+    sampling_from_args,
+    sampling_parent,
+    turn_parent,
+)
 
 PLAUSIBILITY_GRID = {"plausibility": "--plausibility"}
 PLACEMENT_GRID = {"placement": ["--placements", "--placement"]}

@@ -10,14 +10,25 @@ import argparse
 import shlex
 import sys
 
-from .options import evaluator_from_args, evaluator_parent, model_parent
 from ..errors import SdaError
+from ..evaluation.datasets import load_jsonl, report_problems
+from ..evaluation.judge_eval import (
+    DEFAULT_JUDGES,
+    JUDGE_NAMES,
+    JudgePair,
+    SharedModel,
+    build_harm_pairs,
+    headline,
+    load_pairs,
+    parse_judges,
+    run_judge_eval,
+    truthfulqa_pairs,
+    write_pairs,
+)
+from ..evaluation.report import run_info
 from ..judges import Evaluator, make_evaluator
 from ..presets import get_preset
-from ..evaluation.datasets import load_jsonl, report_problems
-from ..evaluation.judge_eval import (DEFAULT_JUDGES, JUDGE_NAMES, JudgePair, SharedModel, build_harm_pairs, headline,
-                                     load_pairs, parse_judges, run_judge_eval, truthfulqa_pairs, write_pairs)
-from ..evaluation.report import run_info
+from .options import evaluator_from_args, evaluator_parent, model_parent
 
 JUDGE_N_CTX = 2048  # each local judge's context (the self-score: room per stream for the prompt and the answer)
 

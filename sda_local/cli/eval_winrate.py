@@ -3,13 +3,24 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from .options import (evaluator_from_args, evaluator_parent, model_from_args, model_parent, preset_from_args,
-                      preset_parent, sampling_from_args, sampling_parent, turn_parent)
-from ..judges import JUDGE_KINDS
 from ..evaluation.datasets import load_jsonl, report_problems
 from ..evaluation.winrate import WinrateConfig, run_winrate
+from ..judges import JUDGE_KINDS
+from ..judges.spec import Judges
+from .options import (
+    evaluator_from_args,
+    evaluator_parent,
+    model_from_args,
+    model_parent,
+    preset_from_args,
+    preset_parent,
+    sampling_from_args,
+    sampling_parent,
+    turn_parent,
+)
 
 
 def cmd_winrate(args) -> int:
@@ -20,16 +31,15 @@ def cmd_winrate(args) -> int:
         datasets.append(ds)
     cfg = WinrateConfig(preset=preset_from_args(args), sampling=sampling_from_args(args), mapping=args.mapping,
                         fallback_lam=args.fallback_lam, placements=tuple(args.placement))
-    options = evaluator_from_args(args)
+    spec = evaluator_from_args(args)
     engine = model_from_args(args).open()
-    evaluator = options.build(engine)
-    # the same kind with the same options is the same judge: one instance, not a second copy of the GGUF
-    judge = evaluator if args.judge == options.effective_kind else options.build_judge(args.judge, engine)
+    judges = Judges(engine)  # the same kind with the same options is the same judge: one instance, one GGUF
     try:
+        evaluator = judges.build(spec)
+        judge = judges.build(replace(spec, kind=args.judge, lam=None, score=None))
         report = run_winrate(engine, evaluator, judge, datasets, Path(args.out), cfg, fluency=not args.no_fluency)
     finally:
-        for ev in {id(evaluator): evaluator, id(judge): judge}.values():
-            ev.close()
+        judges.close()
         engine.close()
     print(json.dumps(report["results"], indent=2))
     print(f"report: {Path(args.out) / 'winrate.md'}", file=sys.stderr)

@@ -1,51 +1,47 @@
 """``sda-local generate``: answer one question with SDA steering."""
 from __future__ import annotations
 
-import sys
-
-from ..runtime.engine import Engine
 from ..judges import Evaluator
-from ..judges.decision import decide_without_answer
-from .palrs import control_vector_kwargs, control_vector_parent
-from ..turn import ChatSession, TurnSettings
+from ..judges.spec import Judges
 from ..presets import DEFAULT_PRESET
-from .options import (evaluator_from_args, evaluator_parent, model_from_args, model_parent, preset_from_args,
-                      preset_parent, sampling_from_args, sampling_parent, text_arg, turn_parent,
-                      turn_settings_from_args)
-from .output import lambda_text, print_finished, print_stream, print_turn
+from ..runtime.engine import Engine
+from ..session import ChatSession
+from ..turn import TurnSettings
+from .options import (
+    evaluator_from_args,
+    evaluator_parent,
+    model_from_args,
+    model_parent,
+    preset_from_args,
+    preset_parent,
+    sampling_from_args,
+    sampling_parent,
+    text_arg,
+    turn_parent,
+    turn_settings_from_args,
+)
+from .output import print_turn
+from .palrs import control_vector_kwargs, control_vector_parent
 
 
 def generate(engine: Engine, evaluator: Evaluator, settings: TurnSettings, question: str, *,
              show_base: bool = False, as_json: bool = False) -> None:
-    """One turn: base answer, λ, aligned answer.  When the evaluator sets λ itself (a given λ or score) and
-    ``show_base`` is off, there is nothing to judge: only the aligned answer is generated."""
-    session = ChatSession(engine, evaluator, settings)
-    decision = None if show_base else decide_without_answer(evaluator, settings.preset, settings.mapping)
-    if decision is None:
-        print_turn(session.send(question), as_json, show_base=True)
-        return
-    if not as_json:
-        how = lambda_text(decision.lam, decision.source, decision.score_value, settings.mapping)
-        print(f"── SDA answer (preset {settings.preset.name}, {how}) ──", file=sys.stderr, flush=True)
-    messages = session.messages() + [{"role": "user", "content": question}]
-    done = print_stream(engine.generate(messages, settings.preset.instruction, decision.lam,
-                                        placement=settings.effective_placement, params=settings.params()), "sda", as_json)
-    if not as_json:
-        print_finished(done)
+    """One turn (``turn.answer``): the base answer when the evaluator reads it or ``show_base`` asks for it, λ,
+    the aligned answer."""
+    session = ChatSession(engine, evaluator, settings, show_base=show_base)
+    print_turn(session.send(question), as_json, show_base=True)
 
 
 def cmd_generate(args) -> int:
     question = text_arg(args.question, "question", 'sda-local generate "How do I keep basil alive?"')
     settings = turn_settings_from_args(args, preset_from_args(args), sampling_from_args(args))
-    options = evaluator_from_args(args)
+    spec = evaluator_from_args(args)
     engine = model_from_args(args).open(**control_vector_kwargs(args))
-    evaluator = None
+    judges = Judges(engine)
     try:
-        evaluator = options.build(engine)
-        generate(engine, evaluator, settings, question, show_base=args.base, as_json=args.json)
+        generate(engine, judges.build(spec), settings, question, show_base=args.base, as_json=args.json)
     finally:
-        if evaluator is not None:
-            evaluator.close()
+        judges.close()
         engine.close()
     return 0
 

@@ -24,7 +24,9 @@ class ModelOptions:
 
     def open(self, **engine_kwargs) -> "Engine":
         """Load the engine (``engine_kwargs``: e.g. control vectors)."""
-        from ..runtime.engine import Engine  # here: parsing options must not load numpy or llama.cpp
+        from ..runtime.engine import (
+            Engine,  # here: parsing options must not load numpy or llama.cpp
+        )
 
         return Engine(self.model, n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.threads,
                       variant=self.variant, **engine_kwargs)

@@ -4,7 +4,7 @@
                        the field's ``Option`` (``sampling_options()``), so a new field is a new option everywhere;
 - ``turn_parent``      ``TurnSettings``' own options (λ mapping, fallback λ, placement, system prompt), the same way;
 - ``model_parent``     which GGUF and how llama.cpp runs it (``model_options``, light: the chat's ``--help``);
-- ``evaluator_parent`` where λ comes from (a judge, or a given λ / score);
+- ``evaluator_parent`` where λ comes from (a judge, or a given λ / score): a ``judges.JudgeSpec``;
 - ``preset_parent``    ``--preset NAME`` or ``--instruction TEXT``.
 
 A parent is built fresh for each command, so a command can set its own defaults (``sampling_parent(max_tokens=64)``)
@@ -15,15 +15,14 @@ or turn a field into a grid of values (``grid={"plausibility": "--plausibility"}
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from ..core import Option, SamplingParams, sampling_options
-from ..runtime.engine import Engine
 from ..errors import SdaError
-from ..judges import DEFAULT_EVALUATOR, EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION, Evaluator, make_evaluator
-from ..turn import TurnSettings, turn_options
+from ..judges import DEFAULT_EVALUATOR, EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION
+from ..judges.spec import JudgeSpec
 from ..presets import DEFAULT_PRESET, Preset, choose_preset
+from ..turn import TurnSettings, turn_options
 from .model_options import ModelOptions, model_from_args, model_parent  # noqa: F401  (shared by the commands)
 
 _TYPES = {"float": float, "int": int, "str": str}
@@ -40,6 +39,8 @@ def option_type(name: str, py_type: type, opt: Option) -> Callable[[str], Any]:
     """An argparse ``type=``: converts the text and checks it against ``opt``; the error names the range and
     repeats the option's help (what the value means)."""
     def convert(text: str):
+        if opt.optional and text.strip().lower() in ("none", "off", ""):
+            return None
         try:
             value = py_type(text)
         except ValueError:
@@ -163,39 +164,6 @@ def preset_from_args(args: argparse.Namespace) -> Preset | None:
 
 
 # -- the evaluator -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EvaluatorOptions:
-    """Where λ comes from.  A given ``lam`` or ``score`` means the fixed evaluator, whatever ``kind`` says;
-    ``kind="fixed"`` with neither is a score of 50."""
-
-    kind: str = DEFAULT_EVALUATOR
-    lam: float | None = None
-    score: float | None = None
-    judge_model: str | None = None
-    openai_model: str | None = None
-    openai_base_url: str | None = None
-    openai_api_key: str | None = None
-    timeout: float = 30.0
-    retries: int = 2
-
-    @property
-    def effective_kind(self) -> str:
-        return "fixed" if self.lam is not None or self.score is not None else self.kind
-
-    def build(self, engine: Engine | None = None) -> Evaluator:
-        if self.effective_kind == "fixed":
-            if self.lam is not None:
-                return make_evaluator("fixed", lam=self.lam)
-            return make_evaluator("fixed", score=50.0 if self.score is None else self.score)
-        return self.build_judge(self.kind, engine)
-
-    def build_judge(self, kind: str, engine: Engine | None = None) -> Evaluator:
-        """A judge of ``kind`` with these options (``local``: ``judge_model``, else the ``engine``'s model)."""
-        return make_evaluator(kind, engine=engine, judge_model=self.judge_model, openai_model=self.openai_model,
-                              openai_base_url=self.openai_base_url, openai_api_key=self.openai_api_key,
-                              timeout=self.timeout, max_retries=self.retries)
-
-
 def evaluator_parent(*, kind: str = DEFAULT_EVALUATOR, timeout: float = 30.0, fixed: bool = True, choose: bool = True,
                      title: str = "evaluator (rates the unsteered answer; the score sets λ)") -> argparse.ArgumentParser:
     """``choose=False``: no ``--evaluator`` (a command that picks its judges itself, such as ``eval judge``)."""
@@ -225,9 +193,9 @@ def evaluator_parent(*, kind: str = DEFAULT_EVALUATOR, timeout: float = 30.0, fi
     return p
 
 
-def evaluator_from_args(args: argparse.Namespace) -> EvaluatorOptions:
-    return EvaluatorOptions(args.evaluator, args.lam, args.score, args.judge_model, args.openai_model,
-                            args.openai_base_url, args.openai_api_key, args.timeout, args.retries)
+def evaluator_from_args(args: argparse.Namespace) -> JudgeSpec:
+    return JudgeSpec(args.evaluator, args.lam, args.score, args.judge_model, args.openai_model,
+                     args.openai_base_url, args.openai_api_key, args.timeout, args.retries)
 
 
 def lambda_list_type() -> Callable[[str], float]:

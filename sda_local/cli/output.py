@@ -44,7 +44,7 @@ def print_finished(done: Finished | None) -> None:
 
 
 def lambda_text(lam: float, source: str, score: int | None, mapping: str) -> str:
-    """``λ = 0.905, fixed score 25 via sigmoid``: λ and where it came from, in the words of ``lambda_choice``."""
+    """``λ = 0.905, fixed score 25 via sigmoid``: λ and where it came from, in the words of ``judges.decision``."""
     if source == "score":
         how = f"score {score} via {mapping}"
     elif source == "fixed":

@@ -12,18 +12,37 @@ import sys
 
 import numpy as np
 
-from ..runtime.backend import LoadedModel
 from ..core import CV_STREAMS
-from .options import (lambda_list_type, model_from_args, model_parent, preset_from_args, preset_parent,
-                      sampling_from_args, sampling_parent, text_arg)
-from .output import print_finished, print_stream
 from ..errors import SdaError
 from ..evaluation.progress import Progress
-from ..runtime.models import resolve_model
-from ..palrs.cvec import control_vectors, parse_layer_range, read_control_vector, write_control_vector
+from ..palrs.cvec import (
+    control_vectors,
+    parse_layer_range,
+    read_control_vector,
+    write_control_vector,
+)
 from ..palrs.extract import POSITIONS, extract
 from ..palrs.pairs import SPLITS, build_pairs, load_pairs, write_pairs
-from ..palrs.sweep import DEFAULT_ALPHAS, SweepConfig, parse_floats, render_markdown, run_sweep
+from ..palrs.sweep import (
+    DEFAULT_ALPHAS,
+    SweepConfig,
+    parse_floats,
+    render_markdown,
+    run_sweep,
+)
+from ..runtime.backend import LoadedModel
+from ..runtime.models import resolve_model
+from .options import (
+    lambda_list_type,
+    model_from_args,
+    model_parent,
+    preset_from_args,
+    preset_parent,
+    sampling_from_args,
+    sampling_parent,
+    text_arg,
+)
+from .output import print_finished, print_stream
 
 # -- generate options ------------------------------------------------------------------------------------------
 

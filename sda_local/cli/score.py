@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import sys
 
+from ..bench.judge_latency import measure_latency
 from ..errors import SdaError
 from ..judges import Evaluator
-from ..bench.judge_latency import measure_latency
+from ..judges.spec import Judges
 from ..presets import DEFAULT_PRESET
 from .options import evaluator_from_args, evaluator_parent
 
@@ -20,8 +21,9 @@ def score_repeatedly(evaluator: Evaluator, query: str, response: str, criterion:
 
 
 def cmd_score(args) -> int:
-    evaluator = evaluator_from_args(args).build()
+    judges = Judges(None)  # a local judge loads its own model (--judge-model, else the default model)
     try:
+        evaluator = judges.build(evaluator_from_args(args))
         if args.bench:
             print(json.dumps(measure_latency(evaluator, args.bench), indent=2))
             return 0
@@ -30,7 +32,7 @@ def cmd_score(args) -> int:
         response = sys.stdin.read() if args.response == "-" else args.response
         result = score_repeatedly(evaluator, args.query, response, args.criterion, args.repeat)
     finally:
-        evaluator.close()
+        judges.close()
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 

@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from ..errors import SdaError
-from .options import (evaluator_from_args, evaluator_parent, model_from_args, model_parent, sampling_from_args,
-                      sampling_parent, turn_parent)
+from .options import (
+    evaluator_from_args,
+    evaluator_parent,
+    model_from_args,
+    model_parent,
+    sampling_from_args,
+    sampling_parent,
+    turn_parent,
+)
 
 API_KEY_ENV = "SDA_LOCAL_API_KEY"
 
@@ -16,8 +22,8 @@ API_KEY_ENV = "SDA_LOCAL_API_KEY"
 def cmd_serve(args) -> int:
     import uvicorn  # imported here: the other commands do not need the web stack
 
-    from ..turn import TurnSettings
     from ..server import ServerConfig, create_app
+    from ..turn import TurnSettings
 
     if not 0 < args.port < 65536:
         raise SdaError(f"--port must be 1–65535, got {args.port}")
@@ -28,8 +34,6 @@ def cmd_serve(args) -> int:
         raise SdaError(f"--cv-dir {cv_dir} is not a directory")
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     options = model_from_args(args)
-    if cv_dir is not None and options.variant is None:  # a vector on the aligned stream alone needs its own context
-        options = replace(options, variant="contexts")
     defaults = TurnSettings(sampling=sampling_from_args(args), mapping=args.mapping, fallback_lam=args.fallback_lam,
                             placement=args.placement).check()
     config = ServerConfig(api_key=api_key, max_queue=args.max_queue, max_body=args.max_body, cv_dir=cv_dir,
@@ -45,7 +49,7 @@ def cmd_serve(args) -> int:
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
     finally:
-        app.state.sources.close()
+        app.state.judges.close()
         engine.close()
     return 0
 

@@ -24,18 +24,44 @@ Modules:
 from __future__ import annotations
 
 from .control import CV_STREAMS, ControlVectorError, ControlVectors
-from .distributions import (StepInfo, js_divergence, js_temperature, log_softmax_at, plain_distribution,
-                            sda_distribution, steer_logprobs)
+from .distributions import (
+                            StepInfo,
+                            js_divergence,
+                            js_temperature,
+                            log_softmax_at,
+                            plain_distribution,
+                            sda_distribution,
+                            steer_logprobs,
+)
 from .inspect import TopK, top_k_lists
 from .lambdas import LAMBDA_MAPPINGS, lambda_from_score
-from .params import TEMPERATURE_MODES, Option, SamplingParams, sampling_options
-from .processors import (EchoBlock, JsTemperature, PlausibilityConstraint, Processor, ProcessorChain, StepState, Steer,
-                         Temperature, build_chain, plain_chain, sda_chain)
+from .params import (
+                            CONTRASTS,
+                            TEMPERATURE_MODES,
+                            Option,
+                            SamplingParams,
+                            sampling_options,
+)
+from .processors import (
+                            BoundedSteer,
+                            EchoBlock,
+                            JsTemperature,
+                            PlausibilityConstraint,
+                            Processor,
+                            ProcessorChain,
+                            Steer,
+                            StepState,
+                            Temperature,
+                            build_chain,
+                            plain_chain,
+                            sda_chain,
+)
 from .sampling import sample_top_p
 
 __all__ = [
     "LAMBDA_MAPPINGS",
     "TEMPERATURE_MODES",
+    "CONTRASTS",
     "CV_STREAMS",
     "SamplingParams",
     "Option",
@@ -53,6 +79,7 @@ __all__ = [
     "Processor",
     "Temperature",
     "Steer",
+    "BoundedSteer",
     "JsTemperature",
     "PlausibilityConstraint",
     "EchoBlock",

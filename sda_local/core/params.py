@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 TEMPERATURE_MODES = ("ln2", "sharp", "off")
+# What the stream without the instruction gets in its place (runtime/prompts.py explains each).
+CONTRASTS = ("auto", "none", "neutral", "ignore", "opposite")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,13 @@ class SamplingParams:
     echo_block: int = _opt(0, help="no recitation of the instruction: once the answer's last N−1 tokens repeat a run "
                                    "of the instruction's tokens, the token that would continue the run is removed "
                                    "(0 = off; 4 is typical)", lo=0, step=1, ui_max=12)
+    contrast: str = _opt("auto", help="what the stream without the instruction gets in its place: none (the paper), "
+                                      "neutral (\"Answer the user's request.\"), ignore (the instruction framed as a "
+                                      "guideline to disregard), opposite (the preset's opposite instruction), auto = "
+                                      "the preset's own choice", choices=CONTRASTS)
+    guidance_clip: float | None = _opt(None, help="bounded guidance: clip each token's lp_with − lp_without to ±c "
+                                                  "nats before steering (none = off, c = ∞)",
+                                       lo=0.0, lo_open=True, step=0.5, ui_max=10.0, optional=True)
     max_tokens: int = _opt(256, help="most tokens to generate", lo=1, step=1, ui_max=2048)
     seed: int | None = _opt(None, help="fixed seed: the same output every run (none = random)", lo=0,
                             optional=True)

@@ -10,7 +10,8 @@ changed: every processor sees the two unconstrained distributions.
 Chains (``build_chain``):
 
 - plain decoding: ``[PlausibilityConstraint(α)?, Temperature(T0)]`` — one stream;
-- SDA:            ``[Steer(λ, k), PlausibilityConstraint(α)?, JsTemperature(T0, mode)]`` — both streams;
+- SDA:            ``[Steer(λ, k) | BoundedSteer(λ, k, c), PlausibilityConstraint(α)?, EchoBlock(n)?,
+                  JsTemperature(T0, mode)]`` — both streams;
 
 the plausibility constraint is left out at α = 0, so those chains do exactly the arithmetic of the fused
 ``sda_distribution`` / ``plain_distribution``.  The model's forward passes are not made here: the engine's one
@@ -25,8 +26,16 @@ from typing import ClassVar, Sequence
 import numpy as np
 from scipy.special import softmax
 
-from .distributions import (StepInfo, check_factor, check_logits, check_pair, js_from_logprobs, js_temperature,
-                            log_softmax32, steer_add)
+from .distributions import (
+    StepInfo,
+    check_factor,
+    check_logits,
+    check_pair,
+    js_from_logprobs,
+    js_temperature,
+    log_softmax32,
+    steer_add,
+)
 from .params import TEMPERATURE_MODES, SamplingParams
 
 
@@ -108,6 +117,28 @@ class Steer(Processor):
 
     def __repr__(self) -> str:
         return f"Steer(λ={self.lam:g}, k={self.k:g})"
+
+
+class BoundedSteer(Steer):
+    """Bounded guidance: scores + k·λ·clip(lp_with − lp_without, −c, c).  A token the two streams rate very
+    differently (above all one that copies the instruction's text, likely only with it) gets at most k·λ·c
+    nats of lift, so steering cannot turn a long shot into a sure thing.  ``Steer`` is the c = ∞ case."""
+
+    def __init__(self, lam: float, k: float = 2.0, clip: float = 2.0):
+        super().__init__(lam, k)
+        self.clip = _positive("guidance clip c", clip)
+
+    def __call__(self, state: StepState) -> StepState:
+        d = state.lp_with - state.lp_without
+        c = np.float32(self.clip) if d.dtype == np.float32 else self.clip
+        np.clip(d, -c, c, out=d)
+        d *= np.float32(self.k * self.lam) if d.dtype == np.float32 else self.k * self.lam
+        d += state.scores
+        state.scores = d
+        return state
+
+    def __repr__(self) -> str:
+        return f"BoundedSteer(λ={self.lam:g}, k={self.k:g}, c={self.clip:g})"
 
 
 class JsTemperature(Processor):
@@ -256,10 +287,10 @@ def plain_chain(temperature: float, plausibility: float = 0.0, echo: EchoBlock |
 
 
 def sda_chain(lam: float, *, k: float = 2.0, t0: float = 0.6, mode: str = "ln2",
-              plausibility: float = 0.0, echo: EchoBlock | None = None) -> ProcessorChain:
-    """SDA: steer by λ, optionally constrain to the plausible tokens of the stream with the instruction, then
-    divide by the JS temperature."""
-    procs: list[Processor] = [Steer(lam, k)]
+              plausibility: float = 0.0, echo: EchoBlock | None = None, clip: float | None = None) -> ProcessorChain:
+    """SDA: steer by λ (bounded to ±``clip`` per token when given), optionally constrain to the plausible tokens
+    of the stream with the instruction, then divide by the JS temperature."""
+    procs: list[Processor] = [Steer(lam, k) if clip is None else BoundedSteer(lam, k, clip)]
     if plausibility:
         procs.append(PlausibilityConstraint(plausibility))
     if echo:
@@ -275,4 +306,4 @@ def build_chain(params: SamplingParams, lam: float | None,
     if lam is None:
         return plain_chain(params.t0, params.plausibility, echo)
     return sda_chain(lam, k=params.k, t0=params.t0, mode=params.temperature_mode, plausibility=params.plausibility,
-                     echo=echo)
+                     echo=echo, clip=params.guidance_clip)

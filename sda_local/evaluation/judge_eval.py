@@ -28,11 +28,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from scipy import stats
 
-from ..runtime.backend import LoadedModel
 from ..errors import SdaError
+from ..jsonl import read_records
 from ..judges import Evaluator
 from ..judges.judge_context import model_prompter
-from ..jsonl import read_records
+from ..runtime.backend import LoadedModel
 from ..runtime.models import resolve_model
 from ..runtime.prompts import ChatPrompter
 from . import metrics

@@ -15,6 +15,13 @@ numbers of two models with different tokenizers are comparable.
 - **Degeneration**: ``distinct_2`` (unique word bigrams / all bigrams; 1.0 = no repetition, loops drive it
   towards 0), ``longest_repeat`` (the longest word n-gram that occurs at least twice), and ``degenerate``
   (a repeat of ``DEGENERATE_RUN`` or more words, or distinct-2 below ``DEGENERATE_DISTINCT``).
+- **Narration**: the answer talks about following the instruction instead of doing it — a sentence that opens as
+  a first-person plan or an announcement ("I want to…", "I will…", "Let me…", "Here are…") and names at least
+  ``NARRATION_STEMS`` of the instruction's own content words ("First, I want to acknowledge how you feel. Next,
+  I want to show that I listened", "Here are some concrete details and steps:"), or a sentence that mentions
+  the guideline itself.  Calibrated on the examples in ``tests/data/narration_examples.json`` (the ones the
+  held-out judging found, all flagged) and on every committed base answer (none flagged: they never saw the
+  instruction); ``tests/test_eval_quality.py`` holds both checks.
 - **Fluency** (mean log-probability of the answer's tokens under the base stream) needs the model; it is
   computed by the evaluation commands with the teacher forcer and summarised here with ``mean_ci``.
 """
@@ -32,6 +39,7 @@ from .report import md_table, pct
 ECHO_RUN = 6             # words shared with the instruction that make an answer an echo
 DEGENERATE_RUN = 10      # a repeated run of this many words is a loop, not style
 DEGENERATE_DISTINCT = 0.5
+NARRATION_STEMS = 2      # the instruction's content words a plan sentence must name to narrate it
 
 _WORD = re.compile(r"[a-z0-9']+")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
@@ -92,6 +100,50 @@ def longest_repeat(text: str | Sequence[str]) -> int:
     return lo
 
 
+_SENTENCE = re.compile(r"(?<=[.!?:;])\s+|\n+")
+_PLAN = re.compile(r"^(?:(?:first|next|then|finally|also|now|lastly|second|third)\W+)?(?:and\W+)?"
+                   r"(?:i\W+(?:want|would like|'d like|will|'ll|am going|'m going|aim|intend|plan|shall|must)\b"
+                   r"|let me\b|let's\b|here\W+(?:is|are)\b|here's\b|my (?:goal|aim|answer|response) (?:is|will)\b)")
+_META = re.compile(r"\b(?:this|your|my|these|the given|the above) guidelines?\b"
+                   r"|\bthe guidelines?\b(?!\s+(?:of|for|from|provided|set|issued|on|by))"
+                   r"|\b(?:follow|following|according to|as per) (?:the|your|this|my) instructions?\b")
+_STOP = frozenset("""about after also answer because before being both could does doing from give have into just
+keep know make more most much only other over person plainly really should some such than that them then there
+these they this those through under very want were what when where which while will with without would your
+user request help people someone thing things need""".split())
+
+
+def _stem(w: str) -> str:
+    w = w.strip("'")
+    for suffix in ("ingly", "ing", "ed", "es", "s", "ly"):
+        if len(w) > len(suffix) + 3 and w.endswith(suffix):
+            w = w[: -len(suffix)]
+            break
+    return w[:5]
+
+
+def content_stems(text: str) -> set[str]:
+    """Stems (first five letters after a common suffix) of the words of 4+ letters that carry meaning."""
+    return {_stem(w) for w in words(text) if len(w) >= 4 and w not in _STOP}
+
+
+def narrating_sentences(text: str, instruction: str, n: int = NARRATION_STEMS) -> list[str]:
+    """The sentences of ``text`` that narrate following ``instruction`` (module docstring)."""
+    stems = content_stems(instruction)
+    out = []
+    for sent in _SENTENCE.split(unicodedata.normalize("NFKC", text or "").translate(_APOSTROPHES)):
+        low = sent.strip().lower().lstrip("*-#>0123456789. ")
+        if not low:
+            continue
+        if _META.search(low) or (_PLAN.match(low) and len(content_stems(low) & stems) >= n):
+            out.append(sent.strip())
+    return out
+
+
+def narrates_instruction(text: str, instruction: str) -> bool:
+    return bool(narrating_sentences(text, instruction))
+
+
 @dataclass(frozen=True)
 class AnswerQuality:
     """The judge-free measures of one answer."""
@@ -102,10 +154,12 @@ class AnswerQuality:
     longest_repeat: int
     degenerate: bool
     n_words: int
+    narration: bool = False
 
     def to_dict(self) -> dict:
-        return {"echo_run": self.echo_run, "echo": self.echo, "distinct_2": round(self.distinct_2, 4),
-                "longest_repeat": self.longest_repeat, "degenerate": self.degenerate, "n_words": self.n_words}
+        return {"echo_run": self.echo_run, "echo": self.echo, "narration": self.narration,
+                "distinct_2": round(self.distinct_2, 4), "longest_repeat": self.longest_repeat,
+                "degenerate": self.degenerate, "n_words": self.n_words}
 
 
 def answer_quality(text: str, instruction: str, echo_run: int = ECHO_RUN) -> AnswerQuality:
@@ -113,7 +167,8 @@ def answer_quality(text: str, instruction: str, echo_run: int = ECHO_RUN) -> Ans
     run = longest_shared_run(w, instruction)
     d2 = distinct_n(w, 2)
     rep = longest_repeat(w)
-    return AnswerQuality(run, run >= echo_run, d2, rep, rep >= DEGENERATE_RUN or d2 < DEGENERATE_DISTINCT, len(w))
+    return AnswerQuality(run, run >= echo_run, d2, rep, rep >= DEGENERATE_RUN or d2 < DEGENERATE_DISTINCT, len(w),
+                         narrates_instruction(text, instruction))
 
 
 def mean_ci(values: Iterable[float]) -> dict:
@@ -133,13 +188,16 @@ def summarize(rows: Sequence[dict]) -> dict:
     q = [r["quality"] for r in rows]
     return {"n": len(rows),
             "echo": metrics.rate([x["echo"] for x in q]),
+            "narration": metrics.rate([bool(x.get("narration")) for x in q]),
             "degenerate": metrics.rate([x["degenerate"] for x in q]),
             "distinct_2": mean_ci(x["distinct_2"] for x in q),
             "longest_repeat": mean_ci(x["longest_repeat"] for x in q),
             "fluency_logprob": mean_ci(r.get("fluency") for r in rows)}
 
 
-TABLE_NOTE = (f"Echo: the answer repeats {ECHO_RUN} or more consecutive words of the instruction. Degenerate: a "
+TABLE_NOTE = (f"Echo: the answer repeats {ECHO_RUN} or more consecutive words of the instruction. Narration: a "
+              f"sentence announces following the instruction (a first-person plan naming {NARRATION_STEMS}+ of its "
+              "words, or the guideline itself) instead of doing it. Degenerate: a "
               f"repeated run of {DEGENERATE_RUN}+ words or distinct-2 below {DEGENERATE_DISTINCT}. Distinct-2: unique "
               "word bigrams / all bigrams. Longest repeat: the longest word n-gram occurring twice. Fluency: the "
               "answer's mean log-prob per token under the base stream (no instruction, T = 1; higher reads more "
@@ -166,10 +224,11 @@ def markdown_table(summaries: dict[str, dict], order: Sequence[str] | None = Non
     for name in order or summaries:
         s = summaries.get(name)
         if s:
-            rows.append([name, s["n"], _rate_cell(s["echo"]), _rate_cell(s["degenerate"]),
+            rows.append([name, s["n"], _rate_cell(s["echo"]), _rate_cell(s["narration"]) if "narration" in s else "—",
+                         _rate_cell(s["degenerate"]),
                          _mean_cell(s["distinct_2"]), _mean_cell(s["longest_repeat"], 1),
                          _mean_cell(s.get("fluency_logprob"), 3, interval=True)])
-    return md_table(["system", "answers", "echo ↓", "degenerate ↓", "distinct-2 ↑", "longest repeat (words) ↓",
+    return md_table(["system", "answers", "echo ↓", "narration ↓", "degenerate ↓", "distinct-2 ↑", "longest repeat (words) ↓",
                      "fluency: mean log-prob/token ↑"], rows)
 
 

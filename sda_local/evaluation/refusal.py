@@ -31,16 +31,27 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core import SamplingParams
-from ..runtime.engine import collect
 from ..errors import SdaError
 from ..jsonl import rewrite_jsonl
+from ..judges import FixedEvaluator
+from ..presets import custom_preset
+from ..runtime.engine import collect
+from ..turn import TurnSettings, answer, collect_turn
 from . import metrics, quality
 from .datasets import Dataset
 from .fluency import FluencyScorer
 from .grid import normalise_placements, with_placement
 from .progress import Progress
 from .refusal_detector import RefusalDetector, load_phrases
-from .report import JsonlWriter, decode_speed, md_table, pct, read_jsonl, run_info, write_report
+from .report import (
+    JsonlWriter,
+    decode_speed,
+    md_table,
+    pct,
+    read_jsonl,
+    run_info,
+    write_report,
+)
 
 KINDS = ("harmful", "benign")
 
@@ -109,7 +120,9 @@ def _answer(engine, prompt: str, system: System, cfg: RefusalConfig, seed: int):
         return collect(engine.generate_plain(msgs, params=p))
     if system.kind == "instruction":
         return collect(engine.generate_plain(msgs, cfg.instruction, placement=system.placement, params=p))
-    return collect(engine.generate(msgs, cfg.instruction, system.lam, placement=system.placement, params=p))
+    settings = TurnSettings(preset=custom_preset(cfg.instruction, name=cfg.preset or "custom"), sampling=p,
+                            placement=system.placement)
+    return collect_turn(answer(engine, FixedEvaluator(lam=system.lam), msgs, settings))["aligned"]
 
 
 def _with_quality(rows: Sequence[dict], instruction: str) -> list[dict]:

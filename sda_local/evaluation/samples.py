@@ -5,8 +5,12 @@ answered three times on one engine with the same seed (the turn's seed moved by 
 
 - ``base``: plain sampling, no instruction;
 - ``instruction``: plain sampling with the preset's instruction at the setting's placement;
-- ``sda``: SDA with λ from the evaluator (``lambda_choice.decide_lambda`` on the base answer, the one λ
+- ``sda``: SDA with λ from the evaluator (``judges.decide_lambda`` on the base answer, the one λ
   decision; a fixed ``--lam`` or the ``preset`` evaluator need no judge).
+
+With a grid (``SdaVariant``s: contrast × λ × guidance clip), the ``sda`` answer is replaced by one answer per
+point of the grid, each named for its settings (``sda contrast=ignore λ=0.25``); base and instruction-only are
+answered once per prompt, so every point is compared on the same two references.
 
 Each answer gets the judge-free quality measures (``quality.answer_quality``).  Written to the output folder:
 ``samples.jsonl`` (one row per prompt), ``samples.md`` (for people: every model text escaped, since model output
@@ -21,18 +25,51 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from ..runtime.engine import Engine, collect
 from ..errors import PromptTooLongError, SdaError
-from ..judges import Evaluator
-from ..judges.decision import decide_lambda
-from ..turn import TurnSettings, strip_think
+from ..judges import Evaluator, LambdaDecision
 from ..presets import Preset
+from ..runtime.engine import Engine, collect
+from ..turn import TurnSettings, answer, collect_turn
 from . import quality
 from .datasets import Dataset, DatasetError, Item, load_jsonl
 from .progress import Progress
 from .report import JsonlWriter, run_info, write_report
 
 SYSTEMS = ("base", "instruction", "sda")
+REFERENCES = ("base", "instruction")
+
+
+@dataclass(frozen=True)
+class SdaVariant:
+    """One point of a grid: sampling fields that differ from the run's settings, and a fixed λ (None: the
+    evaluator's decision on the base answer, the same for every point)."""
+
+    sampling: tuple[tuple[str, object], ...] = ()
+    lam: float | None = None
+
+    @property
+    def name(self) -> str:
+        parts = [f"{k}={'none' if v is None else v}" for k, v in self.sampling]
+        return " ".join(["sda", *parts] + ([] if self.lam is None else [f"λ={self.lam:g}"]))
+
+    def apply(self, s: TurnSettings) -> TurnSettings:
+        return replace(s, sampling=replace(s.sampling, **dict(self.sampling)))
+
+
+def variant_grid(lams: Sequence[float] | None = None, **fields: Sequence) -> list[SdaVariant]:
+    """Every combination of the given sampling field values and fixed λs (None: no grid, the one ``sda``)."""
+    axes = [(k, list(v)) for k, v in fields.items() if v is not None and len(v) > 0]
+    points: list[SdaVariant] = [SdaVariant()]
+    for k, values in axes:
+        points = [replace(p, sampling=p.sampling + ((k, v),)) for p in points for v in values]
+    if lams:
+        points = [replace(p, lam=float(lam)) for p in points for lam in lams]
+    return [] if points == [SdaVariant()] else points
+
+
+def systems_of(rows: Sequence[dict]) -> tuple[str, ...]:
+    """The systems the rows answer with, in order (``SYSTEMS`` without a grid)."""
+    return tuple(dict.fromkeys(k for r in rows for k in r["answers"])) if rows else SYSTEMS
 PROMPT_CHARS = 400  # a prompt longer than this is cut in samples.md (samples.jsonl keeps it whole)
 
 
@@ -86,26 +123,39 @@ def select_prompts(data_dir: str | Path, preset: Preset, per_preset: int) -> Pre
 
 
 def answer_prompt(engine: Engine, evaluator: Evaluator, settings: TurnSettings, prompt: str,
-                  seed_offset: int = 0) -> dict:
-    """The three answers to ``prompt`` with one seed (``settings.params(seed_offset)``), the λ decision made on
-    the base answer, and each answer's quality measures and token count."""
-    preset, params = settings.preset, settings.params(seed_offset)
-    msgs = ([{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []) + \
-        [{"role": "user", "content": prompt}]
-    done = {"base": collect(engine.generate_plain(msgs, params=params)),
-            "instruction": collect(engine.generate_plain(msgs, preset.instruction, placement=settings.effective_placement,
-                                                         params=params))}
-    d = decide_lambda(evaluator, prompt, strip_think(done["base"].text), preset, settings.mapping,
-                      settings.fallback_lam)
-    done["sda"] = collect(engine.generate(msgs, preset.instruction, d.lam, placement=settings.effective_placement,
-                                          params=params))
-    return {"seed": params.seed, "placement": settings.effective_placement,
-            "answers": {s: done[s].text for s in SYSTEMS},
-            "n_tokens": {s: done[s].n_tokens for s in SYSTEMS},
-            "finish_reason": {s: done[s].finish_reason for s in SYSTEMS},
-            "quality": {s: quality.answer_quality(done[s].text, preset.instruction).to_dict() for s in SYSTEMS},
+                  seed_offset: int = 0, variants: Sequence[SdaVariant] = ()) -> dict:
+    """The answers to ``prompt`` with one seed (``settings.params(seed_offset)``): the turn (base answer, the λ
+    decision on it, SDA answer; ``turn.answer``), the instruction-only answer, and with ``variants`` one SDA
+    answer per grid point in place of ``sda``; each answer's quality measures and token count."""
+    s = replace(settings, sampling=settings.params(seed_offset))
+    msgs = s.messages(prompt)
+    done: dict = {}
+
+    def then_instruction(events):  # the instruction-only answer right after the base one, before the λ decision
+        for ev in events:
+            yield ev
+            if ev.kind == "phase_done" and ev.phase == "base":
+                done["instruction"] = collect(engine.generate_plain(msgs, s.preset.instruction, params=s.params(),
+                                                                    placement=s.effective_placement))
+
+    t = collect_turn(then_instruction(answer(engine, evaluator, msgs, s, base="always")))
+    done = {"base": t["base"], "instruction": done["instruction"], "sda": t["aligned"]}
+    d = t["decision"]
+    lams = {}
+    if variants:
+        del done["sda"]
+        for v in variants:
+            vd = d if v.lam is None else LambdaDecision(v.lam, "fixed", None, (), 0.0)
+            done[v.name] = collect_turn(answer(engine, evaluator, msgs, v.apply(s), decision=vd))["aligned"]
+            lams[v.name] = vd.lam
+    names = list(done)
+    return {"seed": s.sampling.seed, "placement": s.effective_placement,
+            "answers": {k: done[k].text for k in names},
+            "n_tokens": {k: done[k].n_tokens for k in names},
+            "finish_reason": {k: done[k].finish_reason for k in names},
+            "quality": {k: quality.answer_quality(done[k].text, s.preset.instruction).to_dict() for k in names},
             "lambda": {"lam": round(float(d.lam), 6), "source": d.source, "score": d.score_value,
-                       "warnings": list(d.warnings)}}
+                       "warnings": list(d.warnings), **({"grid": lams} if lams else {})}}
 
 
 def summarise(rows: Sequence[dict]) -> dict[str, dict[str, dict]]:
@@ -113,12 +163,15 @@ def summarise(rows: Sequence[dict]) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = {}
     for name in dict.fromkeys(r["preset"] for r in rows):
         rs = [r for r in rows if r["preset"] == name]
-        out[name] = {s: quality.summarize([{"quality": r["quality"][s]} for r in rs]) for s in SYSTEMS}
+        out[name] = {s: quality.summarize([{"quality": r["quality"][s]} for r in rs]) for s in systems_of(rs)}
+    if len(out) > 1:
+        out["all"] = {s: quality.summarize([{"quality": r["quality"][s]} for r in rows]) for s in systems_of(rows)}
     return out
 
 
 def run_samples(engine: Engine, evaluator: Evaluator, plan: Sequence[PresetPrompts], settings: TurnSettings,
-                out_dir: str | Path, *, command: str = "", progress: bool = True) -> dict:
+                out_dir: str | Path, *, command: str = "", progress: bool = True,
+                variants: Sequence[SdaVariant] = ()) -> dict:
     """Answer every prompt of ``plan`` (``settings`` with each preset in turn); write samples.jsonl, .json and .md
     in ``out_dir``; return the report (``run``, ``presets``, ``quality``)."""
     out = Path(out_dir)
@@ -132,7 +185,7 @@ def run_samples(engine: Engine, evaluator: Evaluator, plan: Sequence[PresetPromp
                 s = replace(settings, preset=pp.preset)
                 for it in pp.items:
                     try:
-                        answers = answer_prompt(engine, evaluator, s, it.prompt, it.line)
+                        answers = answer_prompt(engine, evaluator, s, it.prompt, it.line, variants)
                     except PromptTooLongError as exc:
                         raise SdaError(f"{it.id} (preset {pp.preset.name}): {exc}") from None
                     row = {"id": it.id, "preset": pp.preset.name, "dataset": pp.dataset.name, "prompt": it.prompt,
@@ -144,6 +197,7 @@ def run_samples(engine: Engine, evaluator: Evaluator, plan: Sequence[PresetPromp
         bar.close()
     report = {"run": {**run_info(engine), "command": command, "evaluator": evaluator.name,
                       "settings": {k: v for k, v in settings.to_dict().items() if k != "preset"},
+                      **({"grid": [v.name for v in variants]} if variants else {}),
                       "seconds": round(time.perf_counter() - t0, 1)},
               "presets": {pp.preset.name: {"instruction": pp.preset.instruction, "dataset": pp.dataset.summary(),
                                            "ids": [it.id for it in pp.items]} for pp in plan},
@@ -187,7 +241,7 @@ def _lambda_label(lam: dict) -> str:
 
 
 def _measures(q: dict, n_tokens: int) -> str:
-    flags = [f for f in ("echo", "degenerate") if q[f]]
+    flags = [f for f in ("echo", "narration", "degenerate") if q.get(f)]
     words = f"{q['n_words']} word{'' if q['n_words'] == 1 else 's'}"
     return (f"{n_tokens} tokens, {words}, longest run shared with the instruction {q['echo_run']}, "
             f"distinct-2 {q['distinct_2']:.2f}" + (f" — **{', '.join(flags)}**" if flags else ""))
@@ -199,8 +253,9 @@ def render_prompt(n: int, row: dict, placement: str) -> list[str]:
     labels = {"base": "Base (no instruction)", "instruction": f"Instruction only (placement {placement})",
               "sda": _lambda_label(row["lambda"])}
     out = [f"### {n}. {escape_md(row['id'])}", "", quote_block(row["prompt"], PROMPT_CHARS), ""]
-    for s in SYSTEMS:
-        out += [f"**{labels[s]}** — {_measures(row['quality'][s], row['n_tokens'][s])}", "",
+    for s in row["answers"]:
+        label = labels.get(s) or "SDA, " + escape_md(s.removeprefix("sda "))
+        out += [f"**{label}** — {_measures(row['quality'][s], row['n_tokens'][s])}", "",
                 quote_block(row["answers"][s]), ""]
     return out
 
@@ -227,5 +282,5 @@ def render_markdown(report: dict, rows: Sequence[dict]) -> str:
             lines += render_prompt(n, row, st["placement"])
     lines += ["## Answer quality (judge-free)", "", quality.TABLE_NOTE, ""]
     for name, per in report["quality"].items():
-        lines += [f"### {escape_md(name)}", "", quality.markdown_table(per, SYSTEMS), ""]
+        lines += [f"### {escape_md(name)}", "", quality.markdown_table(per), ""]
     return "\n".join(lines)

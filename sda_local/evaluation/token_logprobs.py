@@ -25,7 +25,12 @@ from typing import Sequence
 import numpy as np
 
 from .. import core
-from ..core.distributions import check_pair, js_from_logprobs, js_temperature, log_softmax32
+from ..core.distributions import (
+    check_pair,
+    js_from_logprobs,
+    js_temperature,
+    log_softmax32,
+)
 
 PLAIN_KINDS = ("base", "instruction")
 EXP_FLOOR = np.float32(-87.33)  # exp(x) for x below is subnormal or 0 in float32 (smallest normal: e^−87.336)

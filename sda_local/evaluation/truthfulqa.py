@@ -32,12 +32,12 @@ import numpy as np
 from .. import core
 from ..core import SamplingParams
 from ..errors import SdaError
+from ..runtime.teacher_forcing import ForcedTree, TeacherForcer
 from . import metrics
 from .datasets import Dataset, split_answers
 from .grid import PLAIN_WITHOUT, normalise_placements, with_placement
 from .progress import Progress
 from .report import JsonlWriter, md_table, run_info, write_report
-from ..runtime.teacher_forcing import ForcedTree, TeacherForcer
 from .token_logprobs import Setting, default_settings, edge_logprobs
 
 IMPOSSIBLE = -1e9  # the mean log-prob reported for an answer the scored distribution cannot produce

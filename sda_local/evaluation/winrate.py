@@ -2,7 +2,7 @@
 
 For each prompt three systems answer: **base** (no instruction, plain sampling), **instruct** (instruction
 in the prompt, plain sampling) and **sda** (λ from the chosen evaluator scoring the base answer: the one
-λ decision, ``lambda_choice.decide_lambda``).  A judge
+λ decision, made in ``turn.answer``).  A judge
 (local GGUF or OpenAI-compatible, the same evaluator machinery) then sees SDA's answer and one other
 system's answer in shuffled order, and scores each 1–100 by the preset's rubric (0 if it does not address the
 request).  Per comparison: win / tie / loss, net = (W − L) / N, and the variant counting |Δ| ≤ 3 as a tie.
@@ -29,19 +29,25 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core import SamplingParams
-from ..runtime.engine import Engine, collect
+from ..jsonl import rewrite_jsonl
 from ..judges import Evaluator, EvaluatorError
 from ..judges.base import JUDGE_SYSTEM, resolve_criterion
-from ..jsonl import rewrite_jsonl
-from ..judges.decision import decide_lambda
-from ..turn import strip_think
 from ..presets import DEFAULT_PRESET, Preset, get_preset
+from ..runtime.engine import Engine, collect
+from ..turn import TurnSettings, answer, collect_turn
 from . import quality
 from .datasets import Dataset
 from .fluency import FluencyScorer
 from .grid import normalise_placements, with_placement
 from .progress import Progress
-from .report import JsonlWriter, decode_speed, md_table, read_jsonl, run_info, write_report
+from .report import (
+    JsonlWriter,
+    decode_speed,
+    md_table,
+    read_jsonl,
+    run_info,
+    write_report,
+)
 
 SYSTEMS = ("base", "instruct")  # what SDA is compared against
 Comparison = tuple[str, str, str]  # (key in a row's "comparisons", SDA's system, the other system)
@@ -167,19 +173,21 @@ class WinrateConfig:
 
 def answer_item(engine: Engine, evaluator: Evaluator, preset: Preset, query: str, params: SamplingParams,
                 mapping: str = "sigmoid", fallback_lam: float = 0.5, placements: Sequence[str] = ("user",)) -> dict:
-    """Every system's answer to ``query``: base, then instruct and SDA under each placement, SDA's λ decided
-    once from the base answer."""
+    """Every system's answer to ``query``: the turn under the first placement (base answer, λ decided on it,
+    SDA answer), SDA under the other placements with that decision, and instruct under each placement."""
     msgs = [{"role": "user", "content": query}]
     grid = list(placements)
-    fins = {"base": collect(engine.generate_plain(msgs, params=params))}
-    d = None
+    fins, d = {}, None
     for p in grid:
+        settings = TurnSettings(preset=preset, sampling=params, mapping=mapping, fallback_lam=fallback_lam,
+                                placement=p)
+        t = collect_turn(answer(engine, evaluator, msgs, settings, base="always" if d is None else "auto",
+                                decision=d))
+        if d is None:
+            fins["base"], d = t["base"], t["decision"]
         fins[with_placement("instruct", p, grid)] = collect(
             engine.generate_plain(msgs, preset.instruction, placement=p, params=params))
-        if d is None:
-            d = decide_lambda(evaluator, query, strip_think(fins["base"].text), preset, mapping, fallback_lam)
-        fins[with_placement("sda", p, grid)] = collect(
-            engine.generate(msgs, preset.instruction, d.lam, placement=p, params=params))
+        fins[with_placement("sda", p, grid)] = t["aligned"]
     return {"answers": {s: f.text for s, f in fins.items()},
             "decode": {s: [f.n_tokens, round(f.decode_seconds, 4)] for s, f in fins.items()},
             "score": d.score_value, "lam": d.lam,

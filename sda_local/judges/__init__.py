@@ -14,11 +14,33 @@ Judges share ``Evaluator.score(query, response, criterion) -> Score`` (with the 
 int, or a float for the probability-reading judges) and raise ``EvaluatorError`` on failure (the λ decision
 turns that into a warning and the fallback λ).
 """
-from .base import (LAMBDA_OPTION, SCORE_OPTION, Evaluator, EvaluatorError, FixedLambda, Reply, Score, judge_messages,
-                   parse_fields)
+from .base import (
+                   LAMBDA_OPTION,
+                   SCORE_OPTION,
+                   BaseAnswer,
+                   Evaluator,
+                   EvaluatorError,
+                   FixedLambda,
+                   Reply,
+                   Score,
+                   judge_messages,
+                   parse_fields,
+)
+from .decision import (
+                   LAMBDA_SOURCES,
+                   LambdaDecision,
+                   decide_lambda,
+                   decide_without_answer,
+)
 from .digits import GEvalEvaluator
-from .factory import (DEFAULT_EVALUATOR, LABELS as EVALUATOR_LABELS, EVALUATOR_KINDS, JUDGE_KINDS, LOCAL_JUDGES,
-                      make_evaluator)
+from .factory import (
+                   DEFAULT_EVALUATOR,
+                   EVALUATOR_KINDS,
+                   JUDGE_KINDS,
+                   LOCAL_JUDGES,
+                   make_evaluator,
+)
+from .factory import LABELS as EVALUATOR_LABELS
 from .fixed import FixedEvaluator, PresetLambdaEvaluator
 from .local import LocalEvaluator
 from .openai_judge import OpenAIEvaluator
@@ -26,7 +48,7 @@ from .reasoned import ReasonedEvaluator
 from .selfscore import SelfScoreEvaluator
 from .yesno import YesNoEvaluator
 
-__all__ = ["DEFAULT_EVALUATOR", "EVALUATOR_LABELS", "Evaluator", "EvaluatorError", "Score", "Reply", "FixedLambda", "FixedEvaluator", "PresetLambdaEvaluator", "LocalEvaluator",
+__all__ = ["BaseAnswer", "LambdaDecision", "LAMBDA_SOURCES", "decide_lambda", "decide_without_answer", "DEFAULT_EVALUATOR", "EVALUATOR_LABELS", "Evaluator", "EvaluatorError", "Score", "Reply", "FixedLambda", "FixedEvaluator", "PresetLambdaEvaluator", "LocalEvaluator",
            "GEvalEvaluator", "ReasonedEvaluator", "YesNoEvaluator", "SelfScoreEvaluator", "OpenAIEvaluator",
            "make_evaluator", "EVALUATOR_KINDS", "JUDGE_KINDS", "LOCAL_JUDGES", "LAMBDA_OPTION", "SCORE_OPTION",
            "judge_messages", "parse_fields"]

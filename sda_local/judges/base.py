@@ -68,6 +68,17 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class BaseAnswer:
+    """The unsteered answer a judge rates, as the turn generated it: the conversation it answers, the engine it
+    ran on, and its record (prompt tokens, answer tokens, their log-probs; ``Finished.record``).  Judges that
+    read only the text ignore it; the self-score uses it to skip a forced pass (``selfscore``)."""
+
+    messages: list[dict]
+    engine: object            # the ``runtime.engine.Engine`` (for its stream A)
+    record: object | None     # ``runtime.answer_logprobs.AnswerRecord``, None when not recorded
+
+
+@dataclass(frozen=True)
 class FixedLambda:
     """λ an evaluator sets itself, without reading the answer; ``score`` is the given score it came from."""
 
@@ -176,7 +187,8 @@ class Evaluator:
         """The λ this evaluator sets whatever the answer, or None when it has to read the answer (``score``)."""
         return None
 
-    def score(self, query: str, response: str, criterion: str | Preset) -> Score:
+    def score(self, query: str, response: str, criterion: str | Preset, base: BaseAnswer | None = None) -> Score:
+        """Rate ``response`` to ``query`` by ``criterion``; ``base``: how the turn generated it (when it did)."""
         crit, rubric = resolve_criterion(criterion)
         response, warnings = clip_response(response)
         t0 = time.perf_counter()

@@ -19,7 +19,13 @@ import os
 from ..runtime.backend import LoadedModel
 from .base import judge_case
 from .choice_tokens import DigitScale
-from .reading import RATING_PREFIX, READING_SYSTEM, SCALE_NOTE, ReadingJudge, read_rating
+from .reading import (
+    RATING_PREFIX,
+    READING_SYSTEM,
+    SCALE_NOTE,
+    ReadingJudge,
+    read_rating,
+)
 
 GEVAL_REQUEST = f"Rate the response {SCALE_NOTE}. Reply with \"Rating: N\", N an integer from 1 to 10."
 

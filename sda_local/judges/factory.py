@@ -37,7 +37,6 @@ def make_evaluator(kind: str, *, engine=None, judge_model: str | None = None, op
             return LOCAL_JUDGES[kind](None, **kw)
         if kind == "self":  # the engine's own prompter: the streams are rendered exactly as the chat renders them
             kw["prompter"] = engine.prompter
-            kw["engine"] = engine  # its recorded base answer and stream A: the self-score's shortcut
         return LOCAL_JUDGES[kind](engine.model, label=engine.name, **kw)
     if kind == "openai":
         return OpenAIEvaluator(openai_model, base_url=openai_base_url, api_key=openai_api_key, timeout=timeout,

@@ -2,9 +2,17 @@
 from __future__ import annotations
 
 from .. import core
-from ..presets import Preset, get_preset
 from ..errors import SdaError
-from .base import LAMBDA_OPTION, SCORE_OPTION, Evaluator, EvaluatorError, FixedLambda, Score, resolve_criterion
+from ..presets import Preset, get_preset
+from .base import (
+    LAMBDA_OPTION,
+    SCORE_OPTION,
+    Evaluator,
+    EvaluatorError,
+    FixedLambda,
+    Score,
+    resolve_criterion,
+)
 
 
 class FixedEvaluator(Evaluator):
@@ -36,7 +44,7 @@ class FixedEvaluator(Evaluator):
             return FixedLambda(self.given_lam)
         return FixedLambda(core.lambda_from_score(self.given_score, mapping), self._score(criterion))
 
-    def score(self, query, response, criterion) -> Score:
+    def score(self, query, response, criterion, base=None) -> Score:
         if self.given_score is None:
             raise EvaluatorError(f"{self.name} was given λ, not a score")
         return self._score(criterion)
@@ -61,7 +69,7 @@ class PresetLambdaEvaluator(Evaluator):
         lam = UNMEASURED_LAM if preset is None or preset.lam is None else preset.lam
         return FixedLambda(float(lam))
 
-    def score(self, query, response, criterion) -> Score:
+    def score(self, query, response, criterion, base=None) -> Score:
         raise EvaluatorError("the preset evaluator sets λ per preset and does not score answers")
 
 

@@ -16,9 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..runtime.backend import Context, LoadedModel
 from ..core.distributions import log_softmax32
 from ..errors import SdaError
+from ..runtime.backend import Context, LoadedModel
 from ..runtime.kvprefix import KvStream
 from ..runtime.models import resolve_model
 from ..runtime.prompts import ChatPrompter

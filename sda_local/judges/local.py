@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-from ..runtime.backend import GrammarGreedySampler, LoadedModel
 from ..errors import SdaError
+from ..runtime.backend import GrammarGreedySampler, LoadedModel
 from .base import Evaluator, EvaluatorError, Fields, Reply, parse_fields
 from .judge_context import JudgeContext
 

@@ -13,9 +13,16 @@ from typing import Sequence
 
 import numpy as np
 
-from ..runtime.backend import LoadedModel
 from ..errors import SdaError
-from .base import SCORE_DECIMALS, Evaluator, EvaluatorError, Score, clip_response, resolve_criterion
+from ..runtime.backend import LoadedModel
+from .base import (
+    SCORE_DECIMALS,
+    Evaluator,
+    EvaluatorError,
+    Score,
+    clip_response,
+    resolve_criterion,
+)
 from .choice_tokens import DigitScale
 from .judge_context import JudgeContext
 from .scales import LOW_MASS, RATING_MAX, expected_rating, rating_to_score
@@ -43,7 +50,7 @@ class ReadingJudge(Evaluator):
     def rate(self, query: str, response: str, rubric: str, criterion: str) -> tuple[float, str, list[str]]:
         raise NotImplementedError
 
-    def score(self, query: str, response: str, criterion) -> Score:
+    def score(self, query: str, response: str, criterion, base=None) -> Score:
         crit, rubric = resolve_criterion(criterion)
         response, warnings = clip_response(response)
         t0 = time.perf_counter()

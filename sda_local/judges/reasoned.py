@@ -13,7 +13,13 @@ import os
 from ..runtime.backend import LoadedModel
 from .base import judge_case
 from .choice_tokens import DigitScale
-from .reading import RATING_PREFIX, READING_SYSTEM, SCALE_NOTE, ReadingJudge, read_rating
+from .reading import (
+    RATING_PREFIX,
+    READING_SYSTEM,
+    SCALE_NOTE,
+    ReadingJudge,
+    read_rating,
+)
 
 MAX_CRITIQUE_TOKENS = 48
 CRITIQUE_PREFIX = "Critique:"

@@ -11,13 +11,13 @@ makes the answer likelier: the answer already is what the instruction asks for, 
 little; r < 0 scores low.  Context Steering (arXiv 2405.01768) infers its λ from the same quantity.  The raw text
 records r.  The model is the chat engine's own (borrowed, never loaded twice) unless a file is given.
 
-With the chat engine at hand (``engine=``, as ``make_evaluator("self", engine=…)`` passes it), a score of the
-answer the engine has just generated with ``Engine.generate_base`` takes a shortcut: the "without" half of r is the
-log-probs recorded while that answer was sampled (``Engine.last_base``), and only the "with" stream is
-teacher-forced, in the engine's own stream A (``Engine.aligned_logprobs``: the prompt prefix stream B holds is
-copied, and A keeps the instructed prompt for the aligned answer).  It applies when the recorded prompt and
-tokens are exactly the ones this score would force (first turn, no system prompt, the answer's text tokenizes
-back to the same tokens); otherwise the score is computed as above.  The two agree up to llama.cpp's
+When the turn hands over how it generated the base answer (``base``, a ``BaseAnswer``: the conversation, the
+engine and the answer's record), the score takes a shortcut: the "without" half of r is the log-probs recorded
+while that answer was sampled (``Finished.record``), and only the "with" stream is teacher-forced, in the
+engine's own stream A (``Engine.aligned_logprobs``: the prompt prefix stream B holds is copied, and A keeps the
+instructed prompt for the aligned answer).  It applies when the recorded prompt and tokens are exactly the ones
+this score would force (the answer's text tokenizes back to the same tokens); otherwise the score is computed
+as above, on the same conversation.  The two agree up to llama.cpp's
 batch-shape rounding (a single-token decode vs a batch: logits differ in about the 3rd decimal).
 """
 from __future__ import annotations
@@ -28,12 +28,20 @@ import time
 
 import numpy as np
 
-from ..runtime.backend import LoadedModel
 from ..errors import SdaError
-from ..runtime.teacher_forcing import TeacherForcer
 from ..presets import Preset, all_presets
+from ..runtime.backend import LoadedModel
 from ..runtime.prompts import ChatPrompter, Placement
-from .base import SCORE_DECIMALS, Evaluator, EvaluatorError, Score, clip_response, resolve_criterion
+from ..runtime.teacher_forcing import TeacherForcer
+from .base import (
+    SCORE_DECIMALS,
+    BaseAnswer,
+    Evaluator,
+    EvaluatorError,
+    Score,
+    clip_response,
+    resolve_criterion,
+)
 from .judge_context import MIN_KEPT_TOKENS, model_prompter, open_model
 from .scales import SELF_SCORE_TAU, mean_logprob_gap, self_score
 
@@ -56,9 +64,8 @@ class SelfScoreEvaluator(Evaluator):
 
     def __init__(self, model: LoadedModel | str | os.PathLike | None = None, *, prompter: ChatPrompter | None = None,
                  n_ctx: int = 2048, n_threads: int | None = None, label: str | None = None,
-                 tau: float = SELF_SCORE_TAU, placement: Placement = "user", engine=None):
-        """``n_ctx``: room for one stream's prompt plus the answer (the forcer's cache holds both streams).
-        ``engine``: the chat engine whose model this is, for the shortcut (see the module docstring)."""
+                 tau: float = SELF_SCORE_TAU, placement: Placement = "user"):
+        """``n_ctx``: room for one stream's prompt plus the answer (the forcer's cache holds both streams)."""
         if not tau > 0:
             raise EvaluatorError(f"tau must be > 0, got {tau!r}")
         self.model, self._owns, label = open_model(model, label)
@@ -71,7 +78,6 @@ class SelfScoreEvaluator(Evaluator):
         except SdaError:
             self._close_model()
             raise
-        self.engine = engine
         self.shortcuts = 0  # scores that took the engine shortcut
         self._lock = threading.Lock()
 
@@ -92,15 +98,17 @@ class SelfScoreEvaluator(Evaluator):
         return (self.model.detokenize(toks[:keep]),
                 [f"the response was cut from {len(toks)} to {keep} tokens to fit the self-score's context"])
 
-    def gap(self, query: str, answer: str, instruction: str) -> tuple[float, int, list[str]]:
-        """(r, number of answer tokens, warnings) for ``answer`` to ``query`` (see the module docstring)."""
+    def gap(self, query: str, answer: str, instruction: str, base: BaseAnswer | None = None
+            ) -> tuple[float, int, list[str]]:
+        """(r, number of answer tokens, warnings) for ``answer`` to ``query`` (see the module docstring); the
+        conversation is ``base.messages`` when the turn gave them, else the query alone."""
         if not answer.strip():
             raise EvaluatorError("the self-score needs a non-empty answer")
-        messages = [{"role": "user", "content": query}]
+        messages = list(base.messages) if base is not None else [{"role": "user", "content": query}]
         with self._lock:
             try:
                 answer, warnings = self._fit(messages, instruction, answer)
-                fast = self._from_engine(messages, instruction, answer)
+                fast = self._from_record(base, instruction, answer)
                 if fast is not None:
                     return fast[0], fast[1], warnings
                 fa = self.forcer.force(messages, instruction, [answer], placement=self.placement)[0]
@@ -110,25 +118,25 @@ class SelfScoreEvaluator(Evaluator):
                 raise EvaluatorError(f"the self-score failed: {exc}") from None
         return mean_logprob_gap(fa.logits_with, fa.logits_without, fa.targets), len(fa.targets), warnings
 
-    def _from_engine(self, messages: list[dict], instruction: str, answer: str) -> tuple[float, int] | None:
-        """(r, n) from the engine's record of the base answer and stream A, when they cover exactly this score."""
-        rec = getattr(self.engine, "last_base", None)  # (None without an engine)
-        if rec is None:
+    def _from_record(self, base: BaseAnswer | None, instruction: str, answer: str) -> tuple[float, int] | None:
+        """(r, n) from the base answer's record and the engine's stream A, when they cover exactly this score."""
+        rec = None if base is None else base.record
+        if rec is None or base.engine.model is not self.model:
             return None
-        _, tb = self.prompter.pair(messages, instruction, self.placement)
+        _, tb = self.prompter.pair(base.messages, instruction, self.placement)
         toks = self.model.tokenize(answer.strip(), add_bos=False, special=False)
         if not toks or list(rec.prompt) != tb or list(rec.tokens) != toks:
             return None
-        lw = self.engine.aligned_logprobs(messages, instruction, toks, placement=self.placement)
+        lw = base.engine.aligned_logprobs(base.messages, instruction, toks, placement=self.placement)
         self.shortcuts += 1
         return float(np.mean(lw - rec.logprobs)), len(toks)
 
-    def score(self, query: str, response: str, criterion) -> Score:
+    def score(self, query: str, response: str, criterion, base: BaseAnswer | None = None) -> Score:
         crit, _ = resolve_criterion(criterion)
         instruction = criterion_instruction(criterion)
         response, warnings = clip_response(response)
         t0 = time.perf_counter()
-        r, n, more = self.gap(query, response, instruction)
+        r, n, more = self.gap(query, response, instruction, base)
         value = round(self_score(r, self.tau), SCORE_DECIMALS)
         raw = f"r = {r:+.4f} nats/token over {n} tokens (tau {self.tau:g})"
         return Score(value, raw, self.name, time.perf_counter() - t0, crit, warnings + more)

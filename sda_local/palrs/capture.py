@@ -19,12 +19,11 @@ from __future__ import annotations
 import ctypes
 from typing import Sequence
 
+import llama_cpp
 import numpy as np
 
-import llama_cpp
-
-from ..runtime.backend import Context, LoadedModel
 from ..errors import DecodeError
+from ..runtime.backend import Context, LoadedModel
 from ..runtime.kvprefix import KvStream
 
 _lib = llama_cpp.llama_cpp._lib  # ggml's symbols resolve through libllama's dependencies

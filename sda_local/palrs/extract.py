@@ -28,8 +28,8 @@ from typing import Callable, Sequence
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from ..runtime.backend import LoadedModel
 from ..errors import SdaError
+from ..runtime.backend import LoadedModel
 from ..runtime.prompts import FALLBACK_TEMPLATE, ChatPrompter
 from .capture import ResidualCapture
 from .pairs import Pair

@@ -30,13 +30,13 @@ from typing import Sequence
 import numpy as np
 
 from ..core import SamplingParams
-from ..runtime.engine import Engine
 from ..errors import SdaError
 from ..evaluation import metrics
 from ..evaluation.datasets import Dataset, load_jsonl
 from ..evaluation.report import md_table, read_jsonl
-from ..runtime.teacher_forcing import ForcedAnswer, TeacherForcer
 from ..evaluation.truthfulqa import TruthfulQAConfig, run_truthfulqa
+from ..runtime.engine import Engine
+from ..runtime.teacher_forcing import ForcedAnswer, TeacherForcer
 from .cvec import load_control_vectors, read_control_vector
 from .pairs import find_dataset, split_of
 

@@ -4,7 +4,7 @@
   already computed (``StepState.lp_with``) and, one step later, the token that was drawn from them (the last
   entry of the history), so a generation records log p(y_t | prompt, y<t) of each of its tokens with no extra
   pass over the vocabulary and no change to what is sampled.
-- ``BaseRecord``: what the engine keeps of its last recorded base answer (prompt, tokens, log-probs): the
+- ``AnswerRecord``: a recorded answer (prompt, tokens, log-probs), carried by its ``Finished`` event: the
   self-score reads the uninstructed stream's half of its gap from it instead of teacher-forcing the answer again.
 - ``target_logprobs``: float64 log softmax(row)[target] of logits rows (``evaluators.scales.mean_logprob_gap``
   is the mean difference of two of these).
@@ -47,8 +47,8 @@ class LogprobRecorder(Processor):
 
 
 @dataclass(frozen=True)
-class BaseRecord:
-    """A base answer as the engine generated it: the prompt's tokens, the answer's tokens (no end-of-generation
+class AnswerRecord:
+    """An answer as the engine generated it: the prompt's tokens, the answer's tokens (no end-of-generation
     token) and each answer token's log-probability under the base stream (float64, float32 arithmetic)."""
 
     prompt: tuple[int, ...]

@@ -13,13 +13,12 @@ import os
 import threading
 from pathlib import Path
 
-import numpy as np
-
 import llama_cpp
 import llama_cpp._internals as _internals
+import numpy as np
 
-from ._alloc import tune_allocator
 from ..errors import DecodeError, ModelFileError
+from ._alloc import tune_allocator
 
 LLAMA_LOGGER = "llama-cpp-python"  # the logger llama-cpp-python prints llama.cpp's log through
 _configured = False

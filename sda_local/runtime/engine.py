@@ -25,21 +25,26 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .. import core
-from .backend import Context, LoadedModel, default_threads
 from ..core import ControlVectors, SamplingParams
 from ..errors import DecodeError, PromptTooLongError, SdaError
+from .answer_logprobs import AnswerRecord, LogprobRecorder, target_logprobs
+from .backend import Context, LoadedModel, default_threads
 from .kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_prefix
-from .answer_logprobs import BaseRecord, LogprobRecorder, target_logprobs
+from .layouts import DEFAULT_VARIANT, VARIANTS, Variant  # noqa: F401  (re-exported: the layouts, as data)
 from .models import ModelChoice, resolve_model
 from .prompts import ChatPrompter, Message, Placement, check_messages, with_instruction
 from .textstream import Utf8Stream
-from .layouts import DEFAULT_VARIANT, VARIANTS, Variant  # noqa: F401  (re-exported: the layouts, as data)
+
+
+def layout_for(control: ControlVectors | None) -> Variant:
+    """The layout a set of control vectors needs: steering stream A alone needs a context of its own."""
+    return "contexts" if control is not None and control.streams == "aligned" else DEFAULT_VARIANT
 
 
 class EngineBusy(SdaError):
@@ -73,6 +78,7 @@ class Finished:
     decode_seconds: float
     tail: str = ""            # text flushed at the end (an incomplete UTF-8 sequence), already in ``text``
     core_seconds: float = 0.0  # time spent in core (distribution + sampling), part of decode_seconds
+    record: AnswerRecord | None = None  # plain answers asked with ``record=True``: prompt, tokens, log-probs
     kind: str = "finished"
 
     @property
@@ -84,7 +90,7 @@ class Finished:
         return self.n_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "record"}
         d["tokens_per_second"] = self.tokens_per_second
         return d
 
@@ -103,8 +109,9 @@ class Engine:
     def __init__(self, model: str | ModelChoice | None = None, *, n_ctx: int | None = None, n_gpu_layers: int = -1,
                  n_threads: int | None = None, variant: Variant | None = None, kv_unified: bool = False,
                  n_batch: int = 512, share_prefix: bool = True, control: ControlVectors | None = None):
-        if variant is None:  # steering stream A alone needs a context of its own
-            variant = "contexts" if control is not None and control.streams == "aligned" else DEFAULT_VARIANT
+        self.auto_layout = variant is None   # the layout follows the control vectors (see ``set_control``)
+        if variant is None:
+            variant = layout_for(control)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.choice = model if isinstance(model, ModelChoice) else resolve_model(model)
@@ -113,20 +120,11 @@ class Engine:
         n_ctx = int(n_ctx or default_ctx)
         if self.model.n_ctx_train > 0:
             n_ctx = min(n_ctx, self.model.n_ctx_train)
-        self.variant = variant
         self.share_prefix = share_prefix
         self.n_threads = int(n_threads or default_threads())
-        if variant == "batched":
-            ctx = Context(self.model, n_ctx, n_seq_max=2, n_threads=self.n_threads, n_batch=n_batch,
-                          kv_unified=kv_unified)
-            self._contexts = [ctx]
-            self._a, self._b = KvStream(ctx, 0), KvStream(ctx, 1)
-        else:
-            ca = Context(self.model, n_ctx, n_threads=self.n_threads, n_batch=n_batch)
-            cb = Context(self.model, n_ctx, n_threads=self.n_threads, n_batch=n_batch)
-            self._contexts = [ca, cb]
-            self._a, self._b = KvStream(ca, 0), KvStream(cb, 0)
-        self.n_ctx = min(c.n_ctx_seq for c in self._contexts)
+        self._ctx_args = {"n_ctx": n_ctx, "n_batch": n_batch, "kv_unified": kv_unified}
+        self._contexts: list[Context] = []
+        self._make_contexts(variant)
         m = self.model
         bos_text = m.token_text(m.bos_token) if m.bos_token >= 0 else ""
         eos_text = m.token_text(m.eos_token) if m.eos_token >= 0 else ""
@@ -137,6 +135,24 @@ class Engine:
         self._cv_split = False                      # True while only stream A is steered
         if control is not None:
             self.set_control(control)
+
+    def _make_contexts(self, variant: Variant) -> None:
+        """(Re)build the llama.cpp contexts of ``variant`` over the loaded weights (caches start empty)."""
+        for c in self._contexts:
+            c.close()
+        a = self._ctx_args
+        if variant == "batched":
+            ctx = Context(self.model, a["n_ctx"], n_seq_max=2, n_threads=self.n_threads, n_batch=a["n_batch"],
+                          kv_unified=a["kv_unified"])
+            self._contexts = [ctx]
+            self._a, self._b = KvStream(ctx, 0), KvStream(ctx, 1)
+        else:
+            ca = Context(self.model, a["n_ctx"], n_threads=self.n_threads, n_batch=a["n_batch"])
+            cb = Context(self.model, a["n_ctx"], n_threads=self.n_threads, n_batch=a["n_batch"])
+            self._contexts = [ca, cb]
+            self._a, self._b = KvStream(ca, 0), KvStream(cb, 0)
+        self.variant = variant
+        self.n_ctx = min(c.n_ctx_seq for c in self._contexts)
 
     # -- info ---------------------------------------------------------------------------------------------
     @property
@@ -156,18 +172,20 @@ class Engine:
         return self.prompter.tokens(with_instruction(msgs, instruction, placement) if instruction else msgs)
 
     def set_control(self, control: ControlVectors | None) -> None:
-        """Steer the residual stream with ``control`` (on stream A only when its streams are "aligned", which
-        needs the ``"contexts"`` layout, or on both); None turns steering off.  Caches are reset."""
+        """Steer the residual stream with ``control`` (on stream A only when its streams are "aligned", or on both);
+        None turns steering off.  Caches are reset.  A control vector belongs to a whole llama.cpp context, so
+        steering A alone needs the ``"contexts"`` layout: an engine whose layout was left to it (``variant=None``)
+        switches to it here, over the same weights; one built ``"batched"`` on purpose refuses."""
         buf = rng = None
         if control is not None:
-            if control.streams == "aligned" and self.variant != "contexts":
-                raise SdaError("steering only the aligned stream needs the 'contexts' layout (a control vector "
-                               "applies to a whole llama.cpp context): use variant='contexts' (--variant contexts) "
-                               "or the streams 'both'")
+            self.check_control(control)
             buf = control.buffer(self.model.n_layer, self.model.n_embd)
             rng = control.layer_range(self.model.n_layer)
         self._acquire()
         try:
+            if control is not None and layout_for(control) == "contexts" and self.variant != "contexts":
+                self._make_contexts("contexts")
+                self.control = None
             steered = [] if control is None else \
                 ([self._a.ctx] if control.streams == "aligned" else list(dict.fromkeys((self._a.ctx, self._b.ctx))))
             for c in self._contexts:
@@ -181,6 +199,16 @@ class Engine:
             self.control = None if control is None else replace(control, layers=rng)
         finally:
             self._release()
+
+    def check_control(self, control: ControlVectors) -> None:
+        """``SdaError`` unless this engine can apply ``control``: made for this model, and a layout that allows it
+        (the one rule: stream A steered alone needs the "contexts" layout, which an engine whose layout was left
+        to it switches to)."""
+        if layout_for(control) == "contexts" and self.variant != "contexts" and not self.auto_layout:
+            raise SdaError("steering only the aligned stream needs the 'contexts' layout (a control vector "
+                           "applies to a whole llama.cpp context): use variant='contexts' (--variant contexts) "
+                           "or the streams 'both'")
+        control.buffer(self.model.n_layer, self.model.n_embd)  # raises when the vectors were made for another model
 
     def reset_cache(self) -> None:
         """Forget every cached token (the next prompt is evaluated from scratch)."""
@@ -216,6 +244,16 @@ class Engine:
     def _check_fits(self, toks: list[int], what: str) -> None:
         if len(toks) + 1 > self.n_ctx:
             raise PromptTooLongError(len(toks), self.n_ctx, what)
+
+    def check_prompt(self, messages: Sequence[Message], instruction: str = "", placement: Placement = "user",
+                     contrast: str = "auto", opposite: str = "") -> None:
+        """Raise ``PromptTooLongError`` (with the token counts) unless the prompt of every stream an SDA answer
+        uses (and the plain one) leaves room for at least one answer token; ``SdaError`` for bad messages."""
+        if instruction.strip():
+            ta, tb = self.prompter.pair(messages, instruction, placement, contrast, opposite)
+            self._check_fits(ta, "message with the instruction")
+            self._check_fits(tb, "message")
+        self._check_fits(self.prompt_tokens(messages), "message")
 
     def _evaluate(self, jobs: list[tuple[KvStream, Sequence[int], bool]]) -> list[np.ndarray | None]:
         """Append tokens to streams; one decode per context per batch-full. Returns last-token logits copies."""
@@ -292,9 +330,10 @@ class Engine:
         return [s.ctx.logits(rows[j]) for j, s in enumerate(streams)]
 
     def twin_logits(self, messages: Sequence[Message], instruction: str, forced: Sequence[int] = (), *,
-                    placement: Placement = "user") -> tuple[np.ndarray, np.ndarray]:
+                    placement: Placement = "user", contrast: str = "auto",
+                    opposite: str = "") -> tuple[np.ndarray, np.ndarray]:
         """Both streams' next-token logits after the prompts and the ``forced`` tokens (copies, float32)."""
-        ta, tb = self.prompter.pair(messages, instruction, placement)
+        ta, tb = self.prompter.pair(messages, instruction, placement, contrast, opposite)
         self._check_fits(ta + list(forced), "prompt with the instruction")
         self._check_fits(tb + list(forced), "prompt")
         self._acquire()
@@ -309,34 +348,45 @@ class Engine:
 
     # -- generation -----------------------------------------------------------------------------------------
     def generate(self, messages: Sequence[Message], instruction: str, lam: float, *, placement: Placement = "user",
-                 params: SamplingParams | None = None, inspect: int = 0) -> Iterator[TokenEvent | Finished]:
+                 params: SamplingParams | None = None, inspect: int = 0,
+                 opposite: str = "") -> Iterator[TokenEvent | Finished]:
         """SDA: yield a ``TokenEvent`` per token, then one ``Finished``.  ``inspect=k`` (off at 0) puts each step's
-        top-k lists of the instructed, uninstructed and steered distributions on its event (``TokenEvent.top``)."""
+        top-k lists of the instructed, uninstructed and steered distributions on its event (``TokenEvent.top``).
+        The uninstructed stream's prompt follows ``params.contrast`` (``opposite``: the preset's opposite
+        instruction, for contrast "opposite")."""
         p = (params or SamplingParams()).check()
         if not np.isfinite(lam):
             raise ValueError(f"lam must be finite, got {lam}")
         chain = core.build_chain(p, float(lam), self._instruction_tokens(instruction, p))
-        ta, tb = self.prompter.pair(messages, instruction, placement)
+        ta, tb = self.prompter.pair(messages, instruction, placement, p.contrast, opposite)
         self._check_fits(ta, "prompt with the instruction")
         self._check_fits(tb, "prompt")
         streams = (self._a, self._b)
         return self._decode(streams, lambda: self._load_pair(ta, tb), chain, p, [len(ta), len(tb)], inspect)
 
     def generate_plain(self, messages: Sequence[Message], instruction: str = "", *, placement: Placement = "user",
-                       params: SamplingParams | None = None, stream: str = "auto") -> Iterator[TokenEvent | Finished]:
+                       params: SamplingParams | None = None, stream: str = "auto",
+                       record: bool = False) -> Iterator[TokenEvent | Finished]:
         """Sampling without SDA (temperature T0, top-p) of the conversation, optionally with the instruction.
 
         ``stream``: "auto" runs on A with an instruction and on B without; "aligned" (A) or "base" (B) choose.
-        With control vectors on A only, ``stream="aligned"`` and no instruction is residual steering alone."""
+        With control vectors on A only, ``stream="aligned"`` and no instruction is residual steering alone.
+        ``record=True`` also keeps each drawn token's log-probability under the stream (read from the step's own
+        arrays: no extra work, the same tokens): ``Finished.record`` holds the prompt, the tokens and their
+        log-probs, which the self-score reads instead of teacher-forcing the answer again."""
         if stream not in ("auto", "aligned", "base"):
             raise ValueError(f"stream must be 'auto', 'aligned' or 'base', got {stream!r}")
         p = (params or SamplingParams()).check()
         chain = core.build_chain(p, None, self._instruction_tokens(instruction, p))
+        rec = LogprobRecorder() if record else None
+        if rec is not None:
+            chain = core.ProcessorChain([*chain, rec])
         toks = self.prompt_tokens(messages, instruction, placement)
         self._check_fits(toks, "prompt")
         on_a = bool(instruction.strip()) if stream == "auto" else stream == "aligned"
         s, other = (self._a, self._b) if on_a else (self._b, self._a)
-        return self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)])
+        gen = self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)])
+        return gen if rec is None else _with_record(gen, rec, toks)
 
     def _instruction_tokens(self, instruction: str, p: SamplingParams) -> list[int] | None:
         """The instruction's tokens as an answer would spell them (with and without a leading space), for the
@@ -398,40 +448,14 @@ class Engine:
         finally:
             self._release()
 
-    # -- the self-score's shortcut: the base answer's log-probs, recorded; the answer forced through stream A ----
-    last_base: BaseRecord | None = None  # the last ``generate_base`` answer that finished (None until one has)
-
-    def generate_base(self, messages: Sequence[Message], *, params: SamplingParams | None = None
-                      ) -> Iterator[TokenEvent | Finished]:
-        """``generate_plain(messages, params=params)`` (the base answer, on stream B: the same tokens for the same
-        seed) that also records each token's log-probability under B; when it finishes, ``last_base`` holds
-        the prompt, the tokens and their log-probs (a ``BaseRecord``)."""
-        p = (params or SamplingParams()).check()
-        rec = LogprobRecorder()
-        chain = core.ProcessorChain([*core.build_chain(p, None, None), rec])
-        toks = self.prompt_tokens(messages)
-        self._check_fits(toks, "prompt")
-        s, other = self._b, self._a
-        self.last_base = None
-        gen = self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)])
-        return self._record_base(gen, rec, toks)
-
-    def _record_base(self, gen, rec: LogprobRecorder, prompt: list[int]) -> Iterator[TokenEvent | Finished]:
-        try:
-            for ev in gen:
-                if isinstance(ev, Finished):
-                    lps = rec.finish(ev.token_ids)
-                    if lps is not None:
-                        self.last_base = BaseRecord(tuple(prompt), tuple(ev.token_ids), lps)
-                yield ev
-        finally:
-            gen.close()
-
+    # -- teacher forcing through stream A (the self-score's shortcut) ------------------------------------------
     def aligned_logprobs(self, messages: Sequence[Message], instruction: str, tokens: Sequence[int], *,
                          placement: Placement = "user") -> np.ndarray:
         """Teacher-force an answer's ``tokens`` through stream A: log p(y_t | prompt with the instruction, y<t)
         for each token (float64), from one batched decode of the prompt's uncached part and the answer.  The
-        prompt prefix stream B holds is copied, not evaluated; A keeps the prompt and the answer afterwards."""
+        prompt prefix stream B holds is copied, not evaluated.  Afterwards A holds only that copied prefix: what
+        the forced batch computed is dropped, because llama.cpp's numbers depend on how a batch is laid out, and
+        the aligned answer must sample the same tokens whether or not this ran."""
         y = [int(t) for t in tokens]
         if not y:
             raise ValueError("no answer tokens to force")
@@ -440,7 +464,9 @@ class Engine:
         self._acquire()
         try:
             r = self._reuse_prefix(self._a, self._b, ta)
-            return self._force(self._a, ta[r:] + y[:-1], y)
+            lps = self._force(self._a, ta[r:] + y[:-1], y)
+            self._a.trim(r)
+            return lps
         finally:
             self._release()
 
@@ -466,6 +492,19 @@ class Engine:
             raise
         s.tokens.extend(toks)
         return np.concatenate(out)
+
+
+def _with_record(gen, rec: LogprobRecorder, prompt: list[int]) -> Iterator[TokenEvent | Finished]:
+    """``gen``'s events, its ``Finished`` carrying the recorded ``AnswerRecord`` (None if the record is partial)."""
+    try:
+        for ev in gen:
+            if isinstance(ev, Finished):
+                lps = rec.finish(ev.token_ids)
+                if lps is not None:
+                    ev = replace(ev, record=AnswerRecord(tuple(prompt), tuple(ev.token_ids), lps))
+            yield ev
+    finally:
+        gen.close()
 
 
 def collect(events) -> Finished:

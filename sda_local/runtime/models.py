@@ -26,8 +26,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from .assemble import Part, SplitFile, assemble, cache_dir, is_assembled, missing_parts, package_file
 from ..errors import ModelFileError
+from .assemble import (
+    Part,
+    SplitFile,
+    assemble,
+    cache_dir,
+    is_assembled,
+    missing_parts,
+    package_file,
+)
 
 DEFAULT_MODEL_ENV = "SDA_LOCAL_DEFAULT_MODEL"
 GGUF_MAGIC = b"GGUF"
@@ -259,7 +267,9 @@ def check_gguf(path: Path, tensors: bool = True) -> None:
         raise ModelFileError(f"{path}: unsupported GGUF version {version}")
     if not tensors:
         return
-    from gguf import GGUFReader  # here: listing and resolving models needs neither gguf nor numpy
+    from gguf import (
+        GGUFReader,  # here: listing and resolving models needs neither gguf nor numpy
+    )
 
     try:
         GGUFReader(str(path), "r")

@@ -12,6 +12,19 @@ Where the instruction goes (``placement``):
   "without"'s a neutral default (``NEUTRAL_INSTRUCTION``) in the same place.  The frame's tokens (system
   header, a user's own system prompt) are then identical in both streams and cancel in lp_with − lp_without,
   and a template that adds its own default system prompt when none is given (Qwen's does) adds it to neither.
+
+What the "without" stream gets in the instruction's place (``contrast``, ``SamplingParams.contrast``):
+
+- ``"auto"``: the placement's own (the neutral line under "matched", nothing under "user" and "system");
+- ``"none"`` (the paper's): nothing; ``"neutral"``: ``NEUTRAL_INSTRUCTION``;
+- ``"ignore"``: the instruction's own words framed as a guideline to disregard (``IGNORE_FRAME``);
+- ``"opposite"``: the preset's hand-written opposite instruction (a custom instruction without one gets
+  ``OPPOSITE_FRAME``).
+
+Every mode but "none" puts its line exactly where the instruction goes, so both streams share the frame and
+only the instruction's direction differs.  With the instruction's words in both streams (``ignore``,
+``opposite``), a token that merely copies them is likely in both, so lp_with − lp_without no longer rewards
+reciting the instruction (``../shared/notes/methods.md``).
 """
 from __future__ import annotations
 
@@ -20,11 +33,14 @@ from typing import Literal, Sequence
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from ..core.params import CONTRASTS
 from ..errors import SdaError
 
 Placement = Literal["user", "system", "matched"]
 PLACEMENTS = ("user", "system", "matched")
 NEUTRAL_INSTRUCTION = "Answer the user's request."
+IGNORE_FRAME = "Ignore this guideline: {instruction}"
+OPPOSITE_FRAME = "Do the opposite of this guideline: {instruction}"
 
 # Used only when a GGUF carries no chat template (e.g. some base models).
 FALLBACK_TEMPLATE = (
@@ -79,12 +95,27 @@ def with_instruction(messages: Sequence[Message], instruction: str, placement: P
     return _add_system(msgs, instruction)
 
 
-def without_instruction(messages: Sequence[Message], instruction: str, placement: Placement = "user") -> list[Message]:
-    """The conversation as the "without" stream sees it (a neutral system line in its place for "matched")."""
-    msgs = [dict(m) for m in messages]
-    if placement == "matched" and instruction.strip():
-        return _add_system(msgs, NEUTRAL_INSTRUCTION)
-    return msgs
+def negative_instruction(contrast: str, instruction: str, placement: Placement = "user", opposite: str = "") -> str:
+    """The line the "without" stream gets in the instruction's place ("" = nothing), for ``contrast``."""
+    if contrast not in CONTRASTS:
+        raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
+    instruction = instruction.strip()
+    if not instruction or contrast == "none" or (contrast == "auto" and placement != "matched"):
+        return ""
+    if contrast in ("auto", "neutral"):
+        return NEUTRAL_INSTRUCTION
+    if contrast == "ignore":
+        return IGNORE_FRAME.format(instruction=instruction)
+    return opposite.strip() or OPPOSITE_FRAME.format(instruction=instruction)
+
+
+def without_instruction(messages: Sequence[Message], instruction: str, placement: Placement = "user",
+                        contrast: str = "auto", opposite: str = "") -> list[Message]:
+    """The conversation as the "without" stream sees it: its ``contrast`` line where the instruction goes."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+    negative = negative_instruction(contrast, instruction, placement, opposite)
+    return with_instruction(messages, negative, placement)
 
 
 @dataclass
@@ -119,8 +150,9 @@ class ChatPrompter:
             toks = [self.bos_id] + toks
         return toks
 
-    def pair(self, messages: Sequence[Message], instruction: str, placement: Placement = "user") -> tuple[list[int], list[int]]:
+    def pair(self, messages: Sequence[Message], instruction: str, placement: Placement = "user",
+             contrast: str = "auto", opposite: str = "") -> tuple[list[int], list[int]]:
         """Token ids of the ("with", "without") prompts."""
         msgs = check_messages(messages)
         return (self.tokens(with_instruction(msgs, instruction, placement)),
-                self.tokens(without_instruction(msgs, instruction, placement)))
+                self.tokens(without_instruction(msgs, instruction, placement, contrast, opposite)))

@@ -29,11 +29,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .backend import Context, LoadedModel
 from ..errors import PromptTooLongError
+from .answer_tree import AnswerTree
+from .backend import Context, LoadedModel
 from .kvprefix import KvStream, load_shared_prefix
 from .prompts import ChatPrompter, Message, Placement
-from .answer_tree import AnswerTree
 
 
 @dataclass

@@ -14,12 +14,12 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..runtime.engine import Engine
 from ..errors import SdaError
+from ..judges.spec import Judges
 from ..presets import all_presets, builtin_presets
+from ..runtime.engine import Engine
 from .config import ServerConfig
 from .errors import ApiError
-from .lambdas import LambdaSources
 from .request import build_plan, parse_body
 from .slot import GenerationSlot, QueueFull
 from .sse import Job, complete, stop_all, stream_events
@@ -67,11 +67,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def create_app(engine: Engine, config: ServerConfig | None = None, sources: LambdaSources | None = None) -> FastAPI:
-    """The app serving ``engine`` (which it does not close; the caller does, with ``app.state.sources``)."""
+def create_app(engine: Engine, config: ServerConfig | None = None, judges: Judges | None = None) -> FastAPI:
+    """The app serving ``engine`` (which it does not close; the caller does, with ``app.state.judges``)."""
     config = config or ServerConfig()
-    sources = sources or LambdaSources(engine, config.evaluator)
-    runner, slot = Runner(engine, sources), GenerationSlot(config.max_queue)
+    judges = judges or Judges(engine)
+    runner, slot = Runner(engine, judges), GenerationSlot(config.max_queue)
     served, created = served_names(engine), int(time.time())
     running: set[Job] = set()
 
@@ -81,7 +81,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None, sources: Lamb
         stop_all(running)  # shutting down: no generation may outlive the app (the engine is closed next)
 
     app = FastAPI(title="sda-local", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.sources, app.state.slot, app.state.running = sources, slot, running
+    app.state.judges, app.state.slot, app.state.running = judges, slot, running
     auth = Depends(_auth(config))
 
     @app.exception_handler(ApiError)

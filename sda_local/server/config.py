@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import SamplingParams
+from ..judges.spec import JudgeSpec
 from ..turn import TurnSettings
 
 DEFAULT_MAX_BODY = 1_000_000  # bytes: a long conversation fits; anything bigger is refused with 413
@@ -13,14 +14,14 @@ DEFAULT_MAX_BODY = 1_000_000  # bytes: a long conversation fits; anything bigger
 @dataclass
 class ServerConfig:
     """``defaults`` gives the sampling defaults and the λ mapping / fallback / placement of every request (its
-    preset is unused: each request names its own).  ``evaluator`` is the λ source used when a request does not
-    say (``cli.options.EvaluatorOptions``; anything with ``effective_kind`` and ``build_judge``/``build``)."""
+    preset is unused: each request names its own).  ``evaluator`` is where λ comes from when a request does not
+    say (None: ``DEFAULT_EVALUATOR`` on the served model)."""
 
     api_key: str | None = None
     max_queue: int = 16
     max_body: int = DEFAULT_MAX_BODY
     cv_dir: Path | None = None
-    evaluator: object | None = None
+    evaluator: JudgeSpec | None = None
     defaults: TurnSettings = field(default_factory=TurnSettings)
     retry_after: int = 2          # seconds suggested to a client refused because the queue is full
 

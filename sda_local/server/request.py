@@ -16,8 +16,9 @@ from pydantic import ValidationError
 from ..core import CV_STREAMS, Option, SamplingParams
 from ..errors import SdaError
 from ..judges import EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION
-from ..turn import TurnSettings, resolve_placement, turn_options
+from ..judges.spec import JudgeSpec
 from ..presets import DEFAULT_PRESET, Preset, custom_preset, get_preset
+from ..turn import TurnSettings, resolve_placement, turn_options
 from .config import ServerConfig
 from .errors import ApiError
 from .schemas import ChatRequest, SdaOptions
@@ -28,19 +29,9 @@ MAX_STOPS = 4
 
 
 @dataclass(frozen=True)
-class LambdaSource:
-    """Where this request's λ comes from: ``kind`` is an evaluator kind; ``lam`` / ``score`` for ``fixed``."""
-
-    kind: str
-    lam: float | None = None
-    score: float | None = None
-    openai_model: str | None = None
-
-
-@dataclass(frozen=True)
 class SdaPlan:
     preset: Preset
-    source: LambdaSource | None            # None: the server's default λ source
+    judge: JudgeSpec                       # where λ comes from: the server's default, with the request's changes
     mapping: str
     fallback_lam: float
     placement: str
@@ -192,7 +183,8 @@ def split_model(name: str, served: set[str]) -> tuple[str, Preset | None]:
         raise ApiError(404, str(exc), "model", code="model_not_found") from None
 
 
-def _lambda_source(sda: SdaOptions) -> LambdaSource | None:
+def _judge(sda: SdaOptions, default: JudgeSpec) -> JudgeSpec:
+    """The server's evaluator spec with what the request says about λ (a λ, a score, or an evaluator kind)."""
     if sda.lam is not None and sda.score is not None:
         raise ApiError(400, "sda: give lam or score, not both", "sda.lam")
     if sda.evaluator is not None and sda.evaluator not in EVALUATOR_KINDS:
@@ -203,15 +195,16 @@ def _lambda_source(sda: SdaOptions) -> LambdaSource | None:
                        "sda.evaluator")
     if sda.lam is not None:
         _check(LAMBDA_OPTION, "sda.lam", sda.lam)
-        return LambdaSource("fixed", lam=float(sda.lam))
+        return replace(default, kind="fixed", lam=float(sda.lam), score=None)
     if sda.score is not None:
         _check(SCORE_OPTION, "sda.score", sda.score)
-        return LambdaSource("fixed", score=float(sda.score))
+        return replace(default, kind="fixed", lam=None, score=float(sda.score))
     if sda.evaluator == "fixed":
-        return LambdaSource("fixed", score=50.0)
+        return replace(default, kind="fixed", lam=None, score=50.0)
     if sda.evaluator is not None:
-        return LambdaSource(sda.evaluator, openai_model=sda.openai_model)
-    return None
+        return replace(default, kind=sda.evaluator, lam=None, score=None,
+                       openai_model=sda.openai_model or default.openai_model)
+    return default
 
 
 def _preset(sda: SdaOptions | None, from_model: Preset | None) -> Preset:
@@ -259,7 +252,7 @@ def _sda_plan(sda: SdaOptions | None, from_model: Preset | None, cfg: ServerConf
     for name, _, _, opt in _turn_fields():
         _check(opt, f"sda.{name}", own[name])
     preset = _preset(sda, from_model)
-    return SdaPlan(preset, _lambda_source(opts), own["mapping"], own["fallback_lam"],
+    return SdaPlan(preset, _judge(opts, cfg.evaluator or JudgeSpec()), own["mapping"], own["fallback_lam"],
                    resolve_placement(own["placement"], preset), _control(opts, cfg.cv_dir), float(opts.cv_scale), opts.cv_layers,
                    opts.cv_streams, opts.return_base)
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..core import ControlVectors
-from ..runtime.engine import Engine, Finished, TokenEvent
-from ..errors import SdaError
-from ..judges.decision import LambdaDecision
+from ..errors import PromptTooLongError, SdaError
+from ..judges import LambdaDecision
+from ..judges.spec import Judges
 from ..palrs.cvec import control_vectors
-from ..turn import strip_think
+from ..runtime.engine import Engine, Finished, TokenEvent
+from ..turn import TurnSettings, answer
 from .errors import ApiError
-from .lambdas import LambdaSources
 from .request import RequestPlan, SdaPlan
 from .stops import StopMatcher
 
@@ -48,11 +48,12 @@ class _Answer:
 
 
 class Runner:
-    """Owns what the requests share on one engine: the λ sources and the control vectors now applied."""
+    """Owns what the requests share on one engine: the evaluators (``Judges``) and the control vectors now
+    applied."""
 
-    def __init__(self, engine: Engine, sources: LambdaSources):
+    def __init__(self, engine: Engine, judges: Judges):
         self.engine = engine
-        self.sources = sources
+        self.judges = judges
         self._applied: tuple | None = None   # the control vectors on the engine now (None: none)
         self._cv_cache: dict[tuple, ControlVectors] = {}
 
@@ -66,13 +67,10 @@ class Runner:
         key = self._cv_key(plan.sda)
         if key is None or key in self._cv_cache:
             return
-        sda, m = plan.sda, self.engine.model
+        sda = plan.sda
         try:
-            if sda.cv_streams == "aligned" and self.engine.variant != "contexts":
-                raise SdaError("steering only the aligned stream needs the server's model in the 'contexts' layout "
-                               "(start it with --cv-dir, or --variant contexts); or send cv_streams 'both'")
             cv = control_vectors(list(sda.control), scale=sda.cv_scale, layers=sda.cv_layers, streams=sda.cv_streams)
-            cv.buffer(m.n_layer, m.n_embd)  # raises when they were made for another model
+            self.engine.check_control(cv)
         except SdaError as exc:
             raise ApiError(400, f"sda.control_vectors: {exc}", "sda.control_vectors") from None
         if len(self._cv_cache) >= MAX_CACHED_VECTORS:
@@ -108,46 +106,18 @@ class Runner:
         if sda is None:
             ans = self._stream(self.engine.generate_plain(plan.messages, params=plan.params), plan, cancel, emit)
             return self._result(ans, None)
-        base, decision = self._decide(plan, sda, cancel)
-        if cancel.is_set():
+        settings = TurnSettings(preset=sda.preset, sampling=plan.params, mapping=sda.mapping,
+                                fallback_lam=sda.fallback_lam, placement=sda.placement)
+        evaluator = self.judges.get(sda.judge)
+        events = answer(self.engine, evaluator, plan.messages, settings, base="always" if sda.return_base else "auto")
+        turn = _TurnSeen(t0)
+        ans = self._stream(turn.filter(events), plan, cancel, emit)
+        if turn.decision is None:  # cancelled before λ was chosen
             return Result("cancelled", 0, 0)
-        t1 = time.perf_counter()
-        gen = self.engine.generate(plan.messages, sda.preset.instruction, decision.lam, placement=sda.placement,
-                                   params=plan.params)
-        ans = self._stream(gen, plan, cancel, emit)
-        info = self._diagnostics(plan, sda, decision, ans, base, cv)
-        info["timings"] = {"lambda_s": round(t1 - t0, 3), "answer_s": round(time.perf_counter() - t1, 3)}
+        info = self._diagnostics(plan, sda, turn, ans, evaluator, cv)
+        info["timings"] = {"lambda_s": round(turn.t_lambda - t0, 3),
+                           "answer_s": round(time.perf_counter() - turn.t_lambda, 3)}
         return self._result(ans, info)
-
-    def _decide(self, plan: RequestPlan, sda: SdaPlan, cancel: threading.Event
-                ) -> tuple[_Answer | None, LambdaDecision]:
-        """The λ decision, and the unsteered base answer when a judge reads it (or the client asked for it)."""
-        src = sda.source
-        decision = self.sources.fixed_decision(src, sda)
-        base = None
-        if decision is None or sda.return_base:
-            # generate_base: the same tokens as generate_plain, with their log-probs kept for the self-score
-            base = self._collect(self.engine.generate_base(plan.messages, params=plan.params), cancel)
-        if decision is None and not cancel.is_set():
-            query = plan.messages[-1]["content"]
-            decision = self.sources.decide(src, sda, query, strip_think("".join(base.pieces)))
-        return base, decision
-
-    @staticmethod
-    def _collect(gen, cancel: threading.Event) -> _Answer:
-        ans = _Answer()
-        try:
-            for ev in gen:
-                if cancel.is_set():
-                    break
-                if isinstance(ev, Finished):
-                    ans.done, ans.finish = ev, ev.finish_reason
-                    ans.pieces = [ev.text]
-                else:
-                    ans.n_tokens += 1
-        finally:
-            gen.close()
-        return ans
 
     @staticmethod
     def _stream(gen, plan: RequestPlan, cancel: threading.Event, emit) -> _Answer:
@@ -165,6 +135,8 @@ class Runner:
                 elif isinstance(ev, Finished):
                     ans.done, ans.finish = ev, ev.finish_reason
                     piece = stops.feed(ev.tail) + stops.flush()
+                else:
+                    continue
                 if piece:
                     ans.pieces.append(piece)
                     emit(("token", piece))
@@ -181,35 +153,55 @@ class Runner:
         finish = {"context": "length"}.get(ans.finish, ans.finish)
         return Result(finish, n_prompt, ans.n_tokens, info, "".join(ans.pieces))
 
-    def _diagnostics(self, plan: RequestPlan, sda: SdaPlan, d: LambdaDecision, ans: _Answer,
-                     base: _Answer | None, cv: str | None) -> dict:
-        p = plan.params
+    def _diagnostics(self, plan: RequestPlan, sda: SdaPlan, turn: "_TurnSeen", ans: _Answer, evaluator,
+                     cv: str | None) -> dict:
+        p, d = plan.params, turn.decision
         info = {"preset": sda.preset.name, "lam": round(d.lam, 6), "lam_source": d.source,
-                "score": d.score_value, "evaluator": self.sources.name(sda.source), "mapping": sda.mapping,
+                "score": d.score_value, "evaluator": evaluator.name, "mapping": sda.mapping,
                 "warnings": list(d.warnings), "k": p.k, "t0": p.t0, "temperature_mode": p.temperature_mode,
                 "placement": sda.placement,
                 "mean_js": round(sum(ans.js) / len(ans.js), 6) if ans.js else None,
                 "prompt_tokens_per_stream": ans.done.n_prompt_tokens if ans.done else None,
                 "control_vectors": cv}
-        if base is not None:
-            info["base_tokens"] = base.n_tokens
+        if turn.base is not None:
+            info["base_tokens"] = turn.base.n_tokens
             if sda.return_base:
-                info["base"] = "".join(base.pieces)
+                info["base"] = turn.base.text
         return info
+
+
+class _TurnSeen:
+    """Watches a turn's events: keeps the base answer and the λ decision, passes the aligned answer's token
+    events (``TokenEvent`` / ``Finished``) on to the streaming loop."""
+
+    def __init__(self, t0: float):
+        self.base: Finished | None = None
+        self.decision: LambdaDecision | None = None
+        self.t_lambda = t0
+
+    def filter(self, events):
+        try:
+            for ev in events:
+                if ev.kind == "phase_done" and ev.phase == "base":
+                    self.base = ev.finished
+                elif ev.kind == "lambda":
+                    self.decision, self.t_lambda = ev.decision, time.perf_counter()
+                elif ev.kind in ("aligned_token", "phase_done"):
+                    yield ev.token if ev.kind == "aligned_token" else ev.finished
+                else:  # base tokens, score, warnings: only their effect reaches the client; but a cancel must
+                    yield None  # still be seen while the base answer runs
+        finally:
+            events.close()
 
 
 def check_prompt_fits(engine: Engine, plan: RequestPlan) -> None:
     """A 400 with the token counts when the prompt (with the instruction, for SDA) does not fit the context."""
+    instruction, placement = (plan.sda.preset.instruction, plan.sda.placement) if plan.sda else ("", "user")
     try:
-        if plan.sda is None:
-            streams = {"prompt": engine.prompt_tokens(plan.messages)}
-        else:
-            a, b = engine.prompter.pair(plan.messages, plan.sda.preset.instruction, plan.sda.placement)
-            streams = {"prompt with the instruction": a, "prompt": b}
+        engine.check_prompt(plan.messages, instruction, placement)
+    except PromptTooLongError as exc:
+        raise ApiError(400, f"the {exc.stream} is {exc.n_prompt} tokens but the context holds {exc.n_ctx} per "
+                            "stream (at least one more is needed to answer); shorten the conversation",
+                       "messages", code="context_length_exceeded") from None
     except SdaError as exc:
         raise ApiError(400, str(exc), "messages") from None
-    for what, toks in streams.items():
-        if len(toks) + 1 > engine.n_ctx:
-            raise ApiError(400, f"the {what} is {len(toks)} tokens but the context holds {engine.n_ctx} per stream "
-                                f"(at least one more is needed to answer); shorten the conversation",
-                           "messages", code="context_length_exceeded")
