@@ -277,6 +277,9 @@ def test_llm_cli_talks_to_the_server(server, client, tmp_path):
     (chat(sda={"preset": "nonsense"}), 400, "sda.preset"),
     (chat(sda={"evaluator": "oracle"}), 400, "sda.evaluator"),
     (chat(sda={"placement": "footer"}), 400, "sda.placement"),
+    (chat(sda={"contrast": "reverse"}), 400, "sda.contrast"),
+    (chat(sda={"guidance_clip": -1}), 400, "sda.guidance_clip"),
+    (chat(sda={"guidance_clip": "wide"}), 422, "sda.guidance_clip"),
     ({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}, 404, "model"),
     ({"model": MODEL, "messages": [{"role": "assistant", "content": "Hi"}]}, 400, "messages[0].role"),
 ])
@@ -285,6 +288,25 @@ def test_bad_requests_name_the_field(server, body, status, param):
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert err["param"] == param and err["message"]
+
+
+def test_contrast_and_guidance_clip_reach_the_turn(server, client):
+    """The sda sampling fields come from SamplingParams' options: the schema shows their ranges, and each
+    contrast builds another uninstructed prompt (a different, reproducible steered answer)."""
+    schema = httpx.get(server["url"] + "/openapi.json").json()["components"]["schemas"]["SdaOptions"]["properties"]
+    assert schema["contrast"]["enum"] == ["auto", "none", "neutral", "ignore", "opposite"]
+    assert schema["guidance_clip"]["exclusiveMinimum"] == 0.0
+
+    def ask(**sda):
+        r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Tell me a story."}],
+                                           max_tokens=16, seed=5,
+                                           extra_body={"sda": {"preset": "harmlessness", "lam": 0.9, **sda}})
+        return r.choices[0].message.content
+
+    texts = {c: ask(contrast=c) for c in ("neutral", "ignore", "opposite")}
+    assert len(set(texts.values())) > 1
+    assert ask(contrast="ignore") == texts["ignore"]
+    assert ask(contrast="ignore", guidance_clip=1000.0) == texts["ignore"]  # wider than any gap: unbounded
 
 
 def test_malformed_oversize_and_too_long_requests(server):

@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from .. import __version__
 from ..errors import SdaError
 from ..judges.spec import Judges
 from ..presets import all_presets, builtin_presets
@@ -21,6 +22,7 @@ from ..runtime.engine import Engine
 from .config import ServerConfig
 from .errors import ApiError
 from .request import build_plan, parse_body
+from .schemas import ChatRequest
 from .slot import GenerationSlot, QueueFull
 from .sse import Job, complete, stop_all, stream_events
 from .worker import Runner, check_prompt_fits
@@ -80,7 +82,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None, judges: Judge
         yield
         stop_all(running)  # shutting down: no generation may outlive the app (the engine is closed next)
 
-    app = FastAPI(title="sda-local", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(title="sda-local", docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
+    app.openapi = lambda: _openapi(app)
     app.state.judges, app.state.slot, app.state.running = judges, slot, running
     auth = Depends(_auth(config))
 
@@ -98,7 +101,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None, judges: Judge
         return {"object": "list", "data": [{"id": i, "object": "model", "created": created, "owned_by": "sda-local"}
                                            for i in ids]}
 
-    @app.post("/v1/chat/completions", dependencies=[auth])
+    @app.post("/v1/chat/completions", dependencies=[auth], openapi_extra=_CHAT_BODY)
     async def chat_completions(request: Request):
         plan = build_plan(parse_body(await read_body(request, config.max_body)), config, served)
         check_prompt_fits(engine, plan)
@@ -120,3 +123,21 @@ def create_app(engine: Engine, config: ServerConfig | None = None, judges: Judge
         return await complete(job, request)
 
     return app
+
+
+_CHAT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/ChatRequest"}}}}}
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The OpenAPI document, with the request body's schema generated from the pydantic models (the body is read
+    by hand, so FastAPI does not see it): every field, the ``sda`` options with their ranges."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+        doc = get_openapi(title=app.title, version=__version__, routes=app.routes)
+        body = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(body.pop("$defs", {}))
+        schemas["ChatRequest"] = body
+        app.openapi_schema = doc
+    return app.openapi_schema

@@ -21,7 +21,7 @@ from ..presets import DEFAULT_PRESET, Preset, custom_preset, get_preset
 from ..turn import TurnSettings, resolve_placement, turn_options
 from .config import ServerConfig
 from .errors import ApiError
-from .schemas import ChatRequest, SdaOptions
+from .schemas import SDA_SAMPLING, ChatRequest, SdaOptions
 
 MIN_T0 = 0.01           # temperature 0 ("greedy") → this T0: near-greedy, and T0 must stay positive
 TEMPERATURE_OPTION = Option(help="OpenAI temperature, used as SDA's base temperature T0", lo=0.0, hi=2.0)
@@ -133,7 +133,6 @@ def _messages(req: ChatRequest) -> list[dict]:
     return out
 
 
-SDA_SAMPLING = ("k", "temperature_mode", "plausibility", "echo_block")  # SamplingParams fields set in ``sda``
 
 
 def _sampling(req: ChatRequest, sda: SdaOptions | None, base: SamplingParams) -> SamplingParams:

@@ -17,7 +17,10 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    create_model,
 )
+
+from ..core import Option, sampling_options
 
 Number = Union[StrictInt, StrictFloat]
 
@@ -45,7 +48,36 @@ class StreamOptions(BaseModel):
     include_usage: StrictBool = False
 
 
-class SdaOptions(BaseModel):
+# SamplingParams fields a request sets in ``sda`` (temperature, top_p, seed and max_tokens are OpenAI's own)
+SDA_SAMPLING = ("k", "temperature_mode", "plausibility", "echo_block", "contrast", "guidance_clip")
+_PY = {"float": Number, "int": StrictInt, "str": StrictStr}
+
+
+def _range_schema(opt: Option) -> dict:
+    """An ``Option``'s choices and bounds as JSON-schema keywords (what ``/openapi.json`` shows a client)."""
+    extra: dict = {}
+    if opt.choices is not None:
+        extra["enum"] = list(opt.choices)
+    if opt.lo is not None:
+        extra["exclusiveMinimum" if opt.lo_open else "minimum"] = opt.lo
+    if opt.hi is not None:
+        extra["exclusiveMaximum" if opt.hi_open else "maximum"] = opt.hi
+    return extra
+
+
+def _sampling_fields() -> dict:
+    """``SDA_SAMPLING``'s pydantic fields, generated from ``SamplingParams``' ``Option``s (one range table): the
+    type from the annotation, the help and range into the schema.  Values are checked against the ``Option``
+    in ``request`` (a 400 that names ``sda.FIELD`` and its range)."""
+    out = {}
+    for name, annotation, _default, opt in sampling_options():
+        if name in SDA_SAMPLING:
+            py = _PY[str(annotation).replace("| None", "").strip()]
+            out[name] = (py | None, Field(None, description=opt.help, json_schema_extra=_range_schema(opt) or None))
+    return out
+
+
+class _SdaFields(BaseModel):
     """The non-standard ``sda`` field (clients send it with ``extra_body``).  Unknown keys are refused (422), so a
     misspelt option never goes unnoticed."""
 
@@ -56,10 +88,6 @@ class SdaOptions(BaseModel):
     score: Number | None = None
     evaluator: StrictStr | None = None
     openai_model: StrictStr | None = None
-    k: Number | None = None
-    temperature_mode: StrictStr | None = None
-    plausibility: Number | None = None
-    echo_block: StrictInt | None = None
     placement: StrictStr | None = None
     mapping: StrictStr | None = None
     fallback_lam: Number | None = None
@@ -68,6 +96,9 @@ class SdaOptions(BaseModel):
     cv_layers: StrictStr | None = None
     cv_streams: StrictStr = "aligned"
     return_base: StrictBool = False
+
+
+SdaOptions = create_model("SdaOptions", __base__=_SdaFields, __doc__=_SdaFields.__doc__, **_sampling_fields())
 
 
 class ChatRequest(BaseModel):
