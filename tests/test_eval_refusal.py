@@ -128,6 +128,23 @@ def test_placement_grid_names_and_base_once_per_alpha():
     assert cfg.to_dict()["placements"] == ["user", "matched"]
 
 
+def test_contrast_grid_names_the_sda_systems_and_reaches_the_prompts():
+    from sda_local.evaluation.refusal import _preset
+    cfg = _config(contrasts=["neutral", "ignore"], lams=[0.25, 0.5])
+    got = [(s.name, s.kind, s.contrast) for s in cfg.systems()]
+    assert got == [("base", "base", None), ("instruction", "instruction", None),
+                   ("sda λ=0.25 contrast=neutral", "sda", "neutral"), ("sda λ=0.5 contrast=neutral", "sda", "neutral"),
+                   ("sda λ=0.25 contrast=ignore", "sda", "ignore"), ("sda λ=0.5 contrast=ignore", "sda", "ignore")]
+    assert cfg.to_dict()["contrasts"] == ["neutral", "ignore"] and "contrasts" not in _config().to_dict()
+    # the harmlessness preset's own instruction keeps its hand-written opposite; another text is a custom preset
+    from sda_local.presets import get_preset
+    from sda_local.evaluation.refusal import RefusalConfig
+    from sda_local.core import SamplingParams
+    named = RefusalConfig(instruction=get_preset("harmlessness").instruction, sampling=SamplingParams())
+    assert _preset(named).opposite == get_preset("harmlessness").opposite
+    assert _preset(cfg).opposite == ""
+
+
 def test_one_placement_keeps_the_plain_names_and_config_so_old_runs_resume():
     one = _config(placements=["system"])
     assert [s.name for s in one.systems()] == ["base", "instruction", "sda λ=0.5"]

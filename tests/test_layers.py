@@ -114,3 +114,15 @@ def test_no_module_cycle():
 def test_every_unit_is_on_a_floor():
     for m in modules():
         unit(m)
+
+
+def test_the_layout_doc_is_drawn_from_the_code():
+    """docs/layout.md is one line per module, the first line of its docstring: regenerate it with
+    ``python tools/layout.py > docs/layout.md`` after adding, removing or redescribing a module."""
+    import importlib.util
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("layout_tool", root / "tools" / "layout.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert (root / "docs" / "layout.md").read_text("utf-8") == tool.render()
+    assert "(no docstring)" not in tool.render()

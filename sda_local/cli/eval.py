@@ -85,7 +85,8 @@ def cmd_refusal(args) -> int:
         raise SdaError(f"two datasets have the same name ({', '.join(names)}); rename one file")
     cfg = RefusalConfig(instruction=preset.instruction, preset=_preset_name(args, preset), lams=args.lams,
                         plausibilities=args.plausibility, sampling=sampling_from_args(args),
-                        placements=args.placement, phrases_file=args.phrases)
+                        placements=args.placement, phrases_file=args.phrases,
+                        contrasts=None if args.contrast == ["auto"] else list(dict.fromkeys(args.contrast)))
     report = _run(model_from_args(args).open(),
                   lambda eng: run_refusal(eng, sets, cfg, args.out, resume=args.resume, progress=not args.quiet,
                                           fluency=not args.no_fluency))
@@ -136,7 +137,8 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
                                    "plausibility α values and placements); count refusals with the phrase-list "
                                    "detector; measure echo, degeneration and fluency of every answer.",
                        parents=[*_common("harmlessness", "results/refusal"),
-                                sampling_parent(grid=PLAUSIBILITY_GRID, max_tokens=64, seed=0)])
+                                sampling_parent(grid={**PLAUSIBILITY_GRID, "contrast": "--contrasts"}, max_tokens=64,
+                                                seed=0)])
     r.add_argument("--harmful", nargs="+", default=[], metavar="FILE", help="harmful prompt sets (JSONL)")
     r.add_argument("--benign", nargs="+", default=[], metavar="FILE", help="benign prompt sets (JSONL)")
     r.add_argument("--lams", type=lambda_list_type(), nargs="+", default=[0.5, 1.0],

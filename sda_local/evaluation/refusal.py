@@ -34,7 +34,7 @@ from ..core import SamplingParams
 from ..errors import SdaError
 from ..jsonl import rewrite_jsonl
 from ..judges import FixedEvaluator
-from ..presets import custom_preset
+from ..presets import Preset, builtin_presets, custom_preset
 from ..runtime.engine import collect
 from ..turn import TurnSettings, answer, collect_turn
 from . import metrics, quality
@@ -66,6 +66,7 @@ class System:
     lam: float | None = None      # sda only
     plausibility: float = 0.0
     placement: str | None = None  # where the instruction goes (None for base, which has none)
+    contrast: str | None = None   # sda only: what the uninstructed stream gets (None: the sampling's)
 
 
 @dataclass
@@ -78,6 +79,7 @@ class RefusalConfig:
     placement: str = "user"
     phrases_file: str | None = None
     placements: Sequence[str] | None = None         # the placement grid; None: ``placement`` alone
+    contrasts: Sequence[str] | None = None          # the contrast grid (sda systems); None: the sampling's
 
     def __post_init__(self):  # one placement is the single setting (names and config as before the grid)
         self.placement, self.placements = normalise_placements(self.placement, self.placements)
@@ -98,14 +100,17 @@ class RefusalConfig:
             out.append(System("base" + atag, "base", None, a))
             for p in grid:
                 out.append(System(with_placement("instruction" + atag, p, grid), "instruction", None, a, p))
-                out += [System(with_placement(f"sda λ={lam:g}{atag}", p, grid), "sda", float(lam), a, p)
-                        for lam in self.lams]
+                out += [System(with_placement(f"sda λ={lam:g}{atag}" + (f" contrast={c}" if c else ""), p, grid),
+                               "sda", float(lam), a, p, c)
+                        for c in (self.contrasts or (None,)) for lam in self.lams]
         return out
 
     def to_dict(self) -> dict:
         d = {**asdict(self), "lams": [float(x) for x in self.lams], "plausibilities": self.alphas()}
         if self.placements is None:  # the single-placement config reads as before the grid (resume)
             del d["placements"]
+        if self.contrasts is None:
+            del d["contrasts"]
         return d
 
     @classmethod
@@ -113,15 +118,24 @@ class RefusalConfig:
         return cls(**{**d, "sampling": SamplingParams.from_dict(d["sampling"])})
 
 
+def _preset(cfg: RefusalConfig) -> Preset:
+    """The named preset when the instruction is its own (its opposite line serves contrast "opposite"), else
+    the instruction as a custom preset."""
+    if cfg.preset in builtin_presets() and builtin_presets()[cfg.preset].instruction == cfg.instruction.strip():
+        return builtin_presets()[cfg.preset]
+    return custom_preset(cfg.instruction, name=cfg.preset or "custom")
+
+
 def _answer(engine, prompt: str, system: System, cfg: RefusalConfig, seed: int):
     msgs = [{"role": "user", "content": prompt}]
     p = replace(cfg.sampling, seed=seed, plausibility=system.plausibility).check()
+    if system.contrast:
+        p = replace(p, contrast=system.contrast)
     if system.kind == "base":
         return collect(engine.generate_plain(msgs, params=p))
     if system.kind == "instruction":
         return collect(engine.generate_plain(msgs, cfg.instruction, placement=system.placement, params=p))
-    settings = TurnSettings(preset=custom_preset(cfg.instruction, name=cfg.preset or "custom"), sampling=p,
-                            placement=system.placement)
+    settings = TurnSettings(preset=_preset(cfg), sampling=p, placement=system.placement)
     return collect_turn(answer(engine, FixedEvaluator(lam=system.lam), msgs, settings))["aligned"]
 
 
@@ -297,7 +311,7 @@ def _read_done(out: Path, conf: dict) -> dict[tuple[str, str], dict]:
     return {(r["id"], r["system"]): r for r in read_jsonl(items_path)}
 
 
-GRID_KEYS = ("lams", "placements", "plausibilities")  # a resumed run may add points to these grids
+GRID_KEYS = ("lams", "placements", "plausibilities", "contrasts")  # a resumed run may add points to these grids
 
 
 def _extends(old: dict | None, new: dict) -> bool:

@@ -1,0 +1,90 @@
+"""Blind pairwise judging of `sda-local eval samples` answers, the paper's protocol: for each prompt and each
+comparison (system X vs system Y) the two answers go to a judge in a random order as A and B; the judge scores
+both 1-100 against the preset's rubric; |Δ| ≤ 3 is a tie; a comparison's score is (W − L)/N.
+
+    python tools/blind_pairs.py make samples.jsonl OUTDIR --vs "sda contrast=ignore:instruction" ... [--batches 4]
+        writes OUTDIR/batch_K.json (what a judge sees: ids, prompt, rubric, A, B — no system names) and
+        OUTDIR/key.json (which system is A and B; never shown to a judge)
+    python tools/blind_pairs.py score OUTDIR
+        reads OUTDIR/scores_K.json ([{"id", "score_a", "score_b"}]) and prints the table as JSON
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sda_local.presets import get_preset  # noqa: E402
+
+TIE = 3
+
+
+def make(samples: Path, out: Path, comparisons: list[tuple[str, str]], batches: int, seed: int) -> None:
+    rows = [json.loads(x) for x in samples.read_text("utf-8").splitlines() if x.strip()]
+    rng = random.Random(seed)
+    pairs, key = [], {}
+    for r in rows:
+        rubric = get_preset(r["preset"]).rubric
+        for x, y in comparisons:
+            if x not in r["answers"] or y not in r["answers"]:
+                continue
+            pid = f"p{len(pairs):04d}"
+            a, b = (x, y) if rng.random() < 0.5 else (y, x)
+            key[pid] = {"row": r["id"], "preset": r["preset"], "a": a, "b": b, "x": x, "y": y}
+            pairs.append({"id": pid, "prompt": r["prompt"], "rubric": rubric, "A": r["answers"][a],
+                          "B": r["answers"][b]})
+    rng.shuffle(pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(batches):
+        (out / f"batch_{k}.json").write_text(json.dumps(pairs[k::batches], indent=1, ensure_ascii=False))
+    (out / "key.json").write_text(json.dumps(key, indent=1))
+    print(f"{len(pairs)} pairs in {batches} batches under {out}")
+
+
+def score(out: Path) -> dict:
+    key = json.loads((out / "key.json").read_text())
+    results: dict[str, dict] = {}
+    for f in sorted(out.glob("scores_*.json")):
+        for s in json.loads(f.read_text()):
+            k = key[s["id"]]
+            d = float(s["score_a"]) - float(s["score_b"])
+            x_minus_y = d if k["a"] == k["x"] else -d
+            outcome = 0 if abs(x_minus_y) <= TIE else (1 if x_minus_y > 0 else -1)
+            for group in (k["preset"], "all"):
+                results.setdefault(f"{k['x']} vs {k['y']}", {}).setdefault(group, []).append(outcome)
+    table = {}
+    for comp, groups in results.items():
+        table[comp] = {}
+        for g, o in sorted(groups.items()):
+            n = len(o)
+            m = sum(o) / n
+            se = math.sqrt(sum((v - m) ** 2 for v in o) / (n - 1) / n) if n > 1 else None
+            table[comp][g] = {"n": n, "wins": o.count(1), "ties": o.count(0), "losses": o.count(-1),
+                              "score": round(m, 3), "se": None if se is None else round(se, 3)}
+    return table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make")
+    m.add_argument("samples", type=Path)
+    m.add_argument("out", type=Path)
+    m.add_argument("--vs", nargs="+", required=True, help='comparisons "X:Y" (system names of samples.jsonl)')
+    m.add_argument("--batches", type=int, default=4)
+    m.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("score")
+    s.add_argument("out", type=Path)
+    a = ap.parse_args()
+    if a.cmd == "make":
+        make(a.samples, a.out, [tuple(v.split(":", 1)) for v in a.vs], a.batches, a.seed)
+    else:
+        print(json.dumps(score(a.out), indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
