@@ -232,3 +232,12 @@ def test_echo_block_keeps_runs_of_the_instruction_out_of_the_answer(tiny_engine,
     assert len(blocked) > 4 and not bigrams(blocked) & bigrams(itoks)
     if lam is None:  # without the block the answer does repeat the instruction's runs (the plain stream copies)
         assert bigrams(answer(0)) & bigrams(itoks)
+
+
+def test_backend_info_names_what_this_build_runs_on():
+    import llama_cpp
+    from sda_local.runtime.backend import backend_info
+    info = backend_info()
+    assert info["gpu_offload"] is bool(llama_cpp.llama_supports_gpu_offload())
+    assert info["backend"] == ("gpu" if info["gpu_offload"] else "cpu")
+    assert "CPU" in info["system_info"] and isinstance(info["devices"], list)

@@ -319,7 +319,7 @@ def _tier(cfg: BenchConfig, main_path: str) -> tuple[str, str] | None:
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    from ..runtime.backend import default_threads
+    from ..runtime.backend import backend_info, default_threads
     from ..runtime.models import resolve_model
 
     choice = resolve_model(cfg.model)
@@ -330,7 +330,9 @@ def run_bench(cfg: BenchConfig) -> dict:
             "tokens": tokens, "repeats": cfg.repeats, "sampling": cfg.sampling.to_dict(), "preset": cfg.turn_preset}
     result: dict = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+                    # the llama.cpp build's backend: "gpu" when it can offload (every layer is, n_gpu_layers = -1)
+                    "llama_cpp": backend_info()},
         "model": choice.name, "tokens_per_run": tokens, "repeats": cfg.repeats, "threads": threads,
     }
     result.update(_model_block(base, cfg.core_vocab))

@@ -44,6 +44,21 @@ def cpu_has_amx() -> bool:
     return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode("utf-8", "replace")
 
 
+def backend_info() -> dict:
+    """What this llama.cpp build runs on: whether it can offload layers to a GPU (CUDA, Metal, Vulkan …), the
+    backend devices it registered, and its CPU feature line (for benchmark reports)."""
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+    devices = []
+    try:
+        for i in range(llama_cpp.ggml_backend_dev_count()):
+            dev = llama_cpp.ggml_backend_dev_get(i)
+            devices.append(llama_cpp.ggml_backend_dev_name(dev).decode("utf-8", "replace"))
+    except (AttributeError, TypeError, OSError):  # older bindings without the device registry
+        pass
+    gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    return {"gpu_offload": gpu, "devices": devices, "backend": "gpu" if gpu else "cpu", "system_info": info}
+
+
 def use_extra_buffer_types() -> bool:
     """Whether weights may go into llama.cpp's extra CPU buffer types (AMX, repacked layouts).
 
