@@ -129,7 +129,9 @@ def save_user_preset(preset: Preset) -> Path:
     path = user_presets_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(path.read_text("utf-8")) if path.exists() else {}
-    data[preset.name] = {"instruction": preset.instruction, "rubric": preset.rubric, "label": preset.label}
+    data[preset.name] = {"instruction": preset.instruction, "rubric": preset.rubric, "label": preset.label,
+                         **{k: getattr(preset, k) for k in ("lam", "placement", "opposite", "contrast")
+                            if getattr(preset, k) not in (None, "")}}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), "utf-8")
     tmp.replace(path)

@@ -228,6 +228,10 @@ def test_custom_presets_are_saved_and_found_again():
     path = presets.save_user_preset(p)
     assert json.loads(path.read_text())["pirate"]["instruction"].startswith("Answer like a pirate")
     assert presets.get_preset("pirate").instruction == p.instruction
+    from dataclasses import replace
+    presets.save_user_preset(replace(p, name="parrot", opposite="Answer like a landlubber.", contrast="opposite"))
+    assert (presets.get_preset("parrot").opposite, presets.get_preset("parrot").contrast) == \
+        ("Answer like a landlubber.", "opposite")
     with pytest.raises(PresetError, match="built-in"):
         presets.save_user_preset(presets.custom_preset("x", name="honesty"))
     with pytest.raises(PresetError, match="empty"):
