@@ -18,21 +18,13 @@ import argparse
 from typing import Any, Callable, Mapping, Sequence
 
 from ..core import Option, SamplingParams, sampling_options
+from ..core.params import base_type
 from ..errors import SdaError
 from ..judges import DEFAULT_EVALUATOR, EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION
 from ..judges.spec import JudgeSpec
 from ..presets import DEFAULT_PRESET, Preset, choose_preset
 from ..turn import TurnSettings, turn_options
 from .model_options import ModelOptions, model_from_args, model_parent  # noqa: F401  (shared by the commands)
-
-_TYPES = {"float": float, "int": int, "str": str}
-
-
-def _python_type(annotation: Any) -> type:
-    """``float`` from ``"float"``, ``int`` from ``"int | None"`` (annotations are strings here)."""
-    if isinstance(annotation, type):
-        return annotation
-    return _TYPES[str(annotation).replace("| None", "").strip()]
 
 
 def option_type(name: str, py_type: type, opt: Option) -> Callable[[str], Any]:
@@ -69,7 +61,7 @@ def add_option(group, name: str, annotation: Any, default: Any, opt: Option, *, 
     """One argparse option from an ``Option``: ``--name-with-dashes`` (plus ``flags``), dest ``name``."""
     kwargs: dict[str, Any] = {"dest": name, "default": default}
     text = opt.help.replace("%", "%%")
-    py_type = _python_type(annotation)
+    py_type = base_type(annotation)
     if opt.choices is not None:
         # a grid names its points: "auto" (a per-turn choice, e.g. the preset's placement) is not one
         kwargs["choices"] = tuple(c for c in opt.choices if not (grid and c == "auto"))

@@ -74,9 +74,14 @@ def js_from_logprobs(lp: np.ndarray, lq: np.ndarray) -> float:
     return min(max(js, 0.0), LN2)
 
 
-def steer_add(scores: np.ndarray, lp: np.ndarray, lp_nc: np.ndarray, lam: float, k: float) -> np.ndarray:
-    """A new array ``scores + k·λ·(lp − lp_nc)`` (with ``scores = lp``: the SDA steering update)."""
+def steer_add(scores: np.ndarray, lp: np.ndarray, lp_nc: np.ndarray, lam: float, k: float,
+              clip: float | None = None) -> np.ndarray:
+    """A new array ``scores + k·λ·(lp − lp_nc)`` (with ``scores = lp``: the SDA steering update); with ``clip``
+    the difference is bounded to ±clip first (bounded guidance)."""
     d = lp - lp_nc
+    if clip is not None:
+        c = np.float32(clip) if d.dtype == np.float32 else clip
+        np.clip(d, -c, c, out=d)
     d *= np.float32(k * lam) if d.dtype == np.float32 else k * lam
     d += scores
     return d

@@ -118,6 +118,13 @@ class SamplingParams:
         return cls(**{k: v for k, v in d.items() if k in names}).check()
 
 
+def base_type(annotation: Any) -> type:
+    """``float`` from ``"float"``, ``int`` from ``"int | None"`` (the fields' annotations are strings here)."""
+    if isinstance(annotation, type):
+        return annotation
+    return {"float": float, "int": int, "str": str}[str(annotation).replace("| None", "").strip()]
+
+
 def sampling_options() -> list[tuple[str, type | str, Any, Option]]:
     """(name, type annotation, default, Option) for each ``SamplingParams`` field, in declaration order."""
     return [(f.name, f.type, f.default, f.metadata["option"]) for f in fields(SamplingParams)]

@@ -129,12 +129,7 @@ class BoundedSteer(Steer):
         self.clip = _positive("guidance clip c", clip)
 
     def __call__(self, state: StepState) -> StepState:
-        d = state.lp_with - state.lp_without
-        c = np.float32(self.clip) if d.dtype == np.float32 else self.clip
-        np.clip(d, -c, c, out=d)
-        d *= np.float32(self.k * self.lam) if d.dtype == np.float32 else self.k * self.lam
-        d += state.scores
-        state.scores = d
+        state.scores = steer_add(state.scores, state.lp_with, state.lp_without, self.lam, self.k, self.clip)
         return state
 
     def __repr__(self) -> str:

@@ -121,8 +121,9 @@ class RefusalConfig:
 def _preset(cfg: RefusalConfig) -> Preset:
     """The named preset when the instruction is its own (its opposite line serves contrast "opposite"), else
     the instruction as a custom preset."""
-    if cfg.preset in builtin_presets() and builtin_presets()[cfg.preset].instruction == cfg.instruction.strip():
-        return builtin_presets()[cfg.preset]
+    named = builtin_presets().get(cfg.preset or "")
+    if named is not None and named.instruction == cfg.instruction.strip():
+        return named
     return custom_preset(cfg.instruction, name=cfg.preset or "custom")
 
 

@@ -129,17 +129,17 @@ def answer_prompt(engine: Engine, evaluator: Evaluator, settings: TurnSettings, 
     answer per grid point in place of ``sda``; each answer's quality measures and token count."""
     s = replace(settings, sampling=settings.params(seed_offset))
     msgs = s.messages(prompt)
-    done: dict = {}
+    instruction: list = []
 
     def then_instruction(events):  # the instruction-only answer right after the base one, before the λ decision
         for ev in events:
             yield ev
             if ev.kind == "phase_done" and ev.phase == "base":
-                done["instruction"] = collect(engine.generate_plain(msgs, s.preset.instruction, params=s.params(),
-                                                                    placement=s.effective_placement))
+                instruction.append(collect(engine.generate_plain(msgs, s.preset.instruction, params=s.params(),
+                                                                 placement=s.effective_placement)))
 
     t = collect_turn(then_instruction(answer(engine, evaluator, msgs, s, base="always")))
-    done = {"base": t["base"], "instruction": done["instruction"], "sda": t["aligned"]}
+    done = {"base": t["base"], "instruction": instruction[0], "sda": t["aligned"]}
     d = t["decision"]
     lams = {}
     if variants:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from ..core import Option, sampling_options
+from ..core.params import base_type
 
 Number = Union[StrictInt, StrictFloat]
 
@@ -50,7 +51,7 @@ class StreamOptions(BaseModel):
 
 # SamplingParams fields a request sets in ``sda`` (temperature, top_p, seed and max_tokens are OpenAI's own)
 SDA_SAMPLING = ("k", "temperature_mode", "plausibility", "echo_block", "contrast", "guidance_clip")
-_PY = {"float": Number, "int": StrictInt, "str": StrictStr}
+_PY = {float: Number, int: StrictInt, str: StrictStr}
 
 
 def _range_schema(opt: Option) -> dict:
@@ -72,7 +73,7 @@ def _sampling_fields() -> dict:
     out = {}
     for name, annotation, _default, opt in sampling_options():
         if name in SDA_SAMPLING:
-            py = _PY[str(annotation).replace("| None", "").strip()]
+            py = _PY[base_type(annotation)]
             out[name] = (py | None, Field(None, description=opt.help, json_schema_extra=_range_schema(opt) or None))
     return out
 
