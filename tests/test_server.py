@@ -6,6 +6,7 @@ to hold the slot while a test fills the queue or walks away mid-stream.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -282,6 +283,12 @@ def test_llm_cli_talks_to_the_server(server, client, tmp_path):
     (chat(sda={"guidance_clip": "wide"}), 422, "sda.guidance_clip"),
     ({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}, 404, "model"),
     ({"model": MODEL, "messages": [{"role": "assistant", "content": "Hi"}]}, 400, "messages[0].role"),
+    (chat(frequency_penalty="AAA"), 400, "frequency_penalty"),
+    (chat(presence_penalty=[1]), 400, "presence_penalty"),
+    (chat(presence_penalty=3), 400, "presence_penalty"),
+    (chat(top_logprobs=2), 400, "top_logprobs"),
+    (chat(top_logprobs=2, logprobs=False), 400, "top_logprobs"),
+    (chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="auto"), 400, "tool_choice"),
 ])
 def test_bad_requests_name_the_field(server, body, status, param):
     r = post(server, body)
@@ -374,3 +381,169 @@ def test_bench_serve_measures_the_same_answer_both_ways(files):
     assert out["tokens_per_s"]["server"] > 0 and out["tokens_per_s"]["ratio"] > 0
     streams = out["concurrent_streams"]
     assert streams["requests"] == 4 and 0 < streams["ttft_p50_s"] <= streams["ttft_p95_s"]
+
+
+# -- what clients nobody here wrote expect (issue 18) -----------------------------------------------------------
+COUNT = "Count from 1 to 10, separated by commas."
+
+
+@pytest.mark.parametrize("sda", [None, {"lam": 0.4}], ids=["plain", "sda"])
+def test_usage_counts_the_prompt_when_a_stop_sequence_ends_the_answer(client, sda):
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": COUNT}], max_tokens=32, seed=3,
+              **({"extra_body": {"sda": sda}} if sda else {}))
+    full = client.chat.completions.create(**kw)
+    text = full.choices[0].message.content
+    assert len(text) > 12 and full.usage.prompt_tokens > 0
+    stop = text[8:10]  # occurs in this seed's answer: the answer ends there
+    whole = client.chat.completions.create(stop=[stop], **kw)
+    _, chunks = streamed(client, stop=[stop], stream_options={"include_usage": True}, **kw)
+    final = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+    assert whole.choices[0].finish_reason == final.choices[0].finish_reason == "stop"
+    for u in (whole.usage, chunks[-1].usage):
+        assert u.prompt_tokens == full.usage.prompt_tokens
+        assert u.total_tokens == u.prompt_tokens + u.completion_tokens and u.completion_tokens < 32
+    if sda:
+        per_stream = full.model_extra["sda"]["prompt_tokens_per_stream"]
+        assert len(per_stream) == 2 and per_stream[0] == full.usage.prompt_tokens
+        assert whole.model_extra["sda"]["prompt_tokens_per_stream"] == per_stream
+        assert final.model_extra["sda"]["prompt_tokens_per_stream"] == per_stream
+
+
+def is_openai_error(r: httpx.Response) -> dict:
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, r.text
+    assert body["error"]["message"]
+    return body["error"]
+
+
+def test_unknown_routes_and_wrong_methods_answer_in_the_openai_shape(server, client):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    r = httpx.get(server["url"] + "/v1/nothing-here", headers=auth)
+    assert r.status_code == 404 and "/v1/nothing-here" in is_openai_error(r)["message"]
+    for method, path in (("GET", "/v1/chat/completions"), ("DELETE", "/v1/models"), ("POST", "/health")):
+        r = httpx.request(method, server["url"] + path, headers=auth)
+        assert r.status_code == 405, (method, path, r.text)
+        assert is_openai_error(r)["code"] == "method_not_allowed" and r.headers["allow"]
+    assert client.models.retrieve(MODEL).id == MODEL
+    assert client.models.retrieve(f"{MODEL}+honesty").id == f"{MODEL}+honesty"
+    for missing in ("gpt-4o", f"{MODEL}+no-such-preset"):
+        with pytest.raises(openai.NotFoundError) as exc:
+            client.models.retrieve(missing)
+        assert exc.value.body["code"] == "model_not_found"
+    r = httpx.get(f"{server['url']}/v1/models/{MODEL}")
+    assert r.status_code == 401 and is_openai_error(r)["code"] == "invalid_api_key"
+
+
+def test_a_client_that_gives_up_while_queued_leaves_the_queue_and_never_runs(files):
+    with serve(files, "--max-queue", "2") as s:
+        health = lambda: httpx.get(s["url"] + "/health").json()  # noqa: E731
+        gave_up: list = []
+
+        def queued(stream: bool) -> None:  # waits behind the long answer, and gives up after half a second
+            try:
+                post(s, chat(stream=stream, **LONG), timeout=0.5)
+            except httpx.ReadTimeout:
+                gave_up.append(stream)
+
+        with httpx.Client(timeout=60) as http:
+            with http.stream("POST", s["url"] + "/v1/chat/completions", json=chat(stream=True, **LONG),
+                             headers={"Authorization": f"Bearer {KEY}"}) as stream:
+                lines = stream.iter_lines()
+                assert next(lines).startswith("data:")  # the long answer holds the slot (for seconds)
+                waiters = [threading.Thread(target=queued, args=(stream_it,)) for stream_it in (True, False)]
+                for t in waiters:
+                    t.start()
+                wait_for(lambda: health()["waiting"] == 2, timeout=3)
+                for t in waiters:
+                    t.join(timeout=10)
+                assert sorted(gave_up) == [False, True]
+                wait_for(lambda: health()["waiting"] == 0, timeout=2)  # both left the queue at once
+                assert health()["busy"] is True
+            # the long stream is closed: neither abandoned request may take the slot now
+            wait_for(lambda: not health()["busy"], timeout=3)
+            for _ in range(5):
+                time.sleep(0.2)
+                h = health()
+                assert (h["busy"], h["waiting"]) == (False, 0)
+            t0 = time.time()
+            assert post(s, chat(max_tokens=2)).status_code == 200 and time.time() - t0 < 3
+
+
+@pytest.fixture(scope="module")
+def limited(files):
+    with serve(files, "--max-tokens-limit", "5", "--cors-origin", "http://app.example",
+               "http://other.example:8080") as s:
+        yield s
+
+
+def test_max_tokens_limit_caps_what_a_request_asks_for(limited, server):
+    c = openai.OpenAI(base_url=limited["url"] + "/v1", api_key=KEY, max_retries=0, timeout=60)
+    msgs = [{"role": "user", "content": "Write a long story."}]
+    for kw in ({"max_tokens": 10**9}, {"max_completion_tokens": 1000},
+               {"max_tokens": 1000, "extra_body": {"sda": {"lam": 0.5}}}):
+        r = c.chat.completions.create(model=MODEL, messages=msgs, seed=1, **kw)
+        assert (r.usage.completion_tokens, r.choices[0].finish_reason) == (5, "length"), kw
+    _, chunks = streamed(c, model=MODEL, messages=msgs, seed=1, max_tokens=10**6,
+                         stream_options={"include_usage": True})
+    assert chunks[-1].usage.completion_tokens == 5
+    assert c.chat.completions.create(model=MODEL, messages=msgs, seed=1, max_tokens=3).usage.completion_tokens == 3
+    assert httpx.get(limited["url"] + "/health").json()["max_tokens_limit"] == 5
+    assert httpx.get(server["url"] + "/health").json()["max_tokens_limit"] == 4096  # default: the context
+
+
+def test_a_conversation_of_system_messages_only_is_answered(client, server):
+    for extra in ({}, {"extra_body": {"sda": {"lam": 0.5}}}):
+        r = client.chat.completions.create(model=MODEL, max_tokens=6, seed=2,
+                                           messages=[{"role": "system", "content": "You list colours."}], **extra)
+        assert r.choices[0].message.content and r.usage.prompt_tokens > 0
+    r = post(server, {"model": MODEL, "messages": [{"role": "user", "content": "Hi"},
+                                                   {"role": "assistant", "content": "Hello, I"}]})
+    assert r.status_code == 400 and "prefill" in is_openai_error(r)["message"]  # needs the engine: refused
+
+
+def test_cors_headers_and_preflight_only_for_the_given_origins(limited, server):
+    url = limited["url"] + "/v1/chat/completions"
+    ask = {"Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os"}
+    for origin in ("http://app.example", "http://other.example:8080"):
+        r = httpx.options(url, headers={"Origin": origin, **ask})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin, r.text
+        assert "POST" in r.headers["access-control-allow-methods"]
+        assert "authorization" in r.headers["access-control-allow-headers"].lower()
+        r = httpx.post(url, json=chat(max_tokens=2), headers={"Origin": origin, "Authorization": f"Bearer {KEY}"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin
+        r = httpx.get(limited["url"] + "/v1/models", headers={"Origin": origin})  # the browser may read a 401
+        assert r.status_code == 401 and r.headers["access-control-allow-origin"] == origin
+    r = httpx.options(url, headers={"Origin": "http://evil.example", **ask})
+    assert r.status_code >= 400 and "access-control-allow-origin" not in r.headers
+    r = httpx.post(url, json=chat(max_tokens=2), headers={"Origin": "http://evil.example",
+                                                         "Authorization": f"Bearer {KEY}"})
+    assert "access-control-allow-origin" not in r.headers
+    r = httpx.options(server["url"] + "/v1/chat/completions", headers={"Origin": "http://app.example", **ask})
+    assert r.status_code == 405 and "access-control-allow-origin" not in r.headers  # off by default
+    is_openai_error(r)
+
+
+def test_fields_openai_takes_are_taken_and_a_number_is_asked_for_by_name(server):
+    for body in (chat(max_tokens=2, tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="none"),
+                 chat(max_tokens=2, frequency_penalty=0.5, presence_penalty=-1, top_logprobs=None)):
+        r = post(server, body)
+        assert r.status_code == 200, r.text
+    r = post(server, chat(sda={"lam": "high"}))
+    err = is_openai_error(r)
+    assert r.status_code == 422 and err["param"] == "sda.lam"
+    assert "number" in err["message"] and "integer" not in err["message"]
+
+
+def test_the_judge_endpoint_url_never_reaches_the_client(server):
+    body = chat(max_tokens=4, seed=1, sda={"evaluator": "openai", "return_base": True})
+    for stream in (False, True):
+        r = post(server, {**body, "stream": stream})
+        assert r.status_code == 200, r.text
+        assert "://" not in r.text and "127.0.0.1" not in r.text
+        data = r.json() if not stream else [json.loads(line[6:]) for line in r.text.splitlines()
+                                            if line.startswith("data: {")][-1]
+        sda = data["sda"]
+        assert sda["evaluator"] == "openai:gpt-4.1" and sda["lam_source"] == "fallback"
+        assert sda["warnings"] and "openai:gpt-4.1: cannot connect" in sda["warnings"][0]
+    assert "@http://127.0.0.1:" in server["log"].read_text()  # the operator's log keeps where the judge is

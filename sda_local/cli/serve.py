@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +30,12 @@ def cmd_serve(args) -> int:
         raise SdaError(f"--port must be 1–65535, got {args.port}")
     if args.max_queue < 0:
         raise SdaError(f"--max-queue must be ≥ 0, got {args.max_queue}")
+    if args.max_tokens_limit is not None and args.max_tokens_limit < 1:
+        raise SdaError(f"--max-tokens-limit must be ≥ 1, got {args.max_tokens_limit}")
+    origins = tuple(args.cors_origin or ())
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise SdaError(f"--cors-origin {origin!r} is not an origin: give scheme://host[:port] (no path), or *")
     cv_dir = Path(args.cv_dir) if args.cv_dir else None
     if cv_dir is not None and not cv_dir.is_dir():
         raise SdaError(f"--cv-dir {cv_dir} is not a directory")
@@ -37,12 +44,15 @@ def cmd_serve(args) -> int:
     defaults = TurnSettings(sampling=sampling_from_args(args), mapping=args.mapping, fallback_lam=args.fallback_lam,
                             placement=args.placement).check()
     config = ServerConfig(api_key=api_key, max_queue=args.max_queue, max_body=args.max_body, cv_dir=cv_dir,
-                          evaluator=evaluator_from_args(args), defaults=defaults)
+                          evaluator=evaluator_from_args(args), defaults=defaults,
+                          max_tokens_limit=args.max_tokens_limit, cors_origins=origins)
     engine = options.open()
     app = create_app(engine, config)
     auth = "API key required" if api_key else "no API key"
+    cors = f"; CORS for {', '.join(origins)}" if origins else ""
     print(f"sda-local serve: model {engine.name} on http://{args.host}:{args.port}/v1 ({auth}; "
-          f"queue {args.max_queue})", file=sys.stderr, flush=True)
+          f"queue {args.max_queue}; answers capped at {args.max_tokens_limit or engine.n_ctx} tokens{cors})",
+          file=sys.stderr, flush=True)
     if not api_key and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"sda-local serve: warning: listening on {args.host} without an API key (set ${API_KEY_ENV})",
               file=sys.stderr, flush=True)
@@ -72,7 +82,7 @@ def cmd_bench_serve(args) -> int:
 def add_command(sub) -> None:
     s = sub.add_parser("serve", help="OpenAI-compatible HTTP server with per-request SDA",
                        description="Serve the model over an OpenAI-compatible API (POST /v1/chat/completions, "
-                                   "GET /v1/models, GET /health). A request steers with SDA when it carries an "
+                                   "GET /v1/models, GET /v1/models/ID, GET /health). A request steers with SDA when it carries an "
                                    "`sda` object or names the model MODEL+PRESET; otherwise it is plain decoding. "
                                    "The options below set the defaults a request may override.",
                        parents=[model_parent(), evaluator_parent(title="default λ source (a request may name "
@@ -88,6 +98,12 @@ def add_command(sub) -> None:
     g.add_argument("--max-queue", type=int, default=16,
                    help="requests that may wait while one generates; more get 503 + Retry-After (default 16)")
     g.add_argument("--max-body", type=int, default=1_000_000, help="largest request body in bytes (default 1000000)")
+    g.add_argument("--max-tokens-limit", type=int, default=None, metavar="N",
+                   help="most tokens one answer may have: a request asking for more (max_tokens, "
+                        "max_completion_tokens) is capped to N, as llama.cpp's -n (default: the context size)")
+    g.add_argument("--cors-origin", nargs="+", default=None, metavar="ORIGIN",
+                   help="browser origins (scheme://host[:port], or *) allowed to call the API: CORS headers and "
+                        "preflight answers for them only (default: none, no CORS)")
     g.add_argument("--cv-dir", default=None,
                    help="directory of control-vector GGUFs a request may name in sda.control_vectors (none: "
                         "requests cannot use control vectors; paths outside it are always refused)")

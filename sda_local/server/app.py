@@ -1,5 +1,8 @@
 """The FastAPI app: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``.
 
+Also ``GET /v1/models/{id}`` (one model card, or a 404).  Every error, an unknown route or a wrong method included, has the OpenAI shape (``errors.ApiError``).  CORS
+headers (and preflight answers) only for the origins the server was started with (``--cors-origin``).
+
 With an API key, every ``/v1`` request needs ``Authorization: Bearer KEY`` (compared in constant time;
 ``/health`` stays open for load balancers).  The key is never logged or echoed.  No conversation state is kept
 between requests: each one carries its whole conversation, so replicas behind a load balancer are interchangeable.
@@ -9,10 +12,14 @@ from __future__ import annotations
 import hmac
 import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import SdaError
@@ -21,10 +28,10 @@ from ..presets import all_presets, builtin_presets
 from ..runtime.engine import Engine
 from .config import ServerConfig
 from .errors import ApiError
-from .request import build_plan, parse_body
+from .request import build_plan, field_path, parse_body, split_model
 from .schemas import ChatRequest
 from .slot import GenerationSlot, QueueFull
-from .sse import Job, complete, stop_all, stream_events
+from .sse import DISCONNECT_POLL_S, Job, JobStream, complete, stop_all
 from .worker import Runner, check_prompt_fits
 
 
@@ -72,9 +79,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 def create_app(engine: Engine, config: ServerConfig | None = None, judges: Judges | None = None) -> FastAPI:
     """The app serving ``engine`` (which it does not close; the caller does, with ``app.state.judges``)."""
     config = config or ServerConfig()
+    if config.max_tokens_limit is None:  # default cap: the context (no answer can be longer anyway)
+        config = replace(config, max_tokens_limit=engine.n_ctx)
     judges = judges or Judges(engine)
     runner, slot = Runner(engine, judges), GenerationSlot(config.max_queue)
-    served, created = served_names(engine), int(time.time())
+    served = served_names(engine)
     running: set[Job] = set()
 
     @asynccontextmanager
@@ -86,31 +95,25 @@ def create_app(engine: Engine, config: ServerConfig | None = None, judges: Judge
     app.openapi = lambda: _openapi(app)
     app.state.judges, app.state.slot, app.state.running = judges, slot, running
     auth = Depends(_auth(config))
-
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return exc.response()
+    _install_errors(app)
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_credentials=False,
+                           allow_methods=["GET", "POST"], allow_headers=["*"],
+                           expose_headers=["Retry-After", "WWW-Authenticate"], max_age=600)
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": engine.name, **slot.status()}
+        return {"status": "ok", "model": engine.name, **slot.status(), "max_tokens_limit": config.max_tokens_limit}
 
-    @app.get("/v1/models", dependencies=[auth])
-    async def models() -> dict:
-        ids = [engine.name] + [f"{engine.name}+{p}" for p in _preset_names()]
-        return {"object": "list", "data": [{"id": i, "object": "model", "created": created, "owned_by": "sda-local"}
-                                           for i in ids]}
+    _model_routes(app, engine, served, auth)
 
     @app.post("/v1/chat/completions", dependencies=[auth], openapi_extra=_CHAT_BODY)
     async def chat_completions(request: Request):
         plan = build_plan(parse_body(await read_body(request, config.max_body)), config, served)
         check_prompt_fits(engine, plan)
         runner.prepare_control(plan)
-        try:
-            await slot.acquire()
-        except QueueFull:
-            raise ApiError(503, f"the server is busy ({slot.max_queue} requests already waiting); retry later",
-                           code="queue_full", headers={"Retry-After": str(config.retry_after)}) from None
+        if not await _take_slot(slot, request, config):
+            return Response(status_code=499)  # the client left while it waited: nothing to run, nobody to answer
         job = Job(runner, plan, slot, running)
         try:
             job.start()
@@ -118,11 +121,73 @@ def create_app(engine: Engine, config: ServerConfig | None = None, judges: Judge
             slot.release()
             raise
         if plan.stream:
-            return StreamingResponse(stream_events(job), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return JobStream(job)
         return await complete(job, request)
 
     return app
+
+
+async def _take_slot(slot: GenerationSlot, request: Request, config: ServerConfig) -> bool:
+    """Wait for the model: a 503 when the queue is full; False when the client disconnects while waiting (it
+    leaves the queue then, and its generation never runs)."""
+    try:
+        return await slot.acquire(request.is_disconnected, DISCONNECT_POLL_S)
+    except QueueFull:
+        raise ApiError(503, f"the server is busy ({slot.max_queue} requests already waiting); retry later",
+                       code="queue_full", headers={"Retry-After": str(config.retry_after)}) from None
+
+
+def _model_routes(app: FastAPI, engine: Engine, served: set[str], auth) -> None:
+    """``GET /v1/models`` (the model and each ``MODEL+PRESET``) and ``GET /v1/models/{id}``."""
+    created = int(time.time())
+
+    def card(model_id: str) -> dict:
+        return {"id": model_id, "object": "model", "created": created, "owned_by": "sda-local"}
+
+    @app.get("/v1/models", dependencies=[auth])
+    async def models() -> dict:
+        ids = [engine.name] + [f"{engine.name}+{p}" for p in _preset_names()]
+        return {"object": "list", "data": [card(i) for i in ids]}
+
+    @app.get("/v1/models/{model_id:path}", dependencies=[auth])
+    async def model(model_id: str) -> dict:
+        split_model(model_id, served)  # a 404 (model_not_found) unless a request could name it
+        return card(model_id)
+
+
+_ROUTES = "POST /v1/chat/completions, GET /v1/models, GET /v1/models/ID, GET /health"
+
+
+def _install_errors(app: FastAPI) -> None:
+    """Every error in the OpenAI shape, also those Starlette and FastAPI raise (unknown route, wrong method)."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        where = f"{request.method} {request.url.path}"[:200]
+        if exc.status_code == 404:
+            err = ApiError(404, f"unknown endpoint {where} (this server has {_ROUTES})", code="unknown_url")
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            err = ApiError(405, f"method {request.method} is not allowed on {request.url.path[:200]}"
+                                + (f" (allowed: {allowed})" if allowed else ""), code="method_not_allowed")
+        else:
+            err = ApiError(exc.status_code, str(exc.detail))
+        err.headers = dict(exc.headers or {})
+        return err.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = (exc.errors() or [{}])[0]
+        where = field_path(tuple(first.get("loc", ())))
+        return ApiError(422, f"{where}: {first.get('msg', 'invalid request')}", where or None).response()
+
+    @app.exception_handler(Exception)
+    async def _server_error(_request: Request, exc: Exception) -> JSONResponse:  # (uvicorn logs the traceback)
+        return ApiError(500, f"the server failed ({type(exc).__name__}); see the server log").response()
 
 
 _CHAT_BODY = {"requestBody": {"required": True, "content": {"application/json": {

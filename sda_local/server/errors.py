@@ -4,8 +4,8 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-          413: "invalid_request_error", 422: "invalid_request_error", 503: "server_overloaded",
-          500: "server_error"}
+          405: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
+          503: "server_overloaded", 500: "server_error"}
 
 
 class ApiError(Exception):

@@ -7,6 +7,7 @@ an out-of-range value is a 400 whose message names the field and its allowed ran
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -94,17 +95,43 @@ def _check(opt: Option, param: str, value) -> None:
 def _refuse_unsupported(req: ChatRequest) -> None:
     if req.n not in (None, 1):
         raise ApiError(400, f"n = {req.n} is not supported: sda-local returns one choice per request (n = 1)", "n")
-    for name in ("tools", "functions"):
-        if getattr(req, name):
-            raise ApiError(400, f"{name} are not supported by sda-local (no tool calling); remove the field", name)
-    for name in ("tool_choice", "function_call"):
-        if getattr(req, name) not in (None, "none"):
-            raise ApiError(400, f"{name} is not supported by sda-local (no tool calling)", name)
+    _refuse_tools(req)
+    _check_ignored_numbers(req)
     if req.logprobs:
         raise ApiError(400, "logprobs are not supported by sda-local", "logprobs")
     fmt = (req.response_format or {}).get("type", "text")
     if fmt != "text":
         raise ApiError(400, f"response_format {fmt!r} is not supported (plain text only)", "response_format")
+
+
+def _refuse_tools(req: ChatRequest) -> None:
+    """Tools (or functions) only with ``tool_choice`` (``function_call``) "none": then none would be called."""
+    for name, choice in (("tools", "tool_choice"), ("functions", "function_call")):
+        if getattr(req, choice) not in (None, "none"):
+            raise ApiError(400, f"{choice} is not supported by sda-local (no tool calling)", choice)
+        if getattr(req, name) and getattr(req, choice) != "none":
+            raise ApiError(400, f"{name} are not supported by sda-local (no tool calling); remove the field or "
+                                f"send {choice}: \"none\"", name)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_ignored_numbers(req: ChatRequest) -> None:
+    """Fields sda-local ignores, refused as OpenAI refuses them: penalties that are not numbers in [-2, 2],
+    ``top_logprobs`` that is not 0–20 or comes without ``logprobs: true``."""
+    for name in ("frequency_penalty", "presence_penalty"):
+        value = getattr(req, name)
+        if value is not None and not (_is_number(value) and -2.0 <= value <= 2.0):
+            raise ApiError(400, f"{name} must be a number from -2.0 to 2.0, got {value!r:.40} (sda-local accepts "
+                                "and ignores it)", name)
+    top = req.top_logprobs
+    if top is not None:
+        if not (isinstance(top, int) and not isinstance(top, bool) and 0 <= top <= 20):
+            raise ApiError(400, f"top_logprobs must be an integer from 0 to 20, got {top!r:.40}", "top_logprobs")
+        if req.logprobs is not True:
+            raise ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs")
 
 
 def _messages(req: ChatRequest) -> list[dict]:
@@ -128,15 +155,28 @@ def _messages(req: ChatRequest) -> list[dict]:
         else:
             content = m.content or ""
         out.append({"role": role, "content": content})
-    if out[-1]["role"] != "user":
+    return _end_with_user(out)
+
+
+def _end_with_user(out: list[dict]) -> list[dict]:
+    """A conversation of system messages only gets an empty user turn (the engine answers a user message, and
+    the template's generation prompt follows it); one ending with an assistant message is refused: continuing it
+    (prefill) needs the prompt without the generation prompt, which the engine does not build."""
+    last = out[-1]["role"]
+    if all(m["role"] == "system" for m in out):
+        return out + [{"role": "user", "content": ""}]
+    if last == "assistant":
+        raise ApiError(400, "continuing a final assistant message (prefill) is not supported by sda-local: end the "
+                            "conversation with a user message", f"messages[{len(out) - 1}].role")
+    if last != "user":
         raise ApiError(400, "the conversation must end with a user message", f"messages[{len(out) - 1}].role")
     return out
 
 
-
-
-def _sampling(req: ChatRequest, sda: SdaOptions | None, base: SamplingParams) -> SamplingParams:
-    """The server's defaults, overridden by the request's standard fields and its ``sda`` sampling fields."""
+def _sampling(req: ChatRequest, sda: SdaOptions | None, base: SamplingParams,
+              max_tokens_limit: int | None = None) -> SamplingParams:
+    """The server's defaults, overridden by the request's standard fields and its ``sda`` sampling fields;
+    ``max_tokens`` capped to ``max_tokens_limit`` (as llama.cpp's ``-n``: a longer request is answered, shorter)."""
     values: dict = {}
     if req.temperature is not None:
         _check(TEMPERATURE_OPTION, "temperature", req.temperature)
@@ -151,6 +191,8 @@ def _sampling(req: ChatRequest, sda: SdaOptions | None, base: SamplingParams) ->
         if sda is not None and getattr(sda, name) is not None:
             values[name] = getattr(sda, name)
     params = replace(base, **values)
+    if max_tokens_limit is not None and params.max_tokens > max_tokens_limit:
+        params = replace(params, max_tokens=max_tokens_limit)
     for f in fields(SamplingParams):  # each value against its Option, named as the client wrote it
         param = f"sda.{f.name}" if f.name in SDA_SAMPLING else {"t0": "temperature", "max_tokens": max_name}.get(
             f.name, f.name)
@@ -265,6 +307,6 @@ def build_plan(req: ChatRequest, cfg: ServerConfig, served: set[str]) -> Request
     messages = _messages(req)
     _, preset = split_model(req.model, served)
     sda = _sda_plan(req.sda, preset, cfg)
-    params = _sampling(req, req.sda, cfg.sampling)
+    params = _sampling(req, req.sda, cfg.sampling, cfg.max_tokens_limit)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     return RequestPlan(req.model, messages, params, _stops(req.stop), bool(req.stream), include_usage, sda)

@@ -1,29 +1,40 @@
 """The request body (pydantic: wrong types become 422 naming the field) and the OpenAI response shapes.
 
 Standard fields that sda-local does not use (``frequency_penalty``, ``user``, …) are accepted and ignored, as
-OpenAI-compatible servers do; fields it cannot honour (``n`` > 1, tools, images) are refused in ``request``.
+OpenAI-compatible servers do (the penalties and ``top_logprobs`` only when OpenAI itself would take them); fields
+it cannot honour (``n`` > 1, tools that may be called, images) are refused in ``request``.
 """
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Union
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StrictStr,
+    WithJsonSchema,
     create_model,
 )
+from pydantic_core import PydanticCustomError
 
 from ..core import Option, sampling_options
 from ..core.params import base_type
 
-Number = Union[StrictInt, StrictFloat]
+
+def _number(value):
+    """A JSON number, int or float as sent (not a bool, not a numeric string): one message, "a number"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("number_type", "Input should be a number")
+    return value
+
+
+Number = Annotated[int | float, PlainValidator(_number), WithJsonSchema({"type": "number"})]
 
 
 class TextPart(BaseModel):
@@ -120,6 +131,10 @@ class ChatRequest(BaseModel):
     functions: list[Any] | None = None
     function_call: Any = None
     logprobs: StrictBool | None = None
+    # ignored when valid, but checked in ``request`` (a 400 naming the field, as OpenAI refuses them)
+    top_logprobs: Any = Field(None, json_schema_extra={"type": "integer", "minimum": 0, "maximum": 20})
+    frequency_penalty: Any = Field(None, json_schema_extra={"type": "number", "minimum": -2.0, "maximum": 2.0})
+    presence_penalty: Any = Field(None, json_schema_extra={"type": "number", "minimum": -2.0, "maximum": 2.0})
     response_format: dict | None = None
     sda: SdaOptions | None = None
 

@@ -13,6 +13,7 @@ import time
 from typing import AsyncIterator
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
 from .errors import ApiError
 from .request import RequestPlan
@@ -109,6 +110,23 @@ async def stream_events(job: Job) -> AsyncIterator[str]:
         yield _sse("[DONE]")
     finally:
         job.cancel.set()  # the client went away (or we are done): stop generating
+
+
+class JobStream(StreamingResponse):
+    """``stream_events(job)`` as a response that cancels the job however it ends: also when the client had gone
+    before the first chunk (Starlette then never starts the body's generator, whose own ``finally`` would not
+    run)."""
+
+    def __init__(self, job: Job):
+        super().__init__(stream_events(job), media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.job = job
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.job.cancel.set()
 
 
 async def _watch_disconnect(job: Job, request: Request) -> None:

@@ -7,6 +7,8 @@ the generation within one token, and only then is the slot given back (``on_exit
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ class _Answer:
 
     pieces: list[str] = field(default_factory=list)
     n_tokens: int = 0
+    n_prompt: list[int] | None = None  # each stream's prompt tokens (None: cancelled before they were known)
     js: list[float] = field(default_factory=list)
     done: Finished | None = None
     finish: str = "length"
@@ -105,6 +108,7 @@ class Runner:
         cv = self._apply_control(plan)
         if sda is None:
             ans = self._stream(self.engine.generate_plain(plan.messages, params=plan.params), plan, cancel, emit)
+            self._count_prompt(ans, plan, None)
             return self._result(ans, None)
         settings = TurnSettings(preset=sda.preset, sampling=plan.params, mapping=sda.mapping,
                                 fallback_lam=sda.fallback_lam, placement=sda.placement)
@@ -114,6 +118,7 @@ class Runner:
         ans = self._stream(turn.filter(events), plan, cancel, emit)
         if turn.decision is None:  # cancelled before λ was chosen
             return Result("cancelled", 0, 0)
+        self._count_prompt(ans, plan, settings)
         info = self._diagnostics(plan, sda, turn, ans, evaluator, cv)
         info["timings"] = {"lambda_s": round(turn.t_lambda - t0, 3),
                            "answer_s": round(time.perf_counter() - turn.t_lambda, 3)}
@@ -133,7 +138,7 @@ class Runner:
                         ans.js.append(ev.js)
                     piece = stops.feed(ev.text)
                 elif isinstance(ev, Finished):
-                    ans.done, ans.finish = ev, ev.finish_reason
+                    ans.done, ans.finish, ans.n_prompt = ev, ev.finish_reason, list(ev.n_prompt_tokens)
                     piece = stops.feed(ev.tail) + stops.flush()
                 else:
                     continue
@@ -147,27 +152,59 @@ class Runner:
             gen.close()  # ends the engine's generation now and frees its lock
         return ans
 
+    def _count_prompt(self, ans: _Answer, plan: RequestPlan, settings: TurnSettings | None) -> None:
+        """Each stream's prompt tokens when a stop sequence ended the answer before the engine's ``Finished``
+        (which carries them) came: the same prompts, built again (no model call)."""
+        if ans.n_prompt is not None or ans.finish != "stop":
+            return
+        if settings is None:
+            ans.n_prompt = [len(self.engine.prompt_tokens(plan.messages))]
+            return
+        preset = settings.preset
+        ta, tb = self.engine.prompter.pair(plan.messages, preset.instruction, settings.effective_placement,
+                                           settings.effective_contrast, preset.opposite)
+        ans.n_prompt = [len(ta), len(tb)]
+
     @staticmethod
     def _result(ans: _Answer, info: dict | None) -> Result:
-        n_prompt = ans.done.n_prompt_tokens[0] if ans.done else 0
+        n_prompt = ans.n_prompt[0] if ans.n_prompt else 0
         finish = {"context": "length"}.get(ans.finish, ans.finish)
         return Result(finish, n_prompt, ans.n_tokens, info, "".join(ans.pieces))
 
     def _diagnostics(self, plan: RequestPlan, sda: SdaPlan, turn: "_TurnSeen", ans: _Answer, evaluator,
                      cv: str | None) -> dict:
         p, d = plan.params, turn.decision
+        for w in d.warnings:  # the operator's log keeps the whole text (the judge's URL); the client does not
+            log.warning("evaluator %s: %s", evaluator.name, w)
         info = {"preset": sda.preset.name, "lam": round(d.lam, 6), "lam_source": d.source,
-                "score": d.score_value, "evaluator": evaluator.name, "mapping": sda.mapping,
-                "warnings": list(d.warnings), "k": p.k, "t0": p.t0, "temperature_mode": p.temperature_mode,
-                "placement": sda.placement,
+                "score": d.score_value, "evaluator": public_name(evaluator), "mapping": sda.mapping,
+                "warnings": [public_text(w, evaluator) for w in d.warnings], "k": p.k, "t0": p.t0,
+                "temperature_mode": p.temperature_mode, "placement": sda.placement,
                 "mean_js": round(sum(ans.js) / len(ans.js), 6) if ans.js else None,
-                "prompt_tokens_per_stream": ans.done.n_prompt_tokens if ans.done else None,
-                "control_vectors": cv}
+                "prompt_tokens_per_stream": ans.n_prompt, "control_vectors": cv}
         if turn.base is not None:
             info["base_tokens"] = turn.base.n_tokens
             if sda.return_base:
                 info["base"] = turn.base.text
         return info
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def public_name(evaluator) -> str:
+    """An evaluator's name as a client sees it: its kind and model ("openai:gpt-4o-mini"), never where the
+    judge runs (an OpenAI-compatible judge's name ends with "@" and its endpoint)."""
+    return evaluator.name.split("@", 1)[0]
+
+
+def public_text(text: str, evaluator) -> str:
+    """A warning without the judge's endpoint: the evaluator's name as ``public_name``, any URL left out."""
+    if evaluator.name in text:
+        text = text.replace(evaluator.name, public_name(evaluator))
+    for url in {getattr(evaluator, "base_url", None), os.environ.get("OPENAI_BASE_URL")} - {None, ""}:
+        text = text.replace(url, "the judge's endpoint")
+    return _URL.sub("the judge's endpoint", text)
 
 
 class _TurnSeen:
