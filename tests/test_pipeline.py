@@ -1,6 +1,9 @@
 """The full SDA turn on the embedded SmolLM2 with each evaluator."""
 from __future__ import annotations
 
+import itertools
+import time
+
 import pytest
 from servers import llama_server
 
@@ -25,6 +28,32 @@ def compress(kinds):
     return out
 
 
+class TickClock:
+    """``time`` for the session and the λ decision, except that ``perf_counter`` moves one whole second at each
+    reading: a turn's timings are then whole numbers (rounding to milliseconds leaves them as they are) that
+    count readings, so they can be compared exactly and follow the order of the events, not the machine's speed."""
+
+    def __init__(self):
+        self._ticks = itertools.count(1)
+
+    def perf_counter(self) -> float:
+        return float(next(self._ticks))
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+@pytest.fixture(autouse=True)
+def tick_clock(monkeypatch):
+    from sda_local import session
+    from sda_local.judges import decision
+
+    clock = TickClock()
+    monkeypatch.setattr(session, "time", clock)
+    monkeypatch.setattr(decision, "time", clock)
+    return clock
+
+
 def settings(**kw):
     return TurnSettings(preset=get_preset("harmlessness"), sampling=SamplingParams(seed=3, max_tokens=24), **kw)
 
@@ -42,9 +71,12 @@ def check_turn(session, events, expect_score=True):
     assert turn.lam == lam_ev.lam
     assert turn.aligned == "".join(e.token.text for e in events if e.kind == "aligned_token") + \
         [e for e in events if e.kind == "phase_done"][-1].finished.tail
-    t = turn.timings
-    assert t["total_s"] >= t["base_s"] + t["aligned_s"] - 1e-3 and t["aligned_tokens_per_s"] > 0
-    assert t["first_aligned_token_s"] is not None
+    t = turn.timings  # whole ticks (the tick_clock fixture): exact comparisons, in the order of the events
+    lam_at = t["total_s"] - t["aligned_s"]  # the aligned phase is timed from the λ event
+    assert 0 < t["base_s"] < lam_at < t["first_aligned_token_s"] < t["total_s"]
+    assert t["base_s"] + t["judge_s"] <= lam_at  # the judge's time fits between the base answer and λ
+    assert all(float(t[k]).is_integer() for k in ("base_s", "judge_s", "aligned_s", "total_s"))
+    assert t["aligned_tokens_per_s"] > 0
     return turn
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
+from contextlib import contextmanager
 from typing import Callable, Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no phoning home
@@ -87,8 +88,12 @@ def callback(method: Callable, params: Sequence[str], outputs: Sequence[str]) ->
     params, outputs = tuple(params), tuple(outputs)
     if inspect.isgeneratorfunction(method):
         def fn(*values):
-            for reply in method(**dict(zip(params, values, strict=True))):
-                yield gradio_outputs(reply, outputs)
+            replies = method(**dict(zip(params, values, strict=True)))
+            try:
+                for reply in replies:
+                    yield gradio_outputs(reply, outputs)
+            finally:  # Gradio closes this when the page goes away: the method saves what it had, now
+                replies.close()
     else:
         def fn(*values):
             return gradio_outputs(method(**dict(zip(params, values, strict=True))), outputs)
@@ -177,11 +182,29 @@ def build_app(host, controller: ChatController | None = None, *, store=None) -> 
     controller = controller or ChatController(host, store=store)
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "Consolas", "monospace"])  # no web fonts to fetch
-    warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*(show_api|api_name=False).*")
-    with gr.Blocks(title="sda-local chat", css=CSS, theme=theme, analytics_enabled=False, js=PAGE_JS) as demo:
-        wire = Wiring(build_layout(host, controller.page_presets, store_note(controller.store)))
-        _wire_turns(wire, controller)
-        _wire_settings(wire, controller)
-        _wire_library(wire, controller)
-        wire.on(demo.load, controller.on_load, LOAD_OUTPUTS, ("conv_key",), js=READ_KEY, show_api=False, **LIGHT)
+    with gradio6_notices_silenced():
+        demo = gr.Blocks(title="sda-local chat", css=CSS, theme=theme, analytics_enabled=False)
+        with demo:
+            wire = Wiring(build_layout(host, controller.page_presets, store_note(controller.store)))
+            _wire_turns(wire, controller)
+            _wire_settings(wire, controller)
+            _wire_library(wire, controller)
+            demo.load(None, js=PAGE_JS, show_api=False, queue=False)  # the page script, once per page load
+            wire.on(demo.load, controller.on_load, LOAD_OUTPUTS, ("conv_key",), js=READ_KEY, show_api=False,
+                    **LIGHT)
     return demo
+
+
+# Gradio 5 (pyproject pins gradio<6) announces that these arguments move in 6.0, where ``theme`` and ``css`` go
+# to ``launch()`` and ``show_api=False`` becomes ``api_visibility``; 5.x has no other way to pass them, so only
+# these announcements are silenced, only while the page is built.
+GRADIO6_NOTICES = (r"The '(theme|css)' parameter in the Blocks constructor will be removed in Gradio 6\.0",
+                   r".*(show_api|api_name=False).*Gradio 6\.0")
+
+
+@contextmanager
+def gradio6_notices_silenced():
+    with warnings.catch_warnings():
+        for message in GRADIO6_NOTICES:
+            warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
+        yield

@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import time
+import weakref
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -35,6 +36,8 @@ from .state import LiveTurn, SessionState
 log = logging.getLogger("sda_local.ui")
 
 STREAM_INTERVAL_S = 0.08  # at most ~12 page updates a second while tokens arrive
+SAVE_INTERVAL_S = 2.0     # while tokens arrive, the growing answer is saved at most every 2 s
+RELOAD_SETTLE_S = 3.0     # a reloaded tab waits this long for its old page's turn to end and be saved
 EXPORT_DIR = Path(tempfile.gettempdir()) / "sda-local-exports"
 TOKEN_EVENTS = ("base_token", "aligned_token")
 BUSY = "an answer is still being generated; stop it or wait"
@@ -99,6 +102,7 @@ def apply_event(live: LiveTurn, ev, key: str | None) -> str | None:
         live.base += ev.token.text
     elif kind == "phase_done" and ev.phase == "base":
         live.base = ev.finished.text
+        live.base_finish = ev.finished.finish_reason or ""
         live.phase = "judge"
     elif kind == "score":
         s = ev.score
@@ -127,10 +131,13 @@ class ChatController(LibraryCallbacks):
     ``store``: where conversations are saved (default: in memory, for this process only)."""
 
     def __init__(self, host: ModelHost, *, stream_interval_s: float = STREAM_INTERVAL_S,
-                 export_dir: Path = EXPORT_DIR, store: Store | None = None):
+                 save_interval_s: float = SAVE_INTERVAL_S, export_dir: Path = EXPORT_DIR, store: Store | None = None):
         self.host = host
         self.store = fallback_store(store)
         self.stream_interval_s = stream_interval_s
+        self.save_interval_s = save_interval_s
+        # conversation id → the session generating a turn of it: a tab reloaded meanwhile takes that session over
+        self._running: weakref.WeakValueDictionary[str, SessionState] = weakref.WeakValueDictionary()
         self.export_dir = Path(export_dir)
         self.page_presets = preset_choices()  # the preset list the page is built with
 
@@ -207,8 +214,7 @@ class ChatController(LibraryCallbacks):
             yield self._refusal(st, exc, key, message)
             return
         st.live = LiveTurn(user=text)
-        yield self._turn_reply(st, "", message="", inspect=False)
-        yield from self._run(st, events, key, "Done")
+        yield from self._run(st, events, key, "Done", message="")
 
     def regenerate(self, state: SessionState | None, **controls: Any) -> Iterator[Reply]:
         """Sample the last aligned answer again, reusing its base answer and score."""
@@ -233,17 +239,29 @@ class ChatController(LibraryCallbacks):
             yield self._refuse(st, notice("Notice", msg)).inform(msg)
             return
         st.live = LiveTurn(user=previous.user, base=previous.base, phase="aligned", regenerating=True,
-                           previous=previous)
-        yield self._turn_reply(st, "", inspect=False)
+                           previous=previous, base_finish=previous.base_finish_reason)
         yield from self._run(st, events, key, "Regenerated")
 
-    def _run(self, st: SessionState, events, key: str | None, verb: str) -> Iterator[Reply]:
-        """Feed turn events into ``st.live`` and yield page updates; always leaves the chat usable."""
+    def _start(self, st: SessionState, message: str | None) -> Reply:
+        """A turn starts: the message is saved (the conversation gets its id here), the input box emptied."""
+        unsaved = self._persist(st)
+        if st.conv_id is not None:
+            self._running[st.conv_id] = st
+        reply = self._turn_reply(st, "", message=message, inspect=False)
+        reply.update(self.library_values(st))  # the tab keeps the new conversation's id at once
+        return reply.warn(unsaved) if unsaved else reply
+
+    def _run(self, st: SessionState, events, key: str | None, verb: str,
+             message: str | None = None) -> Iterator[Reply]:
+        """Feed turn events into ``st.live`` and yield page updates; always leaves the chat usable.  The turn is
+        saved as it grows (at each phase, and every ``save_interval_s`` while tokens arrive); when the page goes
+        away mid-turn (Gradio closes this generator), what was generated is saved before it ends."""
         before = st.turns[-1] if st.turns else None
         done: TurnRecord | None = None
         ending, error = Ending.DONE, ""
-        last = 0.0
+        last_view, last_save, unsaved = 0.0, time.monotonic(), None
         try:
+            yield self._start(st, message)
             for ev in events:
                 if st.stop.is_set():
                     ending = Ending.STOPPED
@@ -253,10 +271,18 @@ class ChatController(LibraryCallbacks):
                     continue
                 warning = apply_event(st.live, ev, key)
                 now = time.monotonic()
-                if ev.kind not in TOKEN_EVENTS or now - last >= self.stream_interval_s:
-                    last = now
+                if ev.kind not in TOKEN_EVENTS or now - last_save >= self.save_interval_s:
+                    last_save, failed = now, self._persist(st)
+                    if failed and not unsaved:  # a database that fails is said once a turn (and at its end)
+                        warning = warning or failed
+                    unsaved = unsaved or failed
+                if ev.kind not in TOKEN_EVENTS or now - last_view >= self.stream_interval_s or warning:
+                    last_view = now
                     reply = self._turn_reply(st, "", inspect=False)
                     yield reply.warn(warning) if warning else reply
+        except GeneratorExit:
+            self._abandon(st, events, before)
+            raise
         except SdaError as exc:
             ending, error = Ending.ERROR, scrub(str(exc), key)
         except Exception as exc:  # a bug or a llama.cpp failure mid-answer: say so, keep the app alive
@@ -276,6 +302,16 @@ class ChatController(LibraryCallbacks):
             if text:
                 reply.warn(text)
         yield reply
+
+    def _abandon(self, st: SessionState, events, before: TurnRecord | None) -> None:
+        """The page went away mid-turn: end the turn and save it (recorded if its aligned answer had started,
+        else as the interrupted turn it is)."""
+        events.close()
+        if st.turns and st.turns[-1] is not before:
+            st.live = None  # recorded: the record replaces the live turn
+        unsaved = self._persist(st)
+        if unsaved:
+            log.warning("an abandoned turn was not saved: %s", unsaved)
 
     @staticmethod
     def _ending_status(st: SessionState, ending: Ending, before: TurnRecord | None, done: TurnRecord | None,
@@ -337,17 +373,11 @@ class ChatController(LibraryCallbacks):
 
     def on_load(self, conv_key: str | None = None) -> Reply:
         """A page (re)opens: a new session, which resumes the conversation its browser tab had (``conv_key``,
-        kept in the tab's sessionStorage) if it is saved; the current model; and the presets saved since the page
-        was built (the dropdown is left alone when there are none: re-rendering it could close it under the
-        pointer)."""
-        st = SessionState()
-        status = ""
-        if conv_key:
-            try:
-                self._open(st, conv_key)
-                status = notice("Resumed", f"{plain(st.title)}: {len(st.turns)} turn(s)")
-            except SdaError:  # deleted meanwhile, or the database is not there: start afresh
-                st.forget()
+        kept in the tab's sessionStorage) if it is saved (a turn cut short by a crash or a restart shows as
+        interrupted), or the session still answering in it (a reload mid-turn); the current model; and the
+        presets saved since the page was built (the dropdown is left alone when there are none: re-rendering it
+        could close it under the pointer)."""
+        st, status = self._resume(conv_key)
         reply = self._turn_reply(st, status)
         reply.update(model_info=self.host.describe(), db_info=store_note(self.store))
         choices = preset_choices()
@@ -356,6 +386,34 @@ class ChatController(LibraryCallbacks):
         if not self.store.persistent and getattr(self.store, "problem", ""):
             reply.warn(self.store.problem)
         return reply
+
+    def _resume(self, conv_key: str | None) -> tuple[SessionState, str]:
+        """The session a (re)opened tab gets: its saved conversation, or, while an answer of it is still being
+        generated for a tab that stays connected, that very session."""
+        running = self._running.get(conv_key) if conv_key else None
+        if running is not None and not self._settled(running):
+            return running, notice("Resumed", f"{plain(running.title)}: an answer is still being generated (Stop "
+                                              f"ends it)")
+        st = SessionState()
+        if not conv_key:
+            return st, ""
+        try:
+            self._open(st, conv_key)
+        except SdaError:  # deleted meanwhile, or the database is not there: start afresh
+            st.forget()
+            return st, ""
+        return st, notice("Resumed", f"{plain(st.title)}: {len(st.turns)} turn(s)")
+
+    @staticmethod
+    def _settled(st: SessionState) -> bool:
+        """Whether ``st`` has no answer under way, waiting up to ``RELOAD_SETTLE_S`` for one whose page went away
+        (Gradio closes its generator at the next token, which saves it)."""
+        deadline = time.monotonic() + RELOAD_SETTLE_S
+        while st.live is not None and st.live.phase != "queued":
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     # -- files -----------------------------------------------------------------------------------------------
     def export_chat(self, state: SessionState | None, openai_api_key: str | None = None) -> Reply:

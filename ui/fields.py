@@ -42,6 +42,11 @@ class SettingField:
         return "sda-" + self.name.replace("_", "-")
 
     @property
+    def placeholder(self) -> str | None:
+        """What an empty widget shows: an optional field's "none" (the default: no fixed seed = random)."""
+        return "none" if self.optional else None
+
+    @property
     def label(self) -> str:
         return self.name + (" (empty: none)" if self.optional else "")
 

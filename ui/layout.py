@@ -33,9 +33,9 @@ def setting_widget(f: SettingField) -> gr.components.Component:
         return gr.Radio(choices=list(f.choices), value=f.default, **common)
     if f.widget == "dropdown":
         return gr.Dropdown(choices=list(f.choices), value=f.default, **common)
-    if f.widget == "number":
+    if f.widget == "number":  # an optional one starts empty (a placeholder, or Gradio would show and send 0)
         return gr.Number(value=f.default, precision=0 if f.integer else None, minimum=f.minimum,
-                         maximum=f.maximum, step=f.step or 1, **common)
+                         maximum=f.maximum, step=f.step or 1, placeholder=f.placeholder, **common)
     return gr.Textbox(value=f.default, lines=2, **common)
 
 
@@ -46,7 +46,7 @@ def _hidden(elem_id: str) -> gr.Textbox:
 
 
 def _conversation(w: Widgets) -> None:
-    w["chat"] = gr.HTML(chat_html(None), elem_id="sda-chat")
+    w["chat"] = gr.HTML(chat_html(None), elem_id="sda-chat", padding=False)
     w["status"] = gr.Markdown("", elem_id="sda-status")
     with gr.Row():
         # one line that grows: Enter sends (Gradio submits on Enter only when lines=1), Shift+Enter adds a line
@@ -76,14 +76,14 @@ def _diagnostics(w: Widgets) -> None:
         with gr.Row():
             w["turn"] = gr.Dropdown(choices=[], value=None, label="Turn", scale=0, min_width=90,
                                     elem_id="sda-turn-pick")
-            w["inspector"] = gr.HTML(inspector_html(None, []), elem_id="sda-inspector")
+            w["inspector"] = gr.HTML(inspector_html(None, []), elem_id="sda-inspector", padding=False)
     with gr.Accordion("Per-token plot and table", open=False, elem_id="sda-plot-box"):
         w["plot_summary"] = gr.Markdown("No turn yet.", elem_id="sda-plot-summary")
         w["plot"] = gr.LinePlot(None, x="token #", y="value", color="series", tooltip=["token", "series", "value"],
                                 height=330, label="JS divergence, temperature and chosen-token probability per token",
                                 elem_id="sda-plot")
         w["table"] = gr.Dataframe(headers=plots.TABLE_HEADERS, value=[], interactive=False, max_height=260,
-                                  label="Tokens", elem_id="sda-token-table", wrap=True)
+                                  label="Tokens", elem_id="sda-token-table", wrap=True, row_count=1)
     with gr.Accordion("Turn record (as exported)", open=False):
         w["record"] = gr.JSON(label="Last turn", elem_id="sda-record")
 

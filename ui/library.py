@@ -1,6 +1,7 @@
 """The chat's saved conversations and arena votes: the callbacks ``ChatController`` gets from ``LibraryCallbacks``.
 
-A session's conversation is saved (``sda_local.ui.conversations``) after every finished turn, vote, rename and
+A session's conversation is saved (``sda_local.ui.conversations``) when a message is sent, while its answer
+streams (throttled: ``ChatController``), after every finished, stopped or abandoned turn, vote, rename and
 import; the page keeps the id of its conversation in the browser tab's ``sessionStorage`` (``conv_key``), so a
 reload, or a restart of the app, opens it again.  Other sessions' conversations appear only in the list, and
 only open when the user picks one.  When the database cannot be used, a ``MemoryStore`` stands in (the chat and
@@ -41,13 +42,28 @@ class LibraryCallbacks:
 
     # -- saving ----------------------------------------------------------------------------------------------
     def _persist(self, st: SessionState) -> str | None:
-        """Save the session's conversation (given an id and a title at its first turn); a warning, or None."""
-        if not st.turns:
-            return None
+        """Save the session's conversation, the turn being generated included (given an id and a title when it
+        is first saved); one left with no turn (its first message stopped before any answer) is removed again.
+        A warning, or None."""
+        data = st.saved_data() if st.chat is not None else None
+        if not data or not data["turns"]:
+            return self._drop_unanswered(st)
         if st.conv_id is None:
-            st.conv_id, st.title = new_id(), title_from(st.turns[0].user)
+            st.conv_id, st.title = new_id(), title_from(st.first_user())
         try:
-            self.store.save(st.conv_id, st.title, st.data())
+            self.store.save(st.conv_id, st.title, data)
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+    def _drop_unanswered(self, st: SessionState) -> str | None:
+        """Remove a conversation saved only for the message being answered, when that answer kept nothing."""
+        if st.conv_id is None:
+            return None
+        conv_id, st.conv_id, st.title = st.conv_id, None, ""
+        try:
+            if any(s.id == conv_id for s in self.store.list()):
+                self.store.delete(conv_id)
         except StoreError as exc:
             return str(exc)
         return None

@@ -64,6 +64,17 @@ CSS = """
 .sda-file:not(:has(a)) { display: none !important; }
 #sda-chat { min-height: 42vh; }
 .sda-answer { border-radius: 8px; padding: 8px 10px; min-height: 2.5em; background: var(--background-fill-secondary); }
+.sda-nocase { text-transform: none; }
+.sda-cut { margin-top: 4px; font-size: .8em; color: var(--body-text-color-subdued); font-style: italic; }
+.sda-md { overflow-x: auto; }
+.sda-md table { border-collapse: collapse; margin: 6px 0; }
+.sda-md th, .sda-md td { border: 1px solid var(--border-color-primary); padding: 2px 8px; }
+.sda-img-alt { font-style: italic; border-bottom: 1px dotted var(--border-color-primary); }
+.sda-img-alt::before { content: "[image: "; } .sda-img-alt::after { content: "]"; }
+/* Stop looks inactive unless an answer is on its way (the live turn, queued included, is in the page) */
+.gradio-container:not(:has(#sda-chat .sda-live)) #sda-stop {
+  background: var(--button-secondary-background-fill); color: var(--button-secondary-text-color);
+  border-color: var(--button-secondary-border-color); opacity: .6; }
 """
 
 
@@ -120,28 +131,45 @@ def timings_text(t: dict) -> str:
     return " · ".join(bits)
 
 
+ENDINGS = {"stopped": " · stopped", "error": " · ended by an error",
+           "interrupted": " · interrupted: the app stopped (or the page was left) before this answer ended"}
+CUT = "hit max tokens"
+
+
+def _lam(lam: float | None) -> str:
+    """``λ 0.250`` for a header (kept lowercase under the headers' uppercase style); "" before λ is chosen."""
+    return "" if lam is None else f' · <span class="sda-nocase">λ {lam:.3f}</span>'
+
+
+def _cut(finish_reason: str | None) -> str:
+    """The note under an answer that ended at the max-tokens limit (base or aligned alike)."""
+    return f'<div class="sda-cut">{CUT}</div>' if finish_reason == "length" else ""
+
+
+def _phase(r: TurnRecord) -> str:
+    return r.finish_reason if r.finish_reason in ("stopped", "error", "interrupted") else "done"
+
+
 def _turn_foot(r: TurnRecord) -> str:
-    stop = {"stopped": " · stopped", "error": " · ended by an error", "length": " · hit max tokens"}.get(
-        r.finish_reason, "")
+    stop = ENDINGS.get(r.finish_reason, "")
     return (f'{_warnings(r.warnings)}<div class="sda-timings">{escape(timings_text(r.timings))}{escape(stop)} · '
-            f'evaluator {escape(r.evaluator)}</div>')
+            f'evaluator {escape(r.evaluator or "none")}</div>')
 
 
 def _record_html(i: int, r: TurnRecord) -> str:
     s = r.score or {}
     detail = f"{s.get('evaluator', '')}: {s.get('raw', '')} ({s.get('latency_s', 0):.2f} s)" if s else ""
     preset = (r.settings.get("preset") or {}).get("name", "")
-    phase = r.finish_reason if r.finish_reason in ("stopped", "error") else "done"
     regen = f" · regenerated {r.regenerations}×" if r.regenerations else ""
     inspect = _act(f"turn {i}", "inspect tokens")
-    return (f'<div class="sda-turn" data-turn="{i}" data-phase="{phase}">'
+    return (f'<div class="sda-turn" data-turn="{i}" data-phase="{_phase(r)}">'
             + _user(r.user)
             + _meta(s.get("value"), detail, r.lam, r.lam_source, r.settings.get("mapping", "")) +
             '<div class="sda-pair">'
-            f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}</div>{_md(r.base)}</div>'
-            '<div class="sda-aligned">'
-            f'<div class="sda-who">Aligned (SDA) · {escape(preset)} · λ {r.lam:.3f}{regen}{inspect}</div>'
-            f'{_md(r.aligned)}</div></div>{_turn_foot(r)}</div>')
+            f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}</div>{_md(r.base)}{_cut(r.base_finish_reason)}'
+            '</div><div class="sda-aligned">'
+            f'<div class="sda-who">Aligned (SDA) · {escape(preset)}{_lam(r.lam)}{regen}{inspect}</div>'
+            f'{_md(r.aligned)}{_cut(r.finish_reason)}</div></div>{_turn_foot(r)}</div>')
 
 
 SYSTEM_NAMES = {"aligned": "SDA (aligned)", "base": "base"}
@@ -152,20 +180,23 @@ def _arena_html(i: int, r: TurnRecord, arena: dict) -> str:
     order = shown_as(arena)
     texts = {"aligned": r.aligned, "base": r.base}
     vote = arena.get("vote")
-    phase = r.finish_reason if r.finish_reason in ("stopped", "error") else "done"
+    ends = {"aligned": r.finish_reason, "base": r.base_finish_reason}
     cols = []
     for letter in ("A", "B"):
         name = f" · {SYSTEM_NAMES[order[letter]]}" if vote else ""
+        cut = _cut(ends[order[letter]]) if vote else ""  # before the vote the notes could tell them apart
         cols.append(f'<div class="sda-answer" data-answer="{letter}"><div class="sda-who">Answer {letter}{name}'
-                    f'</div>{_md(texts[order[letter]])}</div>')
+                    f'</div>{_md(texts[order[letter]])}{cut}</div>')
     if vote:
         said = "a tie" if vote == "tie" else f"{vote} ({SYSTEM_NAMES[order[vote]]})"
-        votes = f'<div class="sda-voted">Your vote: {escape(said)} · λ {r.lam:.3f}</div>'
+        lam = "" if r.lam is None else f" · λ {r.lam:.3f}"
+        votes = f'<div class="sda-voted">Your vote: {escape(said)}{lam}</div>'
     else:
         votes = ('<div class="sda-votes">' + _act(f"vote {i} A", "A is better") + _act(f"vote {i} tie", "Tie")
                  + _act(f"vote {i} B", "B is better") + '</div>')
     foot = _turn_foot(r) if vote else ""
-    return (f'<div class="sda-turn sda-arena" data-turn="{i}" data-phase="{phase}" data-vote="{escape(vote or "")}">'
+    return (f'<div class="sda-turn sda-arena" data-turn="{i}" data-phase="{_phase(r)}" '
+            f'data-vote="{escape(vote or "")}">'
             f'{_user(r.user)}<div class="sda-pair">{"".join(cols)}</div>{votes}{foot}</div>')
 
 
@@ -173,7 +204,7 @@ def _live_html(i: int, t: LiveTurn, mapping: str, arena: bool = False) -> str:
     if t.phase == "queued":
         base = _wait("waiting for the model (another chat is generating)…")
     else:
-        base = _md(t.base) if t.base else _wait("…")
+        base = (_md(t.base) if t.base else _wait("…")) + _cut(t.base_finish)
     if t.phase in ("queued", "base"):
         aligned = _wait("starts after the base answer is scored")
     elif t.phase == "judge":
@@ -184,13 +215,12 @@ def _live_html(i: int, t: LiveTurn, mapping: str, arena: bool = False) -> str:
         return (f'<div class="sda-turn sda-live sda-arena" data-turn="{i}" data-phase="{t.phase}">{_user(t.user)}'
                 f'{_wait("arena: generating answers A and B…")}</div>')
     warn = _warnings(t.warnings)
-    lam = f" · λ {t.lam:.3f}" if t.lam is not None else ""
     return (f'<div class="sda-turn sda-live" data-turn="{i}" data-phase="{t.phase}">'
             + _user(t.user)
             + _meta(t.score, t.score_detail, t.lam, t.lam_source, mapping) +
             '<div class="sda-pair">'
             f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}</div>{base}</div>'
-            f'<div class="sda-aligned"><div class="sda-who">Aligned (SDA){lam}'
+            f'<div class="sda-aligned"><div class="sda-who">Aligned (SDA){_lam(t.lam)}'
             f'{" · regenerating" if t.regenerating else ""}</div>{aligned}</div></div>{warn}</div>')
 
 

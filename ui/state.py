@@ -1,7 +1,12 @@
 """One browser session's state: its conversation (a ``ChatSession``), the turn being streamed, the stop flag.
 
 Held in a ``gr.State``, so every browser tab has its own; nothing here is shared between sessions except the
-engine, which belongs to the ``ModelHost``.
+engine, which belongs to the ``ModelHost`` (a reloaded tab may take over its old session while that one's turn is
+still running: ``ChatController.on_load``).
+
+``saved_data`` is what the conversation database keeps, a turn still being generated included: it is saved as
+a record with ``finish_reason`` "interrupted" (``LiveTurn.record``), which the finished record replaces; after a
+crash or a restart that record is what comes back, marked as interrupted.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from .arena import new_arena
 from .host import ModelHost
 
 INSPECT_K = 5  # each aligned token records its step's top-5 lists (the token inspector)
+INTERRUPTED = "interrupted"  # the finish reason of a turn saved while it was generated, never finished
 
 
 @dataclass
@@ -32,6 +38,15 @@ class LiveTurn:
     warnings: list[str] = field(default_factory=list)
     regenerating: bool = False
     previous: TurnRecord | None = None  # the record a regeneration replaces (its base answer is shown)
+    base_finish: str = ""        # the base answer's finish reason once it is done ("length": cut at max tokens)
+
+    def record(self, settings: dict, evaluator: str) -> TurnRecord:
+        """What the turn has so far, as a record marked "interrupted" (saved while it runs)."""
+        return TurnRecord(user=self.user, base=self.base, aligned=self.aligned,
+                          score=None if self.score is None else {"value": self.score},
+                          lam=self.lam, lam_source=self.lam_source, evaluator=evaluator,
+                          warnings=list(self.warnings), settings=settings, timings={},
+                          finish_reason=INTERRUPTED, base_finish_reason=self.base_finish)
 
 
 class SessionState:
@@ -86,6 +101,26 @@ class SessionState:
         for t, a in zip(data["turns"], self.arenas()):
             t["arena"] = dict(a)
         return data
+
+    def saved_data(self) -> dict:
+        """``data()`` with the turn being generated (a regeneration: the answer it replaces), as saved."""
+        data = self.data()  # (a session with a live turn has a chat)
+        live = self.live
+        if live is None or live.phase == "queued":
+            return data
+        if live.regenerating:  # until the new answer is recorded, the previous one stands
+            if live.previous is not None and all(r is not live.previous for r in self.turns):
+                data["turns"].append(live.previous.to_dict())
+            return data
+        settings = self.chat.settings.to_dict()
+        data["turns"].append(live.record(settings, self.chat.evaluator.name).to_dict())
+        return data
+
+    def first_user(self) -> str:
+        """The conversation's first message (its default title), the one being answered included."""
+        if self.turns:
+            return self.turns[0].user
+        return self.live.user if self.live is not None else ""
 
     def restore(self, host: ModelHost, data: dict, conv_id: str | None, title: str) -> None:
         """Make ``data`` (an export or a saved conversation) this session's conversation (``SdaError`` if it is
