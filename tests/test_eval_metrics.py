@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+import fused as reference
 from sda_local import core
 from sda_local.evaluation import metrics
 from sda_local.evaluation.token_logprobs import (
@@ -133,11 +134,11 @@ def test_sda_settings_equal_the_log_of_core_sda_distribution():
     for j, s in enumerate(settings):
         for i in range(len(y)):
             if s.kind == "sda":
-                probs, info = core.sda_distribution(zw[i], zn[i], s.lam, 2.0, 0.6, s.mode)
+                probs, info = reference.sda_distribution(zw[i], zn[i], s.lam, 2.0, 0.6, s.mode)
                 assert js[i] == pytest.approx(info.js, abs=1e-7)
             else:
                 z = zw[i] if s.kind == "instruction" else zn[i]
-                probs = core.plain_distribution(z, 1.0 if s.temperature == 1.0 else 0.6)
+                probs = reference.plain_distribution(z, 1.0 if s.temperature == 1.0 else 0.6)
             assert lp[j, i] == pytest.approx(math.log(float(probs[y[i]])), abs=2e-4), (s.name, i)
 
 

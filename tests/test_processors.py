@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+import fused as reference
 from sda_local import core
 from sda_local.core import (
     JsTemperature,
@@ -88,9 +89,9 @@ def test_js_temperature_is_computed_from_the_unconstrained_distributions():
     zw = np.float32([3.0, 1.0, -2.0, 0.5, -4.0])
     zn = np.float32([0.0, 2.0, 1.0, -1.0, 3.0])
     _, info = sda_chain(0.5, plausibility=0.3).distribution(zw, zn)
-    _, fused = core.sda_distribution(zw, zn, 0.5)
+    _, fused = reference.sda_distribution(zw, zn, 0.5)
     assert info.n_removed > 0
-    assert info.js == fused.js == core.js_divergence(zw, zn)
+    assert info.js == fused.js == reference.js_divergence(zw, zn)
     assert info.temperature == fused.temperature
 
 
@@ -159,7 +160,7 @@ vec = st.integers(min_value=1, max_value=64).flatmap(
 @given(vec, st.floats(-1, 3), st.floats(0, 4), st.floats(0.05, 2), st.sampled_from(core.TEMPERATURE_MODES))
 def test_sda_chain_equals_the_fused_distribution(pair, lam, k, t0, mode):
     a, b = pair
-    fused, finfo = core.sda_distribution(a, b, lam, k, t0, mode)
+    fused, finfo = reference.sda_distribution(a, b, lam, k, t0, mode)
     params = SamplingParams(k=k, t0=t0, temperature_mode=mode)
     probs, info = build_chain(params, lam).distribution(a, b)
     np.testing.assert_allclose(probs, fused, rtol=0, atol=1e-6)
@@ -171,7 +172,7 @@ def test_sda_chain_equals_the_fused_distribution(pair, lam, k, t0, mode):
 @given(vec, st.floats(0.05, 2))
 def test_plain_chain_equals_the_fused_distribution(pair, t0):
     a, _ = pair
-    fused = core.plain_distribution(a, t0)
+    fused = reference.plain_distribution(a, t0)
     probs, info = build_chain(SamplingParams(t0=t0), None).distribution(a)
     np.testing.assert_allclose(probs, fused, rtol=0, atol=1e-6)
     assert np.array_equal(probs, fused)
@@ -221,3 +222,77 @@ def test_build_chain_adds_the_echo_block_only_with_an_instruction():
     assert not any(isinstance(x, EchoBlock) for x in build_chain(SamplingParams(), 0.5, [1, 2, 3, 4, 5]))
     with pytest.raises(ValueError, match="echo_block"):
         SamplingParams(echo_block=1).check()
+
+
+# -- the same chain over (rows, vocab): teacher forcing scores many steps at once -----------------------------------
+
+rows_of = st.integers(1, 4).flatmap(lambda r: st.integers(2, 40).flatmap(lambda n: st.tuples(
+    arrays(np.float32, (r, n), elements=finite), arrays(np.float32, (r, n), elements=finite),
+    st.lists(st.lists(st.integers(0, n - 1), max_size=4), min_size=r, max_size=r))))
+chain_settings = st.tuples(st.floats(-1, 3), st.floats(0, 4), st.floats(0.05, 2),
+                           st.sampled_from(core.TEMPERATURE_MODES), st.sampled_from([0.0, 0.05, 0.3]),
+                           st.sampled_from([None, 0.5, 2.0]), st.sampled_from([0, 2, 3]), st.booleans())
+
+
+def _chain(n_vocab, lam, k, t0, mode, alpha, clip, echo_n, plain) -> ProcessorChain:
+    echo = core.EchoBlock([i % n_vocab for i in range(1, 9)], echo_n) if echo_n else None
+    if plain:
+        return plain_chain(t0, alpha, echo)
+    return sda_chain(lam, k=k, t0=t0, mode=mode, plausibility=alpha, echo=echo, clip=clip)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows_of, chain_settings)
+def test_a_chain_over_rows_equals_the_chain_on_each_row_bit_for_bit(data, setting):
+    a, b, histories = data
+    chain = _chain(a.shape[1], *setting)
+    plain = not chain.two_streams
+    state = chain.apply(chain.start_rows(a, None if plain else b, history=histories))
+    for i in range(a.shape[0]):
+        one = chain.apply(chain.start(a[i], None if plain else b[i], history=histories[i]))
+        assert np.array_equal(state.scores[i], one.scores)  # −inf where a constraint removed a token
+        assert np.array_equal(state.lp_with[i], one.lp_with)
+        assert np.broadcast_to(state.temperature, a.shape[:1])[i] == one.temperature  # one T, or one per row
+        assert int(state.n_removed[i]) == one.n_removed
+        assert (state.js is None and one.js is None) or state.js[i] == one.js
+    got = core.target_logprobs(state.scores, np.zeros(a.shape[0], dtype=np.int64))
+    want = [core.target_logprobs(chain.apply(chain.start(a[i], None if plain else b[i], history=histories[i]))
+                                 .scores[None], [0])[0] for i in range(a.shape[0])]
+    assert np.array_equal(got, want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows_of, st.lists(chain_settings, min_size=1, max_size=6))
+def test_chains_applied_together_share_their_prefix_and_give_what_each_gives_alone(data, many):
+    a, b, histories = data
+    chains = [_chain(a.shape[1], *s[:-1], False) for s in many]  # all SDA: one root state
+    root = chains[0].start_rows(a, b, history=histories)
+    before = root.scores.copy()
+    seen = {}
+    for j, final in core.apply_shared(chains, root):
+        seen[j] = final.scores.copy()
+    assert sorted(seen) == list(range(len(chains)))
+    for j, chain in enumerate(chains):
+        alone = chain.apply(chain.start_rows(a, b, history=histories))
+        assert np.array_equal(seen[j], alone.scores)
+    assert np.array_equal(root.scores, before) and root.scores is root.lp_with  # the root is left as it was
+
+
+def test_equal_processors_are_applied_once():
+    calls = []
+
+    class Counting(core.Processor):
+        def __call__(self, state):
+            calls.append(1)
+            return state
+
+        @property
+        def key(self):
+            return ("Counting",)
+
+    shared = [Counting(), Steer(0.5)]
+    chains = [ProcessorChain(shared + [JsTemperature(0.6, m)]) for m in core.TEMPERATURE_MODES]
+    lw = np.log(np.full((2, 4), 0.25, np.float32))
+    out = dict(core.apply_shared(chains + [ProcessorChain([Temperature(0.7)])], StepState.of(lw, lw.copy())))
+    assert len(out) == 4 and len(calls) == 1
+    assert out[3].temperature == 0.7 and out[0].temperature.shape == (2,)

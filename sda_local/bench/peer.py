@@ -88,11 +88,12 @@ def run_peer(opts: dict) -> dict:
     next_logits(tb)  # warm-up
     rng = np.random.default_rng(int(opts["seed"]))
     a, b, n, core_s = list(ta), list(tb), 0, 0.0
+    chain = core.sda_chain(float(opts["lam"]))
     t1 = time.perf_counter()
     for _ in range(int(opts["tokens"])):
         la, lb = next_logits(a), next_logits(b)   # two generate() calls, each over the full sequence
         c0 = time.perf_counter()
-        probs, _ = core.sda_distribution(la, lb, float(opts["lam"]))
+        probs, _ = chain.distribution(la, lb)
         tok = core.sample_top_p(probs, 0.95, rng)
         core_s += time.perf_counter() - c0
         if tok in eog:

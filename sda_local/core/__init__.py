@@ -13,10 +13,10 @@ Modules:
 
 - ``params``        — ``SamplingParams``, the one definition of the sampling settings, and their ``Option``s;
 - ``lambdas``       — evaluator score → λ (``LAMBDA_MAPPINGS``, ``lambda_from_score``);
-- ``distributions`` — the fused one-call distributions (``sda_distribution``, ``plain_distribution``) and
-  their building blocks;
-- ``processors``    — the same step as composable transforms (``ProcessorChain``, ``build_chain``), which
-  the engine and the TruthfulQA scorer use;
+- ``distributions`` — the step's arithmetic in pieces (log-softmax, JS, steering, JS temperature, target
+  log-probs);
+- ``processors``    — the step as composable transforms over one step or many rows (``ProcessorChain``,
+  ``build_chain``, ``apply_shared``), which the engine and the teacher-forced scorers use;
 - ``sampling``      — nucleus sampling (``sample_top_p``);
 - ``control``       — control vectors as data (``ControlVectors``);
 - ``inspect``       — the token inspector's top-k lists of one step (``top_k_lists``).
@@ -26,12 +26,8 @@ from __future__ import annotations
 from .control import CV_STREAMS, ControlVectorError, ControlVectors
 from .distributions import (
                             StepInfo,
-                            js_divergence,
                             js_temperature,
-                            log_softmax_at,
-                            plain_distribution,
-                            sda_distribution,
-                            steer_logprobs,
+                            target_logprobs,
 )
 from .inspect import TopK, top_k_lists
 from .lambdas import LAMBDA_MAPPINGS, lambda_from_score
@@ -52,6 +48,7 @@ from .processors import (
                             Steer,
                             StepState,
                             Temperature,
+                            apply_shared,
                             build_chain,
                             plain_chain,
                             sda_chain,
@@ -68,12 +65,8 @@ __all__ = [
     "sampling_options",
     "StepInfo",
     "lambda_from_score",
-    "js_divergence",
     "js_temperature",
-    "steer_logprobs",
-    "log_softmax_at",
-    "sda_distribution",
-    "plain_distribution",
+    "target_logprobs",
     "sample_top_p",
     "StepState",
     "Processor",
@@ -87,6 +80,7 @@ __all__ = [
     "plain_chain",
     "sda_chain",
     "build_chain",
+    "apply_shared",
     "ControlVectors",
     "ControlVectorError",
     "TopK",

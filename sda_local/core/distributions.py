@@ -1,9 +1,6 @@
-"""The distributions SDA and plain sampling draw from, as fused one-call functions (the fast reference path).
-
-Every function takes 1-D float arrays of length n_vocab (raw next-token logits) and raises ``ValueError``
-naming the offending stream when an array holds NaN or Inf.  The building blocks (validation, float32
-log-softmax, JS from log-probs, the steering update) are public so that ``processors`` composes exactly the
-same arithmetic step by step.
+"""The arithmetic of one decoding step, in pieces the processors (``processors``) compose: validation of the
+logits (``ValueError`` naming the offending stream on NaN or Inf), float32 log-softmax, JS divergence from
+log-probs, the steering update, the JS temperature schedule, and the log-prob of target tokens over rows.
 """
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax
 
 from .params import TEMPERATURE_MODES
 
@@ -87,22 +84,28 @@ def steer_add(scores: np.ndarray, lp: np.ndarray, lp_nc: np.ndarray, lam: float,
     return d
 
 
-def log_softmax_at(scores: np.ndarray, y: int) -> float:
-    """log softmax(scores)[y], stable, with the reduction in float64; −inf where ``scores[y]`` is −inf."""
-    m = float(scores.max())
-    return float(scores[y]) - m - float(np.log(np.exp(scores - m).sum(dtype=np.float64)))
+EXP_FLOOR32 = np.float32(-87.33)  # exp(x) for x below is subnormal or 0 in float32 (smallest normal: e^−87.336)
 
 
-# -- public functions ------------------------------------------------------------------------------------------
+def target_logprobs(scores: np.ndarray, targets, rows=None) -> np.ndarray:
+    """log softmax(scores[rows[e]])[targets[e]] for every e (float64), ``scores`` of shape (R, n_vocab); without
+    ``rows``, row e scores target e.  Max and exp in the scores' dtype, the sum in float64; −inf where the
+    target's score is −inf.  (In float32 the terms whose exp would be subnormal are dropped: they cannot change a
+    float64 sum that holds exp(0) = 1, and a subnormal result makes exp about ten times slower.)"""
+    x = np.asarray(scores)
+    tg = np.asarray(targets, dtype=np.int64)
+    r = np.arange(tg.size) if rows is None else np.asarray(rows, dtype=np.int64)
+    if x.ndim != 2 or r.shape != tg.shape or (rows is None and x.shape[0] != tg.size):
+        raise ValueError(f"scores {x.shape} do not match {tg.size} targets")
+    m = x.max(axis=1)
+    d = x - m[:, None]
+    if d.dtype == np.float32:
+        d[d < EXP_FLOOR32] = -np.inf
+    lse = np.log(np.exp(d, out=d).sum(axis=1, dtype=np.float64))
+    return (x[r, tg].astype(np.float64) - m[r].astype(np.float64)) - lse[r]
 
-def js_divergence(logits_a, logits_b) -> float:
-    """Jensen–Shannon divergence (natural log) between softmax(logits_a) and softmax(logits_b), in [0, ln 2]."""
-    a = check_logits(logits_a, "logits_a")
-    b = check_logits(logits_b, "logits_b")
-    if a.shape != b.shape:
-        raise ValueError(f"logits differ in length: {a.size} vs {b.size}")
-    return js_from_logprobs(log_softmax32(a), log_softmax32(b))
 
+# -- the temperature schedule -----------------------------------------------------------------------------------
 
 def js_temperature(js: float, t0: float, mode: str = "ln2") -> float:
     """Temperature that shrinks as the two streams disagree more.
@@ -123,14 +126,6 @@ def js_temperature(js: float, t0: float, mode: str = "ln2") -> float:
     raise ValueError(f"unknown temperature mode {mode!r}; choose one of {', '.join(TEMPERATURE_MODES)}")
 
 
-def steer_logprobs(logits_with, logits_without, lam: float, k: float = 2.0) -> np.ndarray:
-    """Steered scores s = lp + k·λ·(lp − lp_nc) with lp, lp_nc the log-softmax of each stream's logits."""
-    a, b = check_pair(logits_with, logits_without)
-    check_factor(lam, k)
-    lp = log_softmax32(a)
-    return steer_add(lp, lp, log_softmax32(b), lam, k)
-
-
 @dataclass(frozen=True)
 class StepInfo:
     """Diagnostics of one step: the streams' JS divergence (None for plain decoding), the temperature used,
@@ -139,32 +134,3 @@ class StepInfo:
     js: float | None
     temperature: float
     n_removed: int = 0
-
-
-def sda_distribution(
-    logits_with,
-    logits_without,
-    lam: float,
-    k: float = 2.0,
-    t0: float = 0.6,
-    temperature_mode: str = "ln2",
-) -> tuple[np.ndarray, StepInfo]:
-    """The distribution SDA samples from: softmax(steer_logprobs(...) / T(JS)).  Returns (probs, info)."""
-    a, b = check_pair(logits_with, logits_without)
-    check_factor(lam, k)
-    lp = log_softmax32(a)
-    lp_nc = log_softmax32(b)
-    js = js_from_logprobs(lp, lp_nc)
-    t = js_temperature(js, t0, temperature_mode)
-    s = steer_add(lp, lp, lp_nc, lam, k)
-    s /= t
-    return softmax(s), StepInfo(js=js, temperature=t)
-
-
-def plain_distribution(logits, t0: float = 0.6) -> np.ndarray:
-    """Ordinary temperature sampling distribution softmax(log_softmax(z) / T0) — SDA with λ = 0, T-mode "off"."""
-    a = check_logits(logits, "logits")
-    t = js_temperature(0.0, t0, "off")
-    lp = log_softmax32(a)
-    lp /= t
-    return softmax(lp)

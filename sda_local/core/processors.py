@@ -13,14 +13,19 @@ Chains (``build_chain``):
 - SDA:            ``[Steer(λ, k) | BoundedSteer(λ, k, c), PlausibilityConstraint(α)?, EchoBlock(n)?,
                   JsTemperature(T0, mode)]`` — both streams;
 
-the plausibility constraint is left out at α = 0, so those chains do exactly the arithmetic of the fused
-``sda_distribution`` / ``plain_distribution``.  The model's forward passes are not made here: the engine's one
+the plausibility constraint is left out at α = 0, so those chains do exactly the arithmetic of the paper's
+formulas (tests/fused.py writes each as one function; the tests compare them bit for bit).  The model's forward passes are not made here: the engine's one
 batched ``llama_decode`` gives the logits, ``ProcessorChain.distribution`` turns them into probabilities.
+
+Every processor works on one step (1-D arrays) or on R steps at once ((R, n_vocab) arrays, ``start_rows``),
+with the same arithmetic in each row: generation runs a chain on one step, teacher-forced scoring
+(``evaluation.token_logprobs``) runs the same chains on blocks of rows, and ``apply_shared`` applies a prefix
+that several chains share (a λ's steering for every temperature mode) once.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Sequence
 
 import numpy as np
@@ -41,41 +46,78 @@ from .params import TEMPERATURE_MODES, SamplingParams
 
 @dataclass
 class StepState:
-    """One decoding step.  ``scores`` may be the very array ``lp_with`` until a processor writes to it."""
+    """One decoding step (1-D arrays of n_vocab) or R steps scored at once ((R, n_vocab) arrays: teacher forcing).
+
+    For R rows ``temperature``, ``js`` and ``n_removed`` hold one value per row and ``history`` one token
+    sequence per row.  ``scores`` may be the very array ``lp_with`` (or, after ``fork``, another state's scores)
+    until a processor writes to it: ``writable_scores`` and ``divide`` copy first.  Processors replace the other
+    fields' values, never change them in place, so forked states share them safely."""
 
     lp_with: np.ndarray             # log-probs of the stream sampled from (plain decoding: the only stream)
     lp_without: np.ndarray | None   # log-probs of the stream without the instruction; None for plain decoding
     scores: np.ndarray              # the scores being built: softmax(scores) is the distribution
-    temperature: float = 1.0
-    js: float | None = None         # JS divergence of the two streams (computed by JsTemperature if not given)
-    n_removed: int = 0              # candidates removed by constraints
-    history: Sequence[int] = ()     # the tokens of the answer so far (for processors that look back)
+    temperature: float | np.ndarray = 1.0
+    js: float | np.ndarray | None = None    # JS divergence of the two streams (computed by JsTemperature if not given)
+    n_removed: int | np.ndarray = 0         # candidates removed by constraints
+    history: Sequence = ()          # the answer's tokens so far (per row for R rows), for processors that look back
+    borrowed: tuple = ()            # score arrays other states hold too (see ``fork``)
+
+    @classmethod
+    def of(cls, lp_with: np.ndarray, lp_without: np.ndarray | None = None, js=None, history: Sequence = ()):
+        """The state before any processor: scores = ``lp_with``; with R rows, no removals yet in each row."""
+        if lp_with.ndim == 2:
+            return cls(lp_with, lp_without, lp_with, js=js, n_removed=np.zeros(lp_with.shape[0], dtype=np.int64),
+                       history=history or ((),) * lp_with.shape[0])
+        return cls(lp_with, lp_without, lp_with, js=js, history=history)
+
+    @property
+    def rows(self) -> bool:
+        """True for (R, n_vocab) arrays (R steps at once), False for one step."""
+        return self.lp_with.ndim == 2
+
+    def _borrowed(self) -> bool:
+        s = self.scores
+        return s is self.lp_with or s is self.lp_without or any(s is b for b in self.borrowed)
 
     def writable_scores(self) -> np.ndarray:
-        """``scores``, copied first if it is still one of the streams' log-prob arrays (never write to those)."""
-        if self.scores is self.lp_with or self.scores is self.lp_without:
+        """``scores``, copied first if this state does not own them (never write to the streams' log-probs)."""
+        if self._borrowed():
             self.scores = self.scores.copy()
         return self.scores
 
-    def divide(self, t: float) -> None:
-        """scores / t (in place once the scores are this state's own), and t is the step's temperature."""
-        if self.scores is self.lp_with or self.scores is self.lp_without:
-            self.scores = self.scores / t
+    def divide(self, t) -> None:
+        """scores / t (in place once the scores are this state's own), and t is the step's temperature.  ``t``:
+        one number, or one per row (float32 division, as for one step: numpy rounds a Python float to float32)."""
+        d = t if np.ndim(t) == 0 else np.asarray(t, dtype=np.float32)[:, None]
+        if self._borrowed():
+            self.scores = self.scores / d
         else:
-            self.scores /= t
+            self.scores /= d
         self.temperature = t
 
+    def fork(self) -> "StepState":
+        """A copy that shares every array: a processor applied to it copies the scores before writing."""
+        return replace(self, borrowed=self.borrowed + (self.scores,))
+
     def info(self) -> StepInfo:
+        if self.rows:
+            raise ValueError("info() describes one step; this state holds several rows")
         return StepInfo(js=self.js, temperature=self.temperature, n_removed=self.n_removed)
 
 
 class Processor:
-    """One transform of a ``StepState``.  Subclasses validate their settings in ``__init__``."""
+    """One transform of a ``StepState`` (one step or R rows).  Subclasses validate their settings in
+    ``__init__``; ``key`` says when two processors do the same thing (chains that share a prefix of equal
+    processors are applied once up to it by ``apply_shared``)."""
 
     needs_both_streams: ClassVar[bool] = False
 
     def __call__(self, state: StepState) -> StepState:
         raise NotImplementedError
+
+    @property
+    def key(self) -> tuple:
+        return (type(self).__name__, id(self))  # equal only to itself unless a subclass says what it does
 
 
 def _positive(name: str, value: float) -> float:
@@ -95,8 +137,15 @@ class Temperature(Processor):
         self.temperature = _positive("temperature", temperature)
 
     def __call__(self, state: StepState) -> StepState:
-        state.divide(self.temperature)
+        if self.temperature == 1.0:  # x / 1 is x, exactly
+            state.temperature = 1.0
+        else:
+            state.divide(self.temperature)
         return state
+
+    @property
+    def key(self) -> tuple:
+        return ("Temperature", self.temperature)
 
     def __repr__(self) -> str:
         return f"Temperature({self.temperature:g})"
@@ -106,14 +155,19 @@ class Steer(Processor):
     """SDA steering: scores + k·λ·(lp_with − lp_without) (guidance γ = 1 + kλ when scores = lp_with)."""
 
     needs_both_streams = True
+    clip: float | None = None
 
     def __init__(self, lam: float, k: float = 2.0):
         check_factor(lam, k)
         self.lam, self.k = float(lam), float(k)
 
     def __call__(self, state: StepState) -> StepState:
-        state.scores = steer_add(state.scores, state.lp_with, state.lp_without, self.lam, self.k)
+        state.scores = steer_add(state.scores, state.lp_with, state.lp_without, self.lam, self.k, self.clip)
         return state
+
+    @property
+    def key(self) -> tuple:
+        return ("Steer", self.lam, self.k, self.clip)
 
     def __repr__(self) -> str:
         return f"Steer(λ={self.lam:g}, k={self.k:g})"
@@ -128,12 +182,16 @@ class BoundedSteer(Steer):
         super().__init__(lam, k)
         self.clip = _positive("guidance clip c", clip)
 
-    def __call__(self, state: StepState) -> StepState:
-        state.scores = steer_add(state.scores, state.lp_with, state.lp_without, self.lam, self.k, self.clip)
-        return state
-
     def __repr__(self) -> str:
         return f"BoundedSteer(λ={self.lam:g}, k={self.k:g}, c={self.clip:g})"
+
+
+def _per_row(state: StepState, f) -> float | np.ndarray:
+    """``f(lp_with row, lp_without row)`` for one step, or an array of it for each row."""
+    if not state.rows:
+        return f(state.lp_with, state.lp_without)
+    without = state.lp_without if state.lp_without is not None else (None,) * state.lp_with.shape[0]
+    return np.array([f(a, b) for a, b in zip(state.lp_with, without)])
 
 
 class JsTemperature(Processor):
@@ -149,9 +207,16 @@ class JsTemperature(Processor):
 
     def __call__(self, state: StepState) -> StepState:
         if state.js is None:
-            state.js = js_from_logprobs(state.lp_with, state.lp_without)
-        state.divide(js_temperature(state.js, self.t0, self.mode))
+            state.js = _per_row(state, js_from_logprobs)
+        if state.rows:
+            state.divide(np.array([js_temperature(float(j), self.t0, self.mode) for j in state.js]))
+        else:
+            state.divide(js_temperature(state.js, self.t0, self.mode))
         return state
+
+    @property
+    def key(self) -> tuple:
+        return ("JsTemperature", self.t0, self.mode)
 
     def __repr__(self) -> str:
         return f"JsTemperature(T0={self.t0:g}, {self.mode})"
@@ -173,14 +238,21 @@ class PlausibilityConstraint(Processor):
     def __call__(self, state: StepState) -> StepState:
         if self.alpha == 0.0:
             return state
-        lp = state.lp_with
-        threshold = np.float32(float(lp.max()) + math.log(self.alpha))
-        removed = lp < threshold
-        n = int(np.count_nonzero(removed))
-        if n:
+        lp, ln_alpha = state.lp_with, math.log(self.alpha)
+        if state.rows:
+            threshold = np.array([np.float32(float(m) + ln_alpha) for m in lp.max(axis=1)], dtype=np.float32)
+            removed = lp < threshold[:, None]
+        else:
+            removed = lp < np.float32(float(lp.max()) + ln_alpha)
+        n = np.count_nonzero(removed, axis=-1)
+        if np.any(n):
             state.writable_scores()[removed] = -np.inf
-            state.n_removed += n
+            state.n_removed = state.n_removed + (n if state.rows else int(n))
         return state
+
+    @property
+    def key(self) -> tuple:
+        return ("PlausibilityConstraint", self.alpha)
 
     def __repr__(self) -> str:
         return f"PlausibilityConstraint(α={self.alpha:g})"
@@ -202,19 +274,34 @@ class EchoBlock(Processor):
         for i in range(len(toks) - self.n + 1):
             self.next_tokens.setdefault(tuple(toks[i:i + self.n - 1]), set()).add(toks[i + self.n - 1])
 
-    def __call__(self, state: StepState) -> StepState:
-        if len(state.history) < self.n - 1:
-            return state
-        banned = self.next_tokens.get(tuple(state.history[len(state.history) - self.n + 1:]))
+    def banned(self, scores: np.ndarray, history: Sequence[int]) -> np.ndarray | None:
+        """The still-possible tokens of one step (1-D ``scores``) that would continue a run of the instruction,
+        or None when there are none or they are the only candidates left."""
+        if len(history) < self.n - 1:
+            return None
+        banned = self.next_tokens.get(tuple(history[len(history) - self.n + 1:]))
         if not banned:
-            return state
+            return None
         idx = np.fromiter(banned, dtype=np.int64)
-        scores = state.scores
-        if np.isfinite(np.delete(scores, idx)).any():  # something else stays possible
-            live = np.isfinite(scores[idx])
-            if live.any():
-                state.writable_scores()[idx[live]] = -np.inf
-                state.n_removed += int(live.sum())
+        live = idx[np.isfinite(scores[idx])]
+        if not live.size or not np.isfinite(np.delete(scores, idx)).any():  # keep the last candidates
+            return None
+        return live
+
+    def __call__(self, state: StepState) -> StepState:
+        if not state.rows:
+            idx = self.banned(state.scores, state.history)
+            if idx is not None:
+                state.writable_scores()[idx] = -np.inf
+                state.n_removed += int(idx.size)
+            return state
+        removed = np.zeros(state.scores.shape[0], dtype=np.int64)
+        for i, hist in enumerate(state.history):
+            idx = self.banned(state.scores[i], hist)
+            if idx is not None:
+                state.writable_scores()[i, idx] = -np.inf
+                removed[i] = idx.size
+        state.n_removed = state.n_removed + removed
         return state
 
     def __repr__(self) -> str:
@@ -248,6 +335,19 @@ class ProcessorChain:
         lp = log_softmax32(a)
         return StepState(lp, log_softmax32(b), lp, history=history)
 
+    def start_rows(self, logits_with, logits_without=None, history: Sequence = ()) -> StepState:
+        """``start`` for R steps at once: (R, n_vocab) logits, each row checked and log-softmaxed as one step
+        is (so every row's arithmetic is that of ``start``), and one history per row."""
+        a = np.asarray(logits_with)
+        b = None if logits_without is None else np.asarray(logits_without)
+        if a.ndim != 2 or (b is not None and b.shape != a.shape):
+            raise ValueError(f"expected (rows, n_vocab) logits for each stream, got {a.shape}"
+                             + ("" if b is None else f" and {b.shape}"))
+        states = [self.start(a[i], None if b is None else b[i]) for i in range(a.shape[0])]
+        lw = np.stack([st.lp_with for st in states]) if states else np.empty(a.shape, np.float32)
+        ln = None if b is None else (np.stack([st.lp_without for st in states]) if states else lw.copy())
+        return StepState.of(lw, ln, history=history)
+
     def apply(self, state: StepState) -> StepState:
         for p in self.processors:
             state = p(state)
@@ -272,6 +372,26 @@ class ProcessorChain:
 
     def __repr__(self) -> str:
         return "ProcessorChain[" + ", ".join(map(repr, self.processors)) + "]"
+
+
+def apply_shared(chains: Sequence[ProcessorChain], state: StepState, *, depth: int = 0):
+    """Every chain applied to ``state`` (which is left as it is), yielding (index, final state) in the chains'
+    order of first difference; a prefix of equal processors (``Processor.key``) that several chains share is
+    applied once and its result forked.  Each final state equals ``chain.apply(state)`` value for value."""
+    groups: dict[tuple, list[int]] = {}
+    done = []
+    for j, chain in enumerate(chains):
+        if depth == len(chain.processors):
+            done.append(j)
+        else:
+            groups.setdefault(chain.processors[depth].key, []).append(j)
+    for j in done:
+        yield j, state
+    for members in groups.values():
+        after = chains[members[0]].processors[depth](state.fork())
+        sub = [chains[j] for j in members]
+        for i, final in apply_shared(sub, after, depth=depth + 1):
+            yield members[i], final
 
 
 def plain_chain(temperature: float, plausibility: float = 0.0, echo: EchoBlock | None = None) -> ProcessorChain:

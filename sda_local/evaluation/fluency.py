@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy.special import logsumexp
 
+from ..core import target_logprobs
 from ..errors import PromptTooLongError
 from ..runtime.teacher_forcing import TeacherForcer
 
@@ -26,7 +26,7 @@ def mean_token_logprob(logits: np.ndarray, targets: Sequence[int]) -> float:
     t = np.asarray(targets, dtype=np.int64)
     if z.ndim != 2 or z.shape[0] != t.size or t.size == 0:
         raise ValueError(f"need one logits row per target and at least one target; got {z.shape} for {t.size}")
-    return float((z[np.arange(t.size), t] - logsumexp(z, axis=1)).mean())
+    return float(target_logprobs(z, t).mean())
 
 
 class FluencyScorer:

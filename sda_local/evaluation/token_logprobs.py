@@ -17,7 +17,6 @@ score here is the probability the sampler would give the reference token.
 """
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -25,15 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from .. import core
-from ..core.distributions import (
-    check_pair,
-    js_from_logprobs,
-    js_temperature,
-    log_softmax32,
-)
+from ..core.distributions import js_from_logprobs
 
 PLAIN_KINDS = ("base", "instruction")
-EXP_FLOOR = np.float32(-87.33)  # exp(x) for x below is subnormal or 0 in float32 (smallest normal: e^−87.336)
 BLOCK_ELEMS = 1 << 18  # floats per work array of a row block (about 1 MB: the arrays stay in cache)
 
 
@@ -47,6 +40,7 @@ class Setting:
     lam: float = 0.0                  # sda settings
     mode: str = "off"                 # sda settings: temperature schedule
     plausibility: float = 0.0         # plausibility constraint α (0 = off)
+    clip: float | None = None         # sda settings: bounded guidance ±c (None = off)
 
     def describe(self) -> str:
         alpha = f", plausibility α={self.plausibility:g}" if self.plausibility else ""
@@ -59,7 +53,8 @@ class Setting:
     def chain(self, *, k: float, t0: float) -> core.ProcessorChain:
         """The processor chain of this setting (what the engine would sample with)."""
         if self.kind == "sda":
-            return core.sda_chain(self.lam, k=k, t0=t0, mode=self.mode, plausibility=self.plausibility)
+            return core.sda_chain(self.lam, k=k, t0=t0, mode=self.mode, plausibility=self.plausibility,
+                                  clip=self.clip)
         if self.kind in PLAIN_KINDS:
             return core.plain_chain(t0 if self.temperature is None else self.temperature, self.plausibility)
         raise ValueError(f"unknown setting kind {self.kind!r}; choose one of sda, {', '.join(PLAIN_KINDS)}")
@@ -117,10 +112,10 @@ def edge_logprobs(logits_with: np.ndarray, logits_without: np.ndarray, rows: np.
     """``answer_logprobs`` for (row, target) pairs: log-prob of ``targets[e]`` after logits row ``rows[e]``, under
     each setting (shape (len(settings), len(rows))), and the JS divergence of each logits row.
 
-    The arithmetic is that of each setting's processor chain (``Setting.chain``) followed by
-    ``core.log_softmax_at``, value for value; what is shared is done once: each row's log-softmax, JS and
-    steering difference for all settings, the steered scores of a λ for all temperature modes, the
-    log-sum-exp of a row for all its targets (the rows of a block at once, in float32 as the chains do).
+    The settings' processor chains (``Setting.chain``, the chains the engine samples with) run over blocks of
+    rows ((rows, n_vocab) states, cache-sized), then ``core.target_logprobs``; what settings share is done
+    once (``core.apply_shared``): each row's log-softmax and JS, a λ's steered scores for every α and
+    temperature mode, an α's constrained scores for every mode.
     ``n_threads`` > 1 scores row blocks in parallel (numpy releases the GIL; each block's arithmetic is the same).
     """
     zw, zn = np.asarray(logits_with), np.asarray(logits_without)
@@ -132,7 +127,10 @@ def edge_logprobs(logits_with: np.ndarray, logits_without: np.ndarray, rows: np.
         raise ValueError("a target token id is outside the vocabulary")
     if rows.size and (rows.min() < 0 or rows.max() >= zw.shape[0]):
         raise ValueError("a row index is outside the logits")
-    plan = _Plan.of(settings, k=k, t0=t0)
+    chains = [s.chain(k=k, t0=t0) for s in settings]  # validates each setting as the chains do
+    by_root: dict[str, list[int]] = {}
+    for j, s in enumerate(settings):
+        by_root.setdefault(s.kind, []).append(j)
     n_rows, n_vocab = zw.shape
     out = np.empty((len(settings), tg.size), dtype=np.float64)
     js_all = np.zeros(n_rows, dtype=np.float64)
@@ -143,10 +141,11 @@ def edge_logprobs(logits_with: np.ndarray, logits_without: np.ndarray, rows: np.
     def score_block(r0: int) -> None:
         r1 = min(n_rows, r0 + step)
         sel = order[starts[r0]:starts[r1]]
-        blk = _Block(zw[r0:r1], zn[r0:r1], rows[sel] - r0, tg[sel])
-        js_all[r0:r1] = blk.js
-        for j, vals in plan.run(blk, t0):
-            out[j, sel] = vals
+        roots = _roots(zw[r0:r1], zn[r0:r1])
+        js_all[r0:r1] = roots["sda"].js
+        for kind, members in by_root.items():
+            for i, final in core.apply_shared([chains[j] for j in members], roots[kind]):
+                out[members[i], sel] = core.target_logprobs(final.scores, tg[sel], rows[sel] - r0)
 
     blocks = range(0, n_rows, step)
     if n_threads > 1 and len(blocks) > 1:
@@ -158,85 +157,10 @@ def edge_logprobs(logits_with: np.ndarray, logits_without: np.ndarray, rows: np.
     return out, js_all
 
 
-class _Block:
-    """Rows of both streams' logits, their float32 log-softmax and JS, and the (row, target) pairs to score."""
-
-    def __init__(self, zw: np.ndarray, zn: np.ndarray, r: np.ndarray, tg: np.ndarray):
-        n = zw.shape[0]
-        self.lw = np.empty(zw.shape, dtype=np.float32)
-        self.ln = np.empty(zw.shape, dtype=np.float32)
-        self.js = np.empty(n, dtype=np.float64)
-        for i in range(n):
-            a, b = check_pair(zw[i], zn[i])
-            self.lw[i], self.ln[i] = log_softmax32(a), log_softmax32(b)
-            self.js[i] = js_from_logprobs(self.lw[i], self.ln[i])
-        self.r, self.tg = r, tg
-        self.buf = np.empty(zw.shape, dtype=np.float32)
-        self.buf2 = np.empty(zw.shape, dtype=np.float32)
-        self.small = np.empty(zw.shape, dtype=bool)
-
-    def mask(self, scores: np.ndarray, lp: np.ndarray, alpha: float) -> np.ndarray:
-        """``PlausibilityConstraint(alpha)`` on each row: −inf where lp < max lp + ln α (a new array)."""
-        if not alpha:
-            return scores
-        thr = np.array([np.float32(float(m) + math.log(alpha)) for m in lp.max(axis=1)], dtype=np.float32)
-        out = scores.copy()
-        out[lp < thr[:, None]] = -np.inf
-        return out
-
-    def at(self, scores: np.ndarray, temps: np.ndarray | None, row_max: np.ndarray | None = None) -> np.ndarray:
-        """``log_softmax_at(scores_row / t_row, y)`` for every pair (float32 division, float64 reduction).
-        ``row_max``: max of each row of ``scores`` when known (the max of ``scores / t`` follows: rounding is
-        monotonic)."""
-        x = scores if temps is None else np.divide(scores, temps[:, None], out=self.buf2)
-        if row_max is None:
-            m = x.max(axis=1)
-        else:
-            m = row_max if temps is None else (row_max / temps).astype(np.float32)
-        np.subtract(x, m[:, None], out=self.buf)
-        # exp of these is subnormal (or 0) in float32, and a subnormal result makes exp ~10× slower; their sum
-        # (< n_vocab · 1.2e-38) vanishes next to the row's largest term, exp(0) = 1, in the float64 sum
-        np.less(self.buf, EXP_FLOOR, out=self.small)
-        np.copyto(self.buf, -np.inf, where=self.small)
-        np.exp(self.buf, out=self.buf)
-        lse = np.log(self.buf.sum(axis=1, dtype=np.float64))
-        return (x[self.r, self.tg].astype(np.float64) - m[self.r].astype(np.float64)) - lse[self.r]
-
-
-@dataclass
-class _Plan:
-    """The settings grouped by what they share: plain ones by stream, SDA ones by λ, then α."""
-
-    plain: list[tuple[int, str, float, float]]                    # (index, kind, T, α)
-    sda: dict[float, dict[float, list[tuple[int, str]]]]          # λ → α → [(index, mode)]
-    k: float
-
-    @classmethod
-    def of(cls, settings: Sequence[Setting], *, k: float, t0: float) -> "_Plan":
-        plain, sda = [], {}
-        for j, s in enumerate(settings):
-            s.chain(k=k, t0=t0)  # validates the setting as the chains do (kind, λ, k, T0, mode, α)
-            if s.kind == "sda":
-                sda.setdefault(float(s.lam), {}).setdefault(float(s.plausibility), []).append((j, s.mode))
-            else:
-                plain.append((j, s.kind, t0 if s.temperature is None else float(s.temperature), s.plausibility))
-        return cls(plain, sda, float(k))
-
-    def run(self, blk: _Block, t0: float):
-        """(setting index, values of every pair of the block) for every setting."""
-        for j, kind, t, alpha in self.plain:
-            lp = blk.lw if kind == "instruction" else blk.ln
-            temps = None if t == 1.0 else np.full(lp.shape[0], t, dtype=np.float32)
-            yield j, blk.at(blk.mask(lp, lp, alpha), temps)
-        if not self.sda:
-            return
-        diff = blk.lw - blk.ln
-        for lam, by_alpha in self.sda.items():
-            steered = diff * (np.float32(self.k * lam))
-            steered += blk.lw
-            for alpha, group in by_alpha.items():
-                scores = blk.mask(steered, blk.lw, alpha)
-                row_max = None if alpha else scores.max(axis=1)
-                for j, mode in group:
-                    temps = np.array([js_temperature(float(js), t0, mode) for js in blk.js], dtype=np.float32)
-                    yield j, blk.at(scores, temps, row_max)
+def _roots(zw: np.ndarray, zn: np.ndarray) -> dict[str, core.StepState]:
+    """The states a block of rows starts from, one per setting kind: SDA reads both streams (their JS computed
+    once), "instruction" the stream with the instruction, "base" the one without."""
+    both = core.sda_chain(0.0).start_rows(zw, zn)
+    both.js = np.array([js_from_logprobs(a, b) for a, b in zip(both.lp_with, both.lp_without)])
+    return {"sda": both, "instruction": core.StepState.of(both.lp_with),
+            "base": core.StepState.of(both.lp_without)}

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..runtime.answer_logprobs import target_logprobs
+from ..core import target_logprobs
 
 RATING_MAX = 10               # the digit judges ask for an integer rating 1 … RATING_MAX
 # nats per token: r = +0.1 → score ≈ 73, r = −0.1 → ≈ 28, r = 0 → 50.5.  On SmolLM2 and TruthfulQA answers r

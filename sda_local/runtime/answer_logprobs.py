@@ -6,8 +6,8 @@
   pass over the vocabulary and no change to what is sampled.
 - ``AnswerRecord``: a recorded answer (prompt, tokens, log-probs), carried by its ``Finished`` event: the
   self-score reads the uninstructed stream's half of its gap from it instead of teacher-forcing the answer again.
-- ``target_logprobs``: float64 log softmax(row)[target] of logits rows (``evaluators.scales.mean_logprob_gap``
-  is the mean difference of two of these).
+- ``target_logprobs``: ``core.target_logprobs`` of logits rows taken to float64 (the self-score's gap is a
+  mean difference of two of these).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.distributions import target_logprobs as core_target_logprobs
 from ..core.processors import Processor, StepState
 
 
@@ -57,10 +58,5 @@ class AnswerRecord:
 
 
 def target_logprobs(rows: np.ndarray, targets: Sequence[int]) -> np.ndarray:
-    """log softmax(rows[i])[targets[i]] in float64 for logits ``rows`` of shape (n, n_vocab)."""
-    x = np.asarray(rows, dtype=np.float64)
-    y = np.asarray(targets, dtype=np.int64)
-    if x.ndim != 2 or x.shape[0] != y.size:
-        raise ValueError(f"logits {x.shape} do not match {y.size} targets")
-    m = x.max(axis=1, keepdims=True)
-    return x[np.arange(y.size), y] - (m[:, 0] + np.log(np.exp(x - m).sum(axis=1)))
+    """log softmax(rows[i])[targets[i]], computed in float64, for logits ``rows`` of shape (n, n_vocab)."""
+    return core_target_logprobs(np.asarray(rows, dtype=np.float64), targets)
