@@ -1,7 +1,7 @@
 """The fast scorer (``edge_logprobs``), the answer prefix tree and prefix-shared teacher forcing.
 
 ``edge_logprobs`` must give, value for value, what each setting's processor chain followed by
-``core.log_softmax_at`` gives (the per-position loop the scorer used before issue 14): compared bit for bit on
+``core.target_logprobs`` gives (the per-position loop the scorer used before issue 14): compared bit for bit on
 random logits, at SmolLM2's and Qwen's vocabulary sizes.  Prefix sharing is checked on the tiny GGUF against the
 default layout (same computation; llama.cpp's rounding may differ with the batch layout).
 """
@@ -32,7 +32,7 @@ def chain_logprobs(zw, zn, rows, targets, settings, k=2.0, t0=0.6):
         for j, (s, chain) in enumerate(zip(settings, chains)):
             lp = lw if s.kind != "base" else ln
             state = core.StepState(lw, ln, lw, js=js) if s.kind == "sda" else core.StepState(lp, None, lp)
-            out[j, e] = core.log_softmax_at(chain.apply(state).scores, int(y))
+            out[j, e] = core.target_logprobs(chain.apply(state).scores[None], [int(y)])[0]
     return out
 
 
@@ -134,3 +134,31 @@ def test_score_question_accepts_a_forcer_with_only_force(tiny_engine):
         assert tree.edge_rows.tolist() == list(range(tree.logits_with.shape[0]))
     finally:
         tf.close()
+
+
+def test_truthfulqa_contrast_and_clip_grids_score_each_sda_row_in_its_own_pass(tiny_engine):
+    """A contrast × clip grid: SDA rows are scored on the "without" stream their contrast builds (a contrast of
+    none gives the plain grid's numbers, ignore gives others), bounded rows differ from unbounded ones, and the
+    instruction and base rows do not depend on either grid."""
+    record = {"Question": "is the sea salty?", "Best Answer": "the sea is salty",
+              "Correct Answers": "the sea is salty; yes", "Incorrect Answers": "the sea is sweet; no"}
+    plain = TruthfulQAConfig(instruction=INSTR, lams=(1.0,), modes=("ln2",))
+    grid = TruthfulQAConfig(instruction=INSTR, lams=(1.0,), modes=("ln2",), contrasts=("none", "ignore"),
+                            clips=(None, 0.01))
+    names = grid.settings()
+    assert "sda λ=1.00 ln2 contrast=ignore clip=0.01" in names[-1].name
+    assert sum(s.kind == "sda" for s in names) == 2 * 2 * 2  # (λ 0 and 1) × contrast × clip
+    tf = TeacherForcer.for_engine(tiny_engine, n_ctx=1024, n_seq_max=10)
+    try:
+        a = score_question(tf, record["Question"], record, plain)
+        b = score_question(tf, record["Question"], record, grid)
+        for name in ("base T0", "instruction T0", "base T=1"):
+            assert b["mc2"][name] == a["mc2"][name]
+        assert b["mc2"]["sda λ=1.00 ln2 contrast=none"] == a["mc2"]["sda λ=1.00 ln2"]
+        lp = {n: b["mean_logprob"][n]["best"] for n in b["mean_logprob"]}
+        assert lp["sda λ=1.00 ln2 contrast=ignore"] != lp["sda λ=1.00 ln2 contrast=none"]
+        assert lp["sda λ=1.00 ln2 contrast=none clip=0.01"] != lp["sda λ=1.00 ln2 contrast=none"]
+    finally:
+        tf.close()
+    with pytest.raises(ValueError, match="contrast"):
+        TruthfulQAConfig(instruction=INSTR, contrasts=("sideways",))

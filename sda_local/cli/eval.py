@@ -64,7 +64,10 @@ def cmd_truthfulqa(args) -> int:
                        f"Incorrect Answers), got format {ds.format!r}")
     cfg = TruthfulQAConfig(instruction=preset.instruction, preset=_preset_name(args, preset), lams=args.lams,
                            modes=args.temperature_mode, plausibilities=args.plausibility,
-                           sampling=sampling_from_args(args), placements=args.placement)
+                           sampling=sampling_from_args(args), placements=args.placement,
+                           contrasts=None if args.contrast == ["auto"] else args.contrast,
+                           clips=None if args.guidance_clip == [None] else args.guidance_clip,
+                           opposite=preset.opposite)
     cfg.settings()  # check the grid before loading the model
     report = _run(model_from_args(args).open(),
                   lambda eng: run_truthfulqa(eng, ds, cfg, args.out, progress=not args.quiet,
@@ -118,11 +121,14 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
 
     t = sub.add_parser("truthfulqa", help="teacher-forced TruthfulQA MC1/MC2: base vs instruction vs SDA grid",
                        description="Score every reference answer of each question under base, instruction-only and "
-                                   "SDA (λ grid × temperature modes × plausibility α × placement) by teacher "
+                                   "SDA (λ grid × temperature modes × plausibility α × placement × contrast × "
+                                   "guidance clip) by teacher "
                                    "forcing; no sampling, exact numbers.",
                        parents=[*_common("honesty", "results/truthfulqa"),
-                                sampling_parent(only=("k", "t0", "temperature_mode", "plausibility"),
-                                                grid={"temperature_mode": "--modes", **PLAUSIBILITY_GRID},
+                                sampling_parent(only=("k", "t0", "temperature_mode", "plausibility", "contrast",
+                                                      "guidance_clip"),
+                                                grid={"temperature_mode": "--modes", **PLAUSIBILITY_GRID,
+                                                      "contrast": "--contrasts", "guidance_clip": "--clips"},
                                                 temperature_mode=core.TEMPERATURE_MODES)])
     t.add_argument("data", help="TruthfulQA JSONL (e.g. ../shared/datasets/truthfulqa.dev.jsonl)")
     t.add_argument("--lams", type=lambda_list_type(), nargs="+", default=[0.25, 0.5, 0.75, 1.0],

@@ -58,9 +58,20 @@ class TruthfulQAConfig:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     placement: str = "user"
     placements: Sequence[str] | None = None         # the placement grid; None: ``placement`` alone
+    contrasts: Sequence[str] | None = None          # the contrast grid (SDA rows); None: sampling's contrast alone
+    clips: Sequence[float | None] | None = None     # the bounded-guidance grid (SDA rows); None: sampling's clip
+    opposite: str = ""                              # the preset's opposite instruction (contrast "opposite")
 
     def __post_init__(self):
         self.placement, self.placements = normalise_placements(self.placement, self.placements)
+        for c in self.contrasts or ():
+            if c not in core.CONTRASTS:
+                raise ValueError(f"contrast must be one of {', '.join(core.CONTRASTS)}, got {c!r}")
+        if self.contrasts is not None:
+            self.contrasts = list(dict.fromkeys(self.contrasts))
+        if self.clips is not None:
+            self.clips = list(dict.fromkeys(None if c is None else core.BoundedSteer(0.0, clip=c).clip
+                                            for c in self.clips))
 
     def alphas(self) -> list[float]:
         return [float(a) for a in (self.plausibilities or (self.sampling.plausibility,))]
@@ -68,15 +79,25 @@ class TruthfulQAConfig:
     def placement_grid(self) -> list[str]:
         return list(self.placements or (self.placement,))
 
-    def placed_settings(self) -> list[tuple[Setting, str | None]]:
-        """Every setting with the placement it is scored under (None: the plain prompt, for base rows)."""
-        grid = self.placement_grid()
-        out: list[tuple[Setting, str | None]] = []
+    def contrast_grid(self) -> list[str]:
+        return list(self.contrasts or (self.sampling.contrast,))
+
+    def placed_settings(self) -> list[tuple[Setting, Source | None]]:
+        """Every setting with the (placement, contrast) pass it is scored in (None: the plain prompt, for base
+        rows).  Instruction rows read only the instructed stream, which no contrast changes: they are scored in
+        their placement's first contrast pass.  SDA rows get `` contrast=…`` / `` clip=…`` tags for grids."""
+        grid, contrasts = self.placement_grid(), self.contrast_grid()
+        clips = list(self.clips or (self.sampling.guidance_clip,))
+        out: list[tuple[Setting, Source | None]] = []
         for s in default_settings(self.lams, self.modes, plausibilities=self.alphas()):
             if s.kind == "base":
                 out.append((s, None))
+            elif s.kind == "instruction":
+                out += [(replace(s, name=with_placement(s.name, p, grid)), (p, contrasts[0])) for p in grid]
             else:
-                out += [(replace(s, name=with_placement(s.name, p, grid)), p) for p in grid]
+                out += [(replace(s, name=with_placement(_tagged(s.name, c, self.contrasts, clip, self.clips), p,
+                                                        grid), clip=clip), (p, c))
+                        for p in grid for c in contrasts for clip in clips]
         return out
 
     def settings(self) -> list[Setting]:
@@ -85,11 +106,26 @@ class TruthfulQAConfig:
     def instruction_refs(self) -> dict[str, str]:
         """Each setting's instruction-only reference: "instruction T0" of its own placement."""
         grid = self.placement_grid()
-        return {s.name: with_placement(INSTRUCTION_ONLY, p or grid[0], grid) for s, p in self.placed_settings()}
+        return {s.name: with_placement(INSTRUCTION_ONLY, src[0] if src else grid[0], grid)
+                for s, src in self.placed_settings()}
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "lams": list(self.lams), "modes": list(self.modes), "plausibilities": self.alphas(),
-                "placements": self.placement_grid()}
+        d = {**asdict(self), "lams": list(self.lams), "modes": list(self.modes), "plausibilities": self.alphas(),
+             "placements": self.placement_grid()}
+        for key in ("contrasts", "clips", "opposite"):  # absent unless used: older runs' configs still match
+            if not d[key]:
+                del d[key]
+        return d
+
+
+Source = tuple[str, str]  # one teacher-forcing pass: (placement, contrast)
+
+
+def _tagged(name: str, contrast: str, contrasts, clip: float | None, clips) -> str:
+    """An SDA row's name with its contrast and clip when those are grids (before any `` α=…`` tag)."""
+    head, sep, alpha = name.partition(" α=")
+    tags = (f" contrast={contrast}" if contrasts else "") + (f" clip={clip:g}" if clips and clip else "")
+    return f"{head}{tags}{sep}{alpha}"
 
 
 def reference_answers(record: dict) -> tuple[list[str], list[str]]:
@@ -109,22 +145,24 @@ def _mean_logprob(lp: np.ndarray) -> float:
     return round(m, 4) if np.isfinite(m) else IMPOSSIBLE
 
 
-def _sources(placed: Sequence[tuple[Setting, str | None]]) -> list[tuple[str | None, list[int]]]:
-    """Which teacher-forcing pass scores which settings: one per placement, the base rows on the first placement
-    whose "without" stream is the plain prompt (a pass of their own, None, when no placement has one)."""
-    grid = list(dict.fromkeys(p for _, p in placed if p is not None))
-    plain = next((p for p in grid if p in PLAIN_WITHOUT), None)
-    out: dict[str | None, list[int]] = {p: [] for p in grid}
-    for i, (_, p) in enumerate(placed):
-        out.setdefault(p if p is not None else plain, []).append(i)
+def _sources(placed: Sequence[tuple[Setting, Source | None]]) -> list[tuple[Source | None, list[int]]]:
+    """Which teacher-forcing pass scores which settings: one per (placement, contrast), the base rows in the
+    first pass whose "without" stream is the plain prompt (a pass of their own, None, when no pass has one)."""
+    grid = list(dict.fromkeys(src for _, src in placed if src is not None))
+    plain = next((src for src in grid if src[0] in PLAIN_WITHOUT and src[1] in ("auto", "none")), None)
+    out: dict[Source | None, list[int]] = {src: [] for src in grid}
+    for i, (_, src) in enumerate(placed):
+        out.setdefault(src if src is not None else plain, []).append(i)
     return list(out.items())
 
 
-def _force_tree(tf, msgs: list, instruction: str, answers: list[str], placement: str) -> ForcedTree:
+def _force_tree(tf, msgs: list, instruction: str, answers: list[str], source: Source, opposite: str = "") -> ForcedTree:
     """One teacher-forcing pass as a ``ForcedTree`` (from ``force`` for forcers that have no ``force_tree``)."""
+    placement, contrast = source
     if hasattr(tf, "force_tree"):
-        return tf.force_tree(msgs, instruction, answers, placement=placement)
-    return ForcedTree.from_answers(tf.force(msgs, instruction, answers, placement=placement))
+        return tf.force_tree(msgs, instruction, answers, placement=placement, contrast=contrast, opposite=opposite)
+    return ForcedTree.from_answers(tf.force(msgs, instruction, answers, placement=placement, contrast=contrast,
+                                            opposite=opposite))
 
 
 def score_question(tf: TeacherForcer, question: str, record: dict, cfg: TruthfulQAConfig,
@@ -141,12 +179,13 @@ def score_question(tf: TeacherForcer, question: str, record: dict, cfg: Truthful
     per_answer: list[np.ndarray] = []
     js: list[np.ndarray] = []
     n_tokens = 0
-    for placement, idx in _sources(placed):  # one pass at a time: the logits of a pass are large
+    first = (cfg.placement_grid()[0], cfg.contrast_grid()[0])
+    for source, idx in _sources(placed):  # one pass at a time: the logits of a pass are large
         t_start = time.perf_counter()
-        if placement is None:
-            forced = _force_tree(tf, msgs, "", answers, "user")  # the plain prompt on both streams
+        if source is None:
+            forced = _force_tree(tf, msgs, "", answers, ("user", "none"))  # the plain prompt on both streams
         else:
-            forced = _force_tree(tf, msgs, cfg.instruction, answers, placement)
+            forced = _force_tree(tf, msgs, cfg.instruction, answers, source, cfg.opposite)
         t_forced = time.perf_counter()
         if not per_answer:
             per_answer = [np.empty((len(settings), len(t))) for t in forced.targets]
@@ -156,7 +195,7 @@ def score_question(tf: TeacherForcer, question: str, record: dict, cfg: Truthful
                                     t0=cfg.sampling.t0, n_threads=getattr(getattr(tf, "ctx", None), "n_threads", 1))
         for a, edges in enumerate(forced.answer_edges):
             per_answer[a][idx] = lp[:, edges]
-            if placement == cfg.placement_grid()[0]:
+            if source == first:
                 js.append(js_rows[forced.answer_rows(a)])
         del forced
         timer["forcing"] = timer.get("forcing", 0.0) + t_forced - t_start

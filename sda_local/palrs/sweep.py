@@ -79,9 +79,11 @@ class SplitForcer:
     def __init__(self, steered, plain):
         self.steered, self.plain = steered, plain
 
-    def force(self, messages, instruction, answers, *, placement="user"):
-        a = self.steered.force(messages, instruction, answers, placement=placement)
-        b = self.plain.force(messages, instruction, answers, placement=placement)
+    def force(self, messages, instruction, answers, *, placement="user", contrast="auto", opposite=""):
+        a = self.steered.force(messages, instruction, answers, placement=placement, contrast=contrast,
+                               opposite=opposite)
+        b = self.plain.force(messages, instruction, answers, placement=placement, contrast=contrast,
+                             opposite=opposite)
         return [ForcedAnswer(x.text, x.targets, x.logits_with, y.logits_without) for x, y in zip(a, b)]
 
     def close(self):

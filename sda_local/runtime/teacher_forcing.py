@@ -184,9 +184,10 @@ class TeacherForcer:
 
     # -- scoring --------------------------------------------------------------------------------------------
     def force_tree(self, messages: Sequence[Message], instruction: str, answers: Sequence[str], *,
-                   placement: Placement = "user") -> ForcedTree:
-        """Both streams' logits at every distinct prefix of the answers (see the module docstring)."""
-        ta, tb = self.prompter.pair(messages, instruction, placement)
+                   placement: Placement = "user", contrast: str = "auto", opposite: str = "") -> ForcedTree:
+        """Both streams' logits at every distinct prefix of the answers (see the module docstring); the
+        "without" stream gets ``contrast``'s line (``runtime.prompts.negative_instruction``)."""
+        ta, tb = self.prompter.pair(messages, instruction, placement, contrast, opposite)
         toks = [self.answer_tokens(a) for a in answers]
         longest = max((len(t) for t in toks), default=0)
         for name, p in (("prompt with the instruction", ta), ("prompt", tb)):
@@ -224,7 +225,8 @@ class TeacherForcer:
                           np.concatenate(edge_targets), answer_edges)
 
     def force(self, messages: Sequence[Message], instruction: str, answers: Sequence[str], *,
-              placement: Placement = "user") -> list[ForcedAnswer]:
+              placement: Placement = "user", contrast: str = "auto", opposite: str = "") -> list[ForcedAnswer]:
         """Both streams' logits at every token of every answer (see the module docstring)."""
-        tree = self.force_tree(messages, instruction, answers, placement=placement)
+        tree = self.force_tree(messages, instruction, answers, placement=placement, contrast=contrast,
+                               opposite=opposite)
         return [tree.forced_answer(a) for a in range(len(answers))]
