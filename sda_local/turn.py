@@ -170,14 +170,15 @@ BASE_CHOICES = ("auto", "always", "never")
 
 def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict], settings: TurnSettings, *,
            base: str = "auto", decision: LambdaDecision | None = None, seed_offset: int = 0,
-           inspect: int = 0) -> Iterator:
+           inspect: int = 0, extras=None) -> Iterator:
     """One turn on ``messages`` (ending with the user's message) as events (module docstring).
 
     ``base``: "auto" generates the unsteered answer only when the λ decision reads it (a judge); "always" also
     when λ is fixed (to show or compare it); "never" refuses a judge that would need it.  ``decision``: a λ
     decision already made (a regenerated answer, or the same decision under another placement): no judge runs.
     ``seed_offset`` moves the aligned answer's seed (a fresh, reproducible draw); ``inspect=k`` records each
-    aligned step's top-k lists.  Raises (before the first event) ``SdaError`` for bad settings or messages and
+    aligned step's top-k lists; ``extras`` (``runtime.logprobs.DecodeExtras``: log-probs, a grammar) applies to
+    the aligned answer.  Raises (before the first event) ``SdaError`` for bad settings or messages and
     ``PromptTooLongError`` when a stream's prompt does not fit."""
     if base not in BASE_CHOICES:
         raise ValueError(f"base must be one of {BASE_CHOICES}, got {base!r}")
@@ -193,11 +194,11 @@ def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict], setti
     if decision is None and base == "never":
         raise SdaError(f"evaluator {evaluator.name} rates the base answer, so the turn needs one")
     want_base = decision is None or base == "always"
-    return _turn(engine, evaluator, msgs, settings, want_base, decision, fresh, seed_offset, inspect)
+    return _turn(engine, evaluator, msgs, settings, want_base, decision, fresh, seed_offset, inspect, extras)
 
 
 def _turn(engine: Engine, evaluator: Evaluator, msgs: list[dict], s: TurnSettings, want_base: bool,
-          decision: LambdaDecision | None, fresh: bool, seed_offset: int, inspect: int) -> Iterator:
+          decision: LambdaDecision | None, fresh: bool, seed_offset: int, inspect: int, extras=None) -> Iterator:
     base_done = None
     if want_base:
         for ev in engine.generate_plain(msgs, params=s.params(), record=True):
@@ -211,7 +212,8 @@ def _turn(engine: Engine, evaluator: Evaluator, msgs: list[dict], s: TurnSetting
                                  s.fallback_lam, base=BaseAnswer(msgs, engine, base_done.record))
     yield from decision_events(decision, s.mapping, warnings=fresh)
     for ev in engine.generate(msgs, s.preset.instruction, decision.lam, placement=s.effective_placement,
-                              params=s.params(seed_offset), inspect=inspect, opposite=s.preset.opposite):
+                              params=s.params(seed_offset), inspect=inspect, opposite=s.preset.opposite,
+                              extras=extras):
         yield PhaseDone("aligned", ev) if isinstance(ev, Finished) else AlignedToken(ev)
 
 

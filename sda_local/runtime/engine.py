@@ -35,8 +35,10 @@ from ..core import ControlVectors, SamplingParams
 from ..errors import DecodeError, PromptTooLongError, SdaError
 from .answer_logprobs import AnswerRecord, LogprobRecorder, target_logprobs
 from .backend import Context, LoadedModel, default_threads
+from .grammar import GrammarConstraint, check_grammar
 from .kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_prefix
 from .layouts import DEFAULT_VARIANT, VARIANTS, Variant  # noqa: F401  (re-exported: the layouts, as data)
+from .logprobs import DecodeExtras, TokenLogprobs, step_logprobs
 from .models import ModelChoice, resolve_model
 from .prompts import ChatPrompter, Message, Placement, check_messages, with_instruction
 from .textstream import Utf8Stream
@@ -63,6 +65,7 @@ class TokenEvent:
     js: float | None     # None for plain generation (one stream)
     kind: str = "token"
     top: dict | None = None  # with ``inspect=k``: the step's top-k lists (``core.TopK.to_dict``), else None
+    logprobs: TokenLogprobs | None = None  # with ``DecodeExtras.logprobs``: the step's log-probs (``logprobs``)
 
 
 @dataclass
@@ -348,45 +351,71 @@ class Engine:
 
     # -- generation -----------------------------------------------------------------------------------------
     def generate(self, messages: Sequence[Message], instruction: str, lam: float, *, placement: Placement = "user",
-                 params: SamplingParams | None = None, inspect: int = 0,
-                 opposite: str = "") -> Iterator[TokenEvent | Finished]:
+                 params: SamplingParams | None = None, inspect: int = 0, opposite: str = "",
+                 extras: DecodeExtras | None = None) -> Iterator[TokenEvent | Finished]:
         """SDA: yield a ``TokenEvent`` per token, then one ``Finished``.  ``inspect=k`` (off at 0) puts each step's
         top-k lists of the instructed, uninstructed and steered distributions on its event (``TokenEvent.top``).
         The uninstructed stream's prompt follows ``params.contrast`` (``opposite``: the preset's opposite
-        instruction, for contrast "opposite")."""
+        instruction, for contrast "opposite").  ``extras``: per-token log-probs, a grammar (``DecodeExtras``)."""
+        p = (params or SamplingParams()).check()
+        ta, tb = self.prompter.pair(messages, instruction, placement, p.contrast, opposite)
+        return self.generate_tokens(ta, tb, instruction, lam, params=p, inspect=inspect, extras=extras)
+
+    def generate_tokens(self, ta: list[int], tb: list[int], instruction: str, lam: float, *,
+                        params: SamplingParams | None = None, inspect: int = 0,
+                        extras: DecodeExtras | None = None) -> Iterator[TokenEvent | Finished]:
+        """SDA on prompts given as tokens: ``ta`` with the instruction (stream A), ``tb`` without (stream B);
+        ``instruction`` is only read by the echo block.  As ``generate`` otherwise."""
         p = (params or SamplingParams()).check()
         if not np.isfinite(lam):
             raise ValueError(f"lam must be finite, got {lam}")
-        chain = core.build_chain(p, float(lam), self._instruction_tokens(instruction, p))
-        ta, tb = self.prompter.pair(messages, instruction, placement, p.contrast, opposite)
+        chain = self._with_grammar(core.build_chain(p, float(lam), self._instruction_tokens(instruction, p)), extras)
         self._check_fits(ta, "prompt with the instruction")
         self._check_fits(tb, "prompt")
         streams = (self._a, self._b)
-        return self._decode(streams, lambda: self._load_pair(ta, tb), chain, p, [len(ta), len(tb)], inspect)
+        return self._decode(streams, lambda: self._load_pair(ta, tb), chain, p, [len(ta), len(tb)], inspect, extras)
 
     def generate_plain(self, messages: Sequence[Message], instruction: str = "", *, placement: Placement = "user",
                        params: SamplingParams | None = None, stream: str = "auto",
-                       record: bool = False) -> Iterator[TokenEvent | Finished]:
+                       record: bool = False, extras: DecodeExtras | None = None) -> Iterator[TokenEvent | Finished]:
         """Sampling without SDA (temperature T0, top-p) of the conversation, optionally with the instruction.
 
         ``stream``: "auto" runs on A with an instruction and on B without; "aligned" (A) or "base" (B) choose.
         With control vectors on A only, ``stream="aligned"`` and no instruction is residual steering alone.
         ``record=True`` also keeps each drawn token's log-probability under the stream (read from the step's own
         arrays: no extra work, the same tokens): ``Finished.record`` holds the prompt, the tokens and their
-        log-probs, which the self-score reads instead of teacher-forcing the answer again."""
+        log-probs, which the self-score reads instead of teacher-forcing the answer again.  ``extras``: per-token
+        log-probs, a grammar (``DecodeExtras``)."""
         if stream not in ("auto", "aligned", "base"):
             raise ValueError(f"stream must be 'auto', 'aligned' or 'base', got {stream!r}")
+        toks = self.prompt_tokens(messages, instruction, placement)
+        on_a = bool(instruction.strip()) if stream == "auto" else stream == "aligned"
+        return self.generate_plain_tokens(toks, instruction, params=params, on_a=on_a, record=record, extras=extras)
+
+    def generate_plain_tokens(self, toks: list[int], instruction: str = "", *, params: SamplingParams | None = None,
+                              on_a: bool = False, record: bool = False,
+                              extras: DecodeExtras | None = None) -> Iterator[TokenEvent | Finished]:
+        """Plain sampling of a prompt given as tokens, on stream A (``on_a``) or B; as ``generate_plain``."""
         p = (params or SamplingParams()).check()
         chain = core.build_chain(p, None, self._instruction_tokens(instruction, p))
         rec = LogprobRecorder() if record else None
         if rec is not None:
             chain = core.ProcessorChain([*chain, rec])
-        toks = self.prompt_tokens(messages, instruction, placement)
+        chain = self._with_grammar(chain, extras)
         self._check_fits(toks, "prompt")
-        on_a = bool(instruction.strip()) if stream == "auto" else stream == "aligned"
         s, other = (self._a, self._b) if on_a else (self._b, self._a)
-        gen = self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)])
+        gen = self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)], 0, extras)
         return gen if rec is None else _with_record(gen, rec, toks)
+
+    def _with_grammar(self, chain: core.ProcessorChain, extras: DecodeExtras | None) -> core.ProcessorChain:
+        """``chain`` with a ``GrammarConstraint`` last when ``extras`` carries a grammar."""
+        if extras is None or extras.grammar is None:
+            return chain
+        return core.ProcessorChain([*chain, GrammarConstraint(self.model, extras.grammar)])
+
+    def check_grammar(self, gbnf: str) -> None:
+        """``runtime.grammar.GrammarError`` unless llama.cpp parses ``gbnf`` for this model's vocabulary."""
+        check_grammar(self.model, gbnf)
 
     def _instruction_tokens(self, instruction: str, p: SamplingParams) -> list[int] | None:
         """The instruction's tokens as an answer would spell them (with and without a leading space), for the
@@ -398,9 +427,11 @@ class Engine:
         return tok(text, special=False) + [-1] + tok(" " + text, special=False)  # -1: no run crosses the seam
 
     def _decode(self, streams: tuple[KvStream, ...], load: Loader, chain: core.ProcessorChain, p: SamplingParams,
-                n_prompt: list[int], inspect: int = 0) -> Iterator[TokenEvent | Finished]:
+                n_prompt: list[int], inspect: int = 0,
+                extras: DecodeExtras | None = None) -> Iterator[TokenEvent | Finished]:
         """The decode loop: load the prompts, then per step the chain's distribution, a top-p draw, and one
         decode that appends the token to every stream."""
+        want_lp = extras is not None and extras.logprobs is not None
         self._acquire()
         try:
             t0 = time.perf_counter()
@@ -409,21 +440,20 @@ class Engine:
             rng = np.random.default_rng(p.seed)
             utf, out, reason = Utf8Stream(), [], "length"
             core_s = 0.0
-            texts: dict[int, str] = {}
+            piece_bytes = _cached(lambda t: self.model.token_bytes(t, special=True))
 
-            def piece(t: int) -> str:  # an inspector entry's text (a lone byte of a character shows as �), cached
-                if t not in texts:
-                    texts[t] = self.model.token_bytes(t, special=True).decode("utf-8", "replace")
-                return texts[t]
+            def piece(t: int) -> str:  # an inspector entry's text (a lone byte of a character shows as �)
+                return piece_bytes(t).decode("utf-8", "replace")
 
             for i in range(int(p.max_tokens)):
                 c0 = time.perf_counter()
-                top = None
+                top = lps = None
                 try:
-                    if inspect:
+                    if inspect or want_lp:
                         probs, state = chain.step(*logits, history=out)
                         info = state.info()
-                        top = core.top_k_lists(state, probs, inspect).to_dict(piece)
+                        if inspect:
+                            top = core.top_k_lists(state, probs, inspect).to_dict(piece)
                     else:
                         probs, info = chain.distribution(*logits, history=out)
                 except ValueError as exc:
@@ -434,8 +464,11 @@ class Engine:
                     reason = "stop"
                     break
                 out.append(tok)
-                yield TokenEvent(i, tok, utf.feed(self.model.token_bytes(tok)), float(probs[tok]),
-                                 info.temperature, info.js, top=top)
+                tok_bytes = self.model.token_bytes(tok)
+                if want_lp:
+                    lps = step_logprobs(state, tok, tok_bytes, extras, piece_bytes)
+                yield TokenEvent(i, tok, utf.feed(tok_bytes), float(probs[tok]), info.temperature, info.js, top=top,
+                                 logprobs=lps)
                 if len(out) >= p.max_tokens:
                     break
                 if any(len(s.tokens) >= self.n_ctx for s in streams):
@@ -492,6 +525,17 @@ class Engine:
             raise
         s.tokens.extend(toks)
         return np.concatenate(out)
+
+
+def _cached(f: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """``f`` with its results kept (a token's bytes, asked for again and again by the top lists)."""
+    seen: dict[int, bytes] = {}
+
+    def get(t: int) -> bytes:
+        if t not in seen:
+            seen[t] = f(t)
+        return seen[t]
+    return get
 
 
 def _with_record(gen, rec: LogprobRecorder, prompt: list[int]) -> Iterator[TokenEvent | Finished]:

@@ -32,7 +32,7 @@ from .request import build_plan, field_path, parse_body, split_model
 from .schemas import ChatRequest
 from .slot import GenerationSlot, QueueFull
 from .sse import DISCONNECT_POLL_S, Job, JobStream, complete, stop_all
-from .worker import Runner, check_prompt_fits
+from .worker import Runner, check_grammar, check_prompt_fits
 
 
 def served_names(engine: Engine) -> set[str]:
@@ -111,6 +111,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None, judges: Judge
     async def chat_completions(request: Request):
         plan = build_plan(parse_body(await read_body(request, config.max_body)), config, served)
         check_prompt_fits(engine, plan)
+        check_grammar(engine, plan)
         runner.prepare_control(plan)
         if not await _take_slot(slot, request, config):
             return Response(status_code=499)  # the client left while it waited: nothing to run, nobody to answer

@@ -18,6 +18,8 @@ from ..core import CV_STREAMS, Option, SamplingParams
 from ..errors import SdaError
 from ..judges import EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION
 from ..judges.spec import JudgeSpec
+from ..runtime.logprobs import DecodeExtras
+from ..runtime.schema_grammar import SchemaError, json_object_gbnf, schema_gbnf
 from ..presets import DEFAULT_PRESET, Preset, custom_preset, get_preset
 from ..turn import TurnSettings, resolve_placement, turn_options
 from .config import ServerConfig
@@ -52,6 +54,15 @@ class RequestPlan:
     stream: bool = False
     include_usage: bool = False
     sda: SdaPlan | None = None
+    logprobs: int | None = None       # None: not asked for; k: each token's log-prob and k alternatives
+    stream_logprobs: bool = False     # SDA: also the two streams' own lists
+    grammar: str | None = None        # GBNF from response_format
+
+    @property
+    def extras(self) -> DecodeExtras | None:
+        if self.logprobs is None and self.grammar is None:
+            return None
+        return DecodeExtras(self.logprobs, self.stream_logprobs, self.grammar)
 
 
 def parse_body(raw: bytes) -> ChatRequest:
@@ -97,11 +108,6 @@ def _refuse_unsupported(req: ChatRequest) -> None:
         raise ApiError(400, f"n = {req.n} is not supported: sda-local returns one choice per request (n = 1)", "n")
     _refuse_tools(req)
     _check_ignored_numbers(req)
-    if req.logprobs:
-        raise ApiError(400, "logprobs are not supported by sda-local", "logprobs")
-    fmt = (req.response_format or {}).get("type", "text")
-    if fmt != "text":
-        raise ApiError(400, f"response_format {fmt!r} is not supported (plain text only)", "response_format")
 
 
 def _refuse_tools(req: ChatRequest) -> None:
@@ -119,7 +125,7 @@ def _is_number(value) -> bool:
 
 
 def _check_ignored_numbers(req: ChatRequest) -> None:
-    """Fields sda-local ignores, refused as OpenAI refuses them: penalties that are not numbers in [-2, 2],
+    """Fields refused as OpenAI refuses them: penalties (ignored otherwise) that are not numbers in [-2, 2],
     ``top_logprobs`` that is not 0–20 or comes without ``logprobs: true``."""
     for name in ("frequency_penalty", "presence_penalty"):
         value = getattr(req, name)
@@ -132,6 +138,37 @@ def _check_ignored_numbers(req: ChatRequest) -> None:
             raise ApiError(400, f"top_logprobs must be an integer from 0 to 20, got {top!r:.40}", "top_logprobs")
         if req.logprobs is not True:
             raise ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs")
+
+
+def _logprobs(req: ChatRequest) -> tuple[int | None, bool]:
+    """(k or None, stream lists wanted): ``logprobs: true`` gives each token's log-prob, ``top_logprobs`` k
+    alternatives (0 without it); ``sda.stream_logprobs`` needs ``logprobs: true``."""
+    streams = bool(req.sda is not None and req.sda.stream_logprobs)
+    if req.logprobs is not True:
+        if streams:
+            raise ApiError(400, "sda.stream_logprobs needs logprobs: true", "sda.stream_logprobs")
+        return None, False
+    return int(req.top_logprobs or 0), streams
+
+
+def _grammar(fmt) -> str | None:
+    """The GBNF grammar ``response_format`` asks for (None for text); a 400 naming the part of a schema that the
+    grammar converter cannot enforce."""
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return json_object_gbnf()
+    if fmt.type != "json_schema":
+        raise ApiError(400, f"response_format.type must be text, json_object or json_schema, got {fmt.type!r:.40}",
+                       "response_format.type")
+    where = "response_format.json_schema.schema"
+    if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+        raise ApiError(400, "response_format json_schema needs json_schema.schema (a JSON schema object)", where)
+    try:
+        return schema_gbnf(fmt.json_schema.schema_, where)
+    except SchemaError as exc:
+        raise ApiError(400, f"{exc} (response_format is enforced with a llama.cpp grammar made from the schema)",
+                       exc.where or where, code="unsupported_schema") from None
 
 
 def _messages(req: ChatRequest) -> list[dict]:
@@ -309,4 +346,6 @@ def build_plan(req: ChatRequest, cfg: ServerConfig, served: set[str]) -> Request
     sda = _sda_plan(req.sda, preset, cfg)
     params = _sampling(req, req.sda, cfg.sampling, cfg.max_tokens_limit)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    return RequestPlan(req.model, messages, params, _stops(req.stop), bool(req.stream), include_usage, sda)
+    k, streams = _logprobs(req)
+    return RequestPlan(req.model, messages, params, _stops(req.stop), bool(req.stream), include_usage, sda,
+                       k, streams, _grammar(req.response_format))

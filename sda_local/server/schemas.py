@@ -1,7 +1,8 @@
 """The request body (pydantic: wrong types become 422 naming the field) and the OpenAI response shapes.
 
-Standard fields that sda-local does not use (``frequency_penalty``, ``user``, …) are accepted and ignored, as
-OpenAI-compatible servers do (the penalties and ``top_logprobs`` only when OpenAI itself would take them); fields
+``logprobs`` / ``top_logprobs`` and ``response_format`` are honoured (``request``).  Standard fields that
+sda-local does not use (``frequency_penalty``, ``user``, …) are accepted and ignored, as
+OpenAI-compatible servers do (the penalties only when OpenAI itself would take them); fields
 it cannot honour (``n`` > 1, tools that may be called, images) are refused in ``request``.
 """
 from __future__ import annotations
@@ -47,6 +48,21 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")  # name, tool_calls, … (tool_calls are refused in ``request``)
     role: StrictStr
     content: StrictStr | list[TextPart] | None = None
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")  # description, …
+    name: StrictStr | None = None
+    schema_: dict | None = Field(None, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``{"type": "text" | "json_object" | "json_schema", "json_schema": {...}}``; checked in ``request``."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: StrictStr
+    json_schema: JsonSchemaFormat | None = None
 
 
 class ControlVectorSpec(BaseModel):
@@ -108,6 +124,8 @@ class _SdaFields(BaseModel):
     cv_layers: StrictStr | None = None
     cv_streams: StrictStr = "aligned"
     return_base: StrictBool = False
+    stream_logprobs: StrictBool = Field(False, description="with logprobs: true, each token's entry also carries "
+                                        "sda.top_logprobs_with / sda.top_logprobs_without (the two unsteered streams)")
 
 
 SdaOptions = create_model("SdaOptions", __base__=_SdaFields, __doc__=_SdaFields.__doc__, **_sampling_fields())
@@ -131,11 +149,11 @@ class ChatRequest(BaseModel):
     functions: list[Any] | None = None
     function_call: Any = None
     logprobs: StrictBool | None = None
-    # ignored when valid, but checked in ``request`` (a 400 naming the field, as OpenAI refuses them)
+    # checked in ``request`` (a 400 naming the field, as OpenAI refuses them); the penalties are then ignored
     top_logprobs: Any = Field(None, json_schema_extra={"type": "integer", "minimum": 0, "maximum": 20})
     frequency_penalty: Any = Field(None, json_schema_extra={"type": "number", "minimum": -2.0, "maximum": 2.0})
     presence_penalty: Any = Field(None, json_schema_extra={"type": "number", "minimum": -2.0, "maximum": 2.0})
-    response_format: dict | None = None
+    response_format: ResponseFormat | None = None
     sda: SdaOptions | None = None
 
 
@@ -149,11 +167,17 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def completion_body(cid: str, model: str, text: str, finish_reason: str, usage_: dict, sda: dict | None) -> dict:
+def logprobs_body(entries: list | None) -> dict | None:
+    """A choice's ``logprobs``: None when they were not asked for."""
+    return None if entries is None else {"content": entries, "refusal": None}
+
+
+def completion_body(cid: str, model: str, text: str, finish_reason: str, usage_: dict, sda: dict | None,
+                    logprobs: list | None = None) -> dict:
     body = {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "system_fingerprint": "sda-local",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": finish_reason}],
+                         "logprobs": logprobs_body(logprobs), "finish_reason": finish_reason}],
             "usage": usage_}
     if sda is not None:
         body["sda"] = sda
@@ -161,10 +185,11 @@ def completion_body(cid: str, model: str, text: str, finish_reason: str, usage_:
 
 
 def chunk_body(cid: str, model: str, created: int, delta: dict, finish_reason: str | None = None,
-               extra: dict | None = None, choices: bool = True) -> dict:
+               extra: dict | None = None, choices: bool = True, logprobs: list | None = None) -> dict:
     body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
             "system_fingerprint": "sda-local",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs_body(logprobs),
+                         "finish_reason": finish_reason}]
             if choices else []}
     if extra:
         body.update(extra)

@@ -59,15 +59,18 @@ class Job:
     async def next(self) -> tuple:
         return await self.queue.get()
 
-    def more_text(self, text: str) -> tuple[str, tuple]:
-        """``text`` and the pieces already waiting behind it, as one (a client that reads slower than the model
-        generates gets fewer, larger chunks); the first event that is not text, or ("token", "")."""
+    def more_text(self, text: str, entries: list | None) -> tuple[str, list | None, tuple]:
+        """``text`` (with its log-prob ``entries``) and the pieces already waiting behind it, as one (a client
+        that reads slower than the model generates gets fewer, larger chunks); the first event that is not text,
+        or ("token", "", None)."""
         while not self.queue.empty():
             item = self.queue.get_nowait()
             if item[0] != "token":
-                return text, item
+                return text, entries, item
             text += item[1]
-        return text, ("token", "")
+            if item[2]:
+                entries = (entries or []) + item[2]
+        return text, entries, ("token", "", None)
 
 
 def stop_all(jobs: set, timeout: float = 10.0) -> None:
@@ -90,10 +93,11 @@ async def stream_events(job: Job) -> AsyncIterator[str]:
     try:
         yield _sse(chunk_body(cid, plan.model, created, {"role": "assistant", "content": ""}))
         while True:
-            kind, value = await job.next()
+            kind, value, *more = await job.next()
             if kind == "token":
-                text, (kind, value) = job.more_text(value)
-                yield _sse(chunk_body(cid, plan.model, created, {"content": text}))
+                text, entries, (kind, value, *more) = job.more_text(value, more[0])
+                lp = None if plan.logprobs is None else entries or []
+                yield _sse(chunk_body(cid, plan.model, created, {"content": text}, logprobs=lp))
                 if kind == "token":
                     continue
             if kind == "done":
@@ -143,13 +147,13 @@ async def complete(job: Job, request: Request) -> dict:
     watcher = asyncio.create_task(_watch_disconnect(job, request))
     try:
         while True:
-            kind, value = await job.next()
+            kind, value, *_ = await job.next()
             if kind == "token":
                 pieces.append(value)
             elif kind == "done":
                 res: Result = value
                 return completion_body(completion_id(), job.plan.model, "".join(pieces), res.finish_reason,
-                                       usage(res.prompt_tokens, res.completion_tokens), res.sda)
+                                       usage(res.prompt_tokens, res.completion_tokens), res.sda, res.logprobs)
             else:
                 raise value
     finally:

@@ -1,6 +1,6 @@
 """Run one request's plan on the engine, in a thread of its own, and hand its events to the event loop.
 
-Events (``emit``) are ``("token", text)``, then ``("done", Result)`` or ``("error", ApiError)``.  ``cancel``
+Events (``emit``) are ``("token", text, logprob entries or None)``, then ``("done", Result)`` or ``("error", ApiError)``.  ``cancel``
 (a client that went away) is checked before every token: the engine's generator is closed at once, which ends
 the generation within one token, and only then is the slot given back (``on_exit``).
 """
@@ -22,6 +22,7 @@ from ..palrs.cvec import control_vectors
 from ..runtime.engine import Engine, Finished, TokenEvent
 from ..turn import TurnSettings, answer
 from .errors import ApiError
+from .logprobs import LogprobTrack
 from .request import RequestPlan, SdaPlan
 from .stops import StopMatcher
 
@@ -36,6 +37,7 @@ class Result:
     completion_tokens: int
     sda: dict | None = None
     text: str = ""
+    logprobs: list | None = None   # every token's entry (when asked for)
 
 
 @dataclass
@@ -48,6 +50,7 @@ class _Answer:
     js: list[float] = field(default_factory=list)
     done: Finished | None = None
     finish: str = "length"
+    logprobs: list | None = None
 
 
 class Runner:
@@ -107,13 +110,15 @@ class Runner:
         sda = plan.sda
         cv = self._apply_control(plan)
         if sda is None:
-            ans = self._stream(self.engine.generate_plain(plan.messages, params=plan.params), plan, cancel, emit)
+            gen = self.engine.generate_plain(plan.messages, params=plan.params, extras=plan.extras)
+            ans = self._stream(gen, plan, cancel, emit)
             self._count_prompt(ans, plan, None)
             return self._result(ans, None)
         settings = TurnSettings(preset=sda.preset, sampling=plan.params, mapping=sda.mapping,
                                 fallback_lam=sda.fallback_lam, placement=sda.placement)
         evaluator = self.judges.get(sda.judge)
-        events = answer(self.engine, evaluator, plan.messages, settings, base="always" if sda.return_base else "auto")
+        events = answer(self.engine, evaluator, plan.messages, settings, base="always" if sda.return_base else "auto",
+                        extras=plan.extras)
         turn = _TurnSeen(t0)
         ans = self._stream(turn.filter(events), plan, cancel, emit)
         if turn.decision is None:  # cancelled before λ was chosen
@@ -127,6 +132,9 @@ class Runner:
     @staticmethod
     def _stream(gen, plan: RequestPlan, cancel: threading.Event, emit) -> _Answer:
         ans, stops = _Answer(), StopMatcher(plan.stops)
+        track = LogprobTrack() if plan.logprobs is not None else None
+        if track is not None:
+            ans.logprobs = []
         try:
             for ev in gen:
                 if cancel.is_set():
@@ -136,15 +144,23 @@ class Runner:
                     ans.n_tokens += 1
                     if ev.js is not None:
                         ans.js.append(ev.js)
+                    if track is not None:
+                        track.token(ev.logprobs, ev.text)
                     piece = stops.feed(ev.text)
                 elif isinstance(ev, Finished):
                     ans.done, ans.finish, ans.n_prompt = ev, ev.finish_reason, list(ev.n_prompt_tokens)
+                    if track is not None:
+                        track.token(None, ev.tail)
                     piece = stops.feed(ev.tail) + stops.flush()
                 else:
                     continue
-                if piece:
+                entries = None
+                if track is not None:
+                    entries = track.sent(piece) + (track.rest() if ans.done is not None and not stops.stopped else [])
+                    ans.logprobs.extend(entries)
+                if piece or entries:
                     ans.pieces.append(piece)
-                    emit(("token", piece))
+                    emit(("token", piece, entries or None))
                 if stops.stopped:
                     ans.finish = "stop"
                     break
@@ -169,7 +185,7 @@ class Runner:
     def _result(ans: _Answer, info: dict | None) -> Result:
         n_prompt = ans.n_prompt[0] if ans.n_prompt else 0
         finish = {"context": "length"}.get(ans.finish, ans.finish)
-        return Result(finish, n_prompt, ans.n_tokens, info, "".join(ans.pieces))
+        return Result(finish, n_prompt, ans.n_tokens, info, "".join(ans.pieces), ans.logprobs)
 
     def _diagnostics(self, plan: RequestPlan, sda: SdaPlan, turn: "_TurnSeen", ans: _Answer, evaluator,
                      cv: str | None) -> dict:
@@ -229,6 +245,16 @@ class _TurnSeen:
                     yield None  # still be seen while the base answer runs
         finally:
             events.close()
+
+
+def check_grammar(engine: Engine, plan: RequestPlan) -> None:
+    """A 400 when llama.cpp cannot parse the grammar ``response_format`` became (before the request waits)."""
+    if plan.grammar is None:
+        return
+    try:
+        engine.check_grammar(plan.grammar)
+    except SdaError as exc:
+        raise ApiError(400, f"response_format: {exc}", "response_format", code="unsupported_schema") from None
 
 
 def check_prompt_fits(engine: Engine, plan: RequestPlan) -> None:
