@@ -82,7 +82,7 @@ def cmd_bench_serve(args) -> int:
 def add_command(sub) -> None:
     s = sub.add_parser("serve", help="OpenAI-compatible HTTP server with per-request SDA",
                        description="Serve the model over an OpenAI-compatible API (POST /v1/chat/completions, "
-                                   "GET /v1/models, GET /v1/models/ID, GET /health). A request steers with SDA when it carries an "
+                                   "POST /v1/completions, GET /v1/models, GET /v1/models/ID, GET /health). A request steers with SDA when it carries an "
                                    "`sda` object or names the model MODEL+PRESET; otherwise it is plain decoding. "
                                    "The options below set the defaults a request may override.",
                        parents=[model_parent(), evaluator_parent(title="default λ source (a request may name "

@@ -244,6 +244,10 @@ class Engine:
         self._lock.release()
 
     # -- prompt loading -------------------------------------------------------------------------------------
+    def check_tokens(self, toks: list[int], what: str = "prompt") -> None:
+        """``PromptTooLongError`` unless a prompt of ``toks`` leaves room for one answer token."""
+        self._check_fits(toks, what)
+
     def _check_fits(self, toks: list[int], what: str) -> None:
         if len(toks) + 1 > self.n_ctx:
             raise PromptTooLongError(len(toks), self.n_ctx, what)

@@ -1,4 +1,4 @@
-"""The FastAPI app: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``.
+"""The FastAPI app: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``, ``GET /health``.
 
 Also ``GET /v1/models/{id}`` (one model card, or a 404).  Every error, an unknown route or a wrong method included, has the OpenAI shape (``errors.ApiError``).  CORS
 headers (and preflight answers) only for the origins the server was started with (``--cors-origin``).
@@ -28,8 +28,8 @@ from ..presets import all_presets, builtin_presets
 from ..runtime.engine import Engine
 from .config import ServerConfig
 from .errors import ApiError
-from .request import build_plan, field_path, parse_body, split_model
-from .schemas import ChatRequest
+from .request import RequestPlan, build_plan, build_text_plan, field_path, parse_body, split_model
+from .schemas import ChatRequest, CompletionRequest
 from .slot import GenerationSlot, QueueFull
 from .sse import DISCONNECT_POLL_S, Job, JobStream, complete, stop_all
 from .worker import Runner, check_grammar, check_prompt_fits
@@ -107,9 +107,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None, judges: Judge
 
     _model_routes(app, engine, served, auth)
 
-    @app.post("/v1/chat/completions", dependencies=[auth], openapi_extra=_CHAT_BODY)
-    async def chat_completions(request: Request):
-        plan = build_plan(parse_body(await read_body(request, config.max_body)), config, served)
+    async def run(plan: RequestPlan, request: Request):
         check_prompt_fits(engine, plan)
         check_grammar(engine, plan)
         runner.prepare_control(plan)
@@ -124,6 +122,15 @@ def create_app(engine: Engine, config: ServerConfig | None = None, judges: Judge
         if plan.stream:
             return JobStream(job)
         return await complete(job, request)
+
+    @app.post("/v1/chat/completions", dependencies=[auth], openapi_extra=_body("ChatRequest"))
+    async def chat_completions(request: Request):
+        return await run(build_plan(parse_body(await read_body(request, config.max_body)), config, served), request)
+
+    @app.post("/v1/completions", dependencies=[auth], openapi_extra=_body("CompletionRequest"))
+    async def completions(request: Request):
+        req = parse_body(await read_body(request, config.max_body), CompletionRequest)
+        return await run(build_text_plan(req, config, served), request)
 
     return app
 
@@ -156,7 +163,7 @@ def _model_routes(app: FastAPI, engine: Engine, served: set[str], auth) -> None:
         return card(model_id)
 
 
-_ROUTES = "POST /v1/chat/completions, GET /v1/models, GET /v1/models/ID, GET /health"
+_ROUTES = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/ID, GET /health"
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -191,8 +198,9 @@ def _install_errors(app: FastAPI) -> None:
         return ApiError(500, f"the server failed ({type(exc).__name__}); see the server log").response()
 
 
-_CHAT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/ChatRequest"}}}}}
+def _body(name: str) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{name}"}}}}}
 
 
 def _openapi(app: FastAPI) -> dict:
@@ -201,9 +209,10 @@ def _openapi(app: FastAPI) -> dict:
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
         doc = get_openapi(title=app.title, version=__version__, routes=app.routes)
-        body = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update(body.pop("$defs", {}))
-        schemas["ChatRequest"] = body
+        for model in (ChatRequest, CompletionRequest):
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(body.pop("$defs", {}))
+            schemas[model.__name__] = body
         app.openapi_schema = doc
     return app.openapi_schema

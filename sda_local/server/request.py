@@ -24,7 +24,7 @@ from ..presets import DEFAULT_PRESET, Preset, custom_preset, get_preset
 from ..turn import TurnSettings, resolve_placement, turn_options
 from .config import ServerConfig
 from .errors import ApiError
-from .schemas import SDA_SAMPLING, ChatRequest, SdaOptions
+from .schemas import SDA_SAMPLING, ChatRequest, CompletionRequest, SdaOptions
 
 MIN_T0 = 0.01           # temperature 0 ("greedy") → this T0: near-greedy, and T0 must stay positive
 TEMPERATURE_OPTION = Option(help="OpenAI temperature, used as SDA's base temperature T0", lo=0.0, hi=2.0)
@@ -57,6 +57,7 @@ class RequestPlan:
     logprobs: int | None = None       # None: not asked for; k: each token's log-prob and k alternatives
     stream_logprobs: bool = False     # SDA: also the two streams' own lists
     grammar: str | None = None        # GBNF from response_format
+    prompt: str | None = None         # /v1/completions: the raw text to continue (``messages`` is then empty)
 
     @property
     def extras(self) -> DecodeExtras | None:
@@ -65,8 +66,9 @@ class RequestPlan:
         return DecodeExtras(self.logprobs, self.stream_logprobs, self.grammar)
 
 
-def parse_body(raw: bytes) -> ChatRequest:
-    """JSON → ``ChatRequest``: malformed JSON is a 400, a missing field or a wrong type a 422 naming it."""
+def parse_body(raw: bytes, model=ChatRequest):
+    """JSON → ``model`` (a ``ChatRequest`` unless told): malformed JSON is a 400, a missing field or a wrong type a
+    422 naming it."""
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -74,7 +76,7 @@ def parse_body(raw: bytes) -> ChatRequest:
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     try:
-        return ChatRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = field_path(err["loc"])
@@ -132,7 +134,7 @@ def _check_ignored_numbers(req: ChatRequest) -> None:
         if value is not None and not (_is_number(value) and -2.0 <= value <= 2.0):
             raise ApiError(400, f"{name} must be a number from -2.0 to 2.0, got {value!r:.40} (sda-local accepts "
                                 "and ignores it)", name)
-    top = req.top_logprobs
+    top = getattr(req, "top_logprobs", None)
     if top is not None:
         if not (isinstance(top, int) and not isinstance(top, bool) and 0 <= top <= 20):
             raise ApiError(400, f"top_logprobs must be an integer from 0 to 20, got {top!r:.40}", "top_logprobs")
@@ -342,10 +344,45 @@ def _turn_fields():
 def build_plan(req: ChatRequest, cfg: ServerConfig, served: set[str]) -> RequestPlan:
     _refuse_unsupported(req)
     messages = _messages(req)
+    k, streams = _logprobs(req)
+    return _plan(req, cfg, served, messages=messages, logprobs=k, stream_logprobs=streams,
+                 grammar=_grammar(req.response_format))
+
+
+def _plan(req, cfg: ServerConfig, served: set[str], **kw) -> RequestPlan:
+    """What a chat or a text completion request share: the model (and preset), SDA, sampling, stops, streaming."""
     _, preset = split_model(req.model, served)
     sda = _sda_plan(req.sda, preset, cfg)
     params = _sampling(req, req.sda, cfg.sampling, cfg.max_tokens_limit)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    k, streams = _logprobs(req)
-    return RequestPlan(req.model, messages, params, _stops(req.stop), bool(req.stream), include_usage, sda,
-                       k, streams, _grammar(req.response_format))
+    kw.setdefault("messages", [])
+    return RequestPlan(req.model, params=params, stops=_stops(req.stop), stream=bool(req.stream),
+                       include_usage=include_usage, sda=sda, **kw)
+
+
+NO_JUDGE = ("preset", "fixed")  # λ sources that need no answer to rate
+
+
+def build_text_plan(req: CompletionRequest, cfg: ServerConfig, served: set[str]) -> RequestPlan:
+    """A ``/v1/completions`` request's plan (``runtime.text_prompts`` builds its prompts)."""
+    for name, ok, why in (("n", req.n in (None, 1), "one choice per request (n = 1)"),
+                          ("best_of", req.best_of in (None, 1), "one candidate per request (best_of = 1)"),
+                          ("echo", not req.echo, "the prompt is not echoed"),
+                          ("suffix", req.suffix is None, "no insertion (suffix)"),
+                          ("logprobs", req.logprobs in (None, 0), "no legacy logprobs here; /v1/chat/completions "
+                                                                  "has logprobs")):
+        if not ok:
+            raise ApiError(400, f"{name} is not supported by sda-local's /v1/completions: {why}", name)
+    _check_ignored_numbers(req)
+    prompt = req.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise ApiError(400, f"prompt: give one string (or a list of one), got a list of {len(prompt)}",
+                           "prompt")
+        prompt = prompt[0]
+    plan = _plan(req, cfg, served, prompt=prompt)
+    if plan.sda is not None and plan.sda.judge.effective_kind not in NO_JUDGE:
+        raise ApiError(400, f"sda.evaluator {plan.sda.judge.effective_kind!r} rates a chat answer; a text completion "
+                            "takes sda.lam, sda.score or the preset's own λ (sda.evaluator \"preset\")",
+                       "sda.evaluator")
+    return plan

@@ -157,9 +157,33 @@ class ChatRequest(BaseModel):
     sda: SdaOptions | None = None
 
 
+class CompletionRequest(BaseModel):
+    """``POST /v1/completions``: the legacy text completion (``prompt``, one string or a list of one)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: StrictStr
+    prompt: StrictStr | list[StrictStr]
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
+    seed: StrictInt | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    stream: StrictBool | None = False
+    stream_options: StreamOptions | None = None
+    n: StrictInt | None = None
+    best_of: StrictInt | None = None
+    echo: StrictBool | None = None
+    suffix: StrictStr | None = None
+    logprobs: Any = None
+    frequency_penalty: Any = Field(None, json_schema_extra={"type": "number", "minimum": -2.0, "maximum": 2.0})
+    presence_penalty: Any = Field(None, json_schema_extra={"type": "number", "minimum": -2.0, "maximum": 2.0})
+    sda: SdaOptions | None = None
+
+
 # -- responses ------------------------------------------------------------------------------------------------
-def completion_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex[:24]
+def completion_id(prefix: str = "chatcmpl-") -> str:
+    return prefix + uuid.uuid4().hex[:24]
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
@@ -195,3 +219,17 @@ def chunk_body(cid: str, model: str, created: int, delta: dict, finish_reason: s
         body.update(extra)
     return body
 
+
+
+def text_completion_body(cid: str, model: str, text: str, finish_reason: str | None, usage_: dict | None,
+                         sda: dict | None, created: int | None = None, choices: bool = True) -> dict:
+    """A legacy completion (``object: text_completion``), whole or one streamed chunk (``usage_`` None)."""
+    body = {"id": cid, "object": "text_completion", "created": created or int(time.time()), "model": model,
+            "system_fingerprint": "sda-local",
+            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}]
+            if choices else []}
+    if usage_ is not None:
+        body["usage"] = usage_
+    if sda is not None:
+        body["sda"] = sda
+    return body

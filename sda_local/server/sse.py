@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from typing import AsyncIterator
 
 from fastapi import Request
@@ -17,7 +16,8 @@ from fastapi.responses import StreamingResponse
 
 from .errors import ApiError
 from .request import RequestPlan
-from .schemas import chunk_body, completion_body, completion_id, usage
+from .schemas import usage
+from .shapes import shape
 from .slot import GenerationSlot
 from .worker import Result, Runner
 
@@ -87,26 +87,24 @@ def _sse(obj: dict | str) -> str:
 
 
 async def stream_events(job: Job) -> AsyncIterator[str]:
-    """The OpenAI chunk sequence: a role chunk, one chunk per piece of text, a final chunk with
+    """The OpenAI chunk sequence: (for chat) a role chunk, one chunk per piece of text, a final chunk with
     ``finish_reason`` (and the ``sda`` diagnostics), a usage chunk if asked for, then ``[DONE]``."""
-    plan, cid, created = job.plan, completion_id(), int(time.time())
+    plan, out = job.plan, shape(job.plan)
     try:
-        yield _sse(chunk_body(cid, plan.model, created, {"role": "assistant", "content": ""}))
+        for chunk in out.first():
+            yield _sse(chunk)
         while True:
             kind, value, *more = await job.next()
             if kind == "token":
                 text, entries, (kind, value, *more) = job.more_text(value, more[0])
-                lp = None if plan.logprobs is None else entries or []
-                yield _sse(chunk_body(cid, plan.model, created, {"content": text}, logprobs=lp))
+                yield _sse(out.piece(text, entries))
                 if kind == "token":
                     continue
             if kind == "done":
                 res: Result = value
-                u = usage(res.prompt_tokens, res.completion_tokens)
-                extra = {"sda": res.sda} if res.sda is not None else {}
-                yield _sse(chunk_body(cid, plan.model, created, {}, res.finish_reason, extra))
+                yield _sse(out.final(res.finish_reason, res.sda))
                 if plan.include_usage:
-                    yield _sse(chunk_body(cid, plan.model, created, {}, extra={"usage": u}, choices=False))
+                    yield _sse(out.usage(usage(res.prompt_tokens, res.completion_tokens)))
             else:
                 err: ApiError = value
                 yield _sse(err.body())
@@ -151,9 +149,7 @@ async def complete(job: Job, request: Request) -> dict:
             if kind == "token":
                 pieces.append(value)
             elif kind == "done":
-                res: Result = value
-                return completion_body(completion_id(), job.plan.model, "".join(pieces), res.finish_reason,
-                                       usage(res.prompt_tokens, res.completion_tokens), res.sda, res.logprobs)
+                return shape(job.plan).body("".join(pieces), value)
             else:
                 raise value
     finally:

@@ -16,10 +16,11 @@ from typing import Callable
 
 from ..core import ControlVectors
 from ..errors import PromptTooLongError, SdaError
-from ..judges import LambdaDecision
+from ..judges import LambdaDecision, decide_without_answer
 from ..judges.spec import Judges
 from ..palrs.cvec import control_vectors
 from ..runtime.engine import Engine, Finished, TokenEvent
+from ..runtime.text_prompts import text_pair, text_tokens
 from ..turn import TurnSettings, answer
 from .errors import ApiError
 from .logprobs import LogprobTrack
@@ -109,6 +110,8 @@ class Runner:
         t0 = time.perf_counter()
         sda = plan.sda
         cv = self._apply_control(plan)
+        if plan.prompt is not None:
+            return self._run_text(plan, cancel, emit, cv)
         if sda is None:
             gen = self.engine.generate_plain(plan.messages, params=plan.params, extras=plan.extras)
             ans = self._stream(gen, plan, cancel, emit)
@@ -127,6 +130,35 @@ class Runner:
         info = self._diagnostics(plan, sda, turn, ans, evaluator, cv)
         info["timings"] = {"lambda_s": round(turn.t_lambda - t0, 3),
                            "answer_s": round(time.perf_counter() - turn.t_lambda, 3)}
+        return self._result(ans, info)
+
+    def _run_text(self, plan: RequestPlan, cancel: threading.Event, emit, cv: str | None) -> Result:
+        """A text completion: the raw prompt continued, plain or SDA with a λ that needs no judge."""
+        eng, sda = self.engine, plan.sda
+        if sda is None:
+            toks = text_tokens(eng.model, plan.prompt)
+            ans = self._stream(eng.generate_plain_tokens(toks, params=plan.params, extras=plan.extras), plan, cancel,
+                               emit)
+            ans.n_prompt = ans.n_prompt or [len(toks)]
+            return self._result(ans, None)
+        settings = TurnSettings(preset=sda.preset, sampling=plan.params, mapping=sda.mapping,
+                                fallback_lam=sda.fallback_lam, placement=sda.placement)
+        evaluator = self.judges.get(sda.judge)
+        decision = decide_without_answer(evaluator, sda.preset, sda.mapping)
+        if decision is None:  # (refused when the request was read; a judge's λ needs a chat answer)
+            raise ApiError(400, "this λ source needs a chat answer to rate", "sda.evaluator")
+        ta, tb = text_pair(eng.model, plan.prompt, sda.preset.instruction, settings.effective_contrast,
+                           sda.preset.opposite)
+        gen = eng.generate_tokens(ta, tb, sda.preset.instruction, decision.lam, params=settings.params(),
+                                  extras=plan.extras)
+        ans = self._stream(gen, plan, cancel, emit)
+        ans.n_prompt = ans.n_prompt or [len(ta), len(tb)]
+        p = settings.params()
+        info = {"preset": sda.preset.name, "lam": round(decision.lam, 6), "lam_source": decision.source,
+                "score": decision.score_value, "evaluator": public_name(evaluator), "k": p.k, "t0": p.t0,
+                "temperature_mode": p.temperature_mode, "contrast": p.contrast,
+                "mean_js": round(sum(ans.js) / len(ans.js), 6) if ans.js else None,
+                "prompt_tokens_per_stream": ans.n_prompt, "control_vectors": cv}
         return self._result(ans, info)
 
     @staticmethod
@@ -260,11 +292,16 @@ def check_grammar(engine: Engine, plan: RequestPlan) -> None:
 def check_prompt_fits(engine: Engine, plan: RequestPlan) -> None:
     """A 400 with the token counts when the prompt (with the instruction, for SDA) does not fit the context."""
     instruction, placement = (plan.sda.preset.instruction, plan.sda.placement) if plan.sda else ("", "user")
+    param = "messages" if plan.prompt is None else "prompt"
     try:
+        if plan.prompt is not None:
+            for toks in text_pair(engine.model, plan.prompt, instruction):
+                engine.check_tokens(toks)
+            return
         engine.check_prompt(plan.messages, instruction, placement)
     except PromptTooLongError as exc:
         raise ApiError(400, f"the {exc.stream} is {exc.n_prompt} tokens but the context holds {exc.n_ctx} per "
-                            "stream (at least one more is needed to answer); shorten the conversation",
-                       "messages", code="context_length_exceeded") from None
+                            f"stream (at least one more is needed to answer); shorten the {param}",
+                       param, code="context_length_exceeded") from None
     except SdaError as exc:
-        raise ApiError(400, str(exc), "messages") from None
+        raise ApiError(400, str(exc), param) from None
