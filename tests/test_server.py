@@ -496,9 +496,28 @@ def test_a_conversation_of_system_messages_only_is_answered(client, server):
         r = client.chat.completions.create(model=MODEL, max_tokens=6, seed=2,
                                            messages=[{"role": "system", "content": "You list colours."}], **extra)
         assert r.choices[0].message.content and r.usage.prompt_tokens > 0
-    r = post(server, {"model": MODEL, "messages": [{"role": "user", "content": "Hi"},
-                                                   {"role": "assistant", "content": "Hello, I"}]})
-    assert r.status_code == 400 and "prefill" in is_openai_error(r)["message"]  # needs the engine: refused
+
+
+PREFILL = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello, I"}]
+
+
+def test_a_final_assistant_message_is_continued(client, server):
+    """Prefill: the answer continues the assistant's message; its prompt is the conversation up to the template's
+    generation prompt, then that message (so a text completion of the same text is the same answer)."""
+    kw = dict(model=MODEL, max_tokens=8, seed=4)
+    r = client.chat.completions.create(messages=PREFILL, **kw)
+    same = client.completions.create(prompt="<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello, I", **kw)
+    assert r.choices[0].message.content == same.choices[0].text and r.usage.prompt_tokens == same.usage.prompt_tokens
+    fresh = client.chat.completions.create(messages=PREFILL[:1], **kw)
+    assert r.usage.prompt_tokens > fresh.usage.prompt_tokens
+    steered = client.chat.completions.create(messages=PREFILL, extra_body={"sda": {"lam": 0.6}}, **kw)
+    assert steered.choices[0].message.content != r.choices[0].message.content
+    per_stream = steered.model_extra["sda"]["prompt_tokens_per_stream"]
+    assert per_stream[0] == steered.usage.prompt_tokens > r.usage.prompt_tokens  # the instruction in stream A
+    _, chunks = streamed(client, messages=PREFILL, extra_body={"sda": {"lam": 0.6}}, **kw)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == steered.choices[0].message.content
+    r = post(server, {"model": MODEL, "messages": PREFILL, "sda": {"evaluator": "local"}})
+    assert r.status_code == 400 and is_openai_error(r)["param"] == "sda.evaluator"
 
 
 def test_cors_headers_and_preflight_only_for_the_given_origins(limited, server):

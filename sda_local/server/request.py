@@ -58,6 +58,7 @@ class RequestPlan:
     stream_logprobs: bool = False     # SDA: also the two streams' own lists
     grammar: str | None = None        # GBNF from response_format
     prompt: str | None = None         # /v1/completions: the raw text to continue (``messages`` is then empty)
+    prefill: str | None = None        # a final assistant message to continue (``messages`` then ends with the user)
 
     @property
     def extras(self) -> DecodeExtras | None:
@@ -199,16 +200,16 @@ def _messages(req: ChatRequest) -> list[dict]:
 
 def _end_with_user(out: list[dict]) -> list[dict]:
     """A conversation of system messages only gets an empty user turn (the engine answers a user message, and
-    the template's generation prompt follows it); one ending with an assistant message is refused: continuing it
-    (prefill) needs the prompt without the generation prompt, which the engine does not build."""
+    the template's generation prompt follows it).  One ending with an assistant message after a user message is
+    kept: that message is continued (prefill, ``RequestPlan.prefill``)."""
     last = out[-1]["role"]
     if all(m["role"] == "system" for m in out):
         return out + [{"role": "user", "content": ""}]
-    if last == "assistant":
-        raise ApiError(400, "continuing a final assistant message (prefill) is not supported by sda-local: end the "
-                            "conversation with a user message", f"messages[{len(out) - 1}].role")
+    if last == "assistant" and len(out) >= 2 and out[-2]["role"] == "user":
+        return out
     if last != "user":
-        raise ApiError(400, "the conversation must end with a user message", f"messages[{len(out) - 1}].role")
+        raise ApiError(400, "the conversation must end with a user message, or with an assistant message after one "
+                            "(continued: prefill)", f"messages[{len(out) - 1}].role")
     return out
 
 
@@ -344,9 +345,13 @@ def _turn_fields():
 def build_plan(req: ChatRequest, cfg: ServerConfig, served: set[str]) -> RequestPlan:
     _refuse_unsupported(req)
     messages = _messages(req)
+    prefill = messages.pop()["content"] if messages[-1]["role"] == "assistant" else None
     k, streams = _logprobs(req)
-    return _plan(req, cfg, served, messages=messages, logprobs=k, stream_logprobs=streams,
-                 grammar=_grammar(req.response_format))
+    plan = _plan(req, cfg, served, messages=messages, logprobs=k, stream_logprobs=streams,
+                 grammar=_grammar(req.response_format), prefill=prefill)
+    if prefill is not None:
+        _no_judge(plan, "continuing an assistant message (prefill)")
+    return plan
 
 
 def _plan(req, cfg: ServerConfig, served: set[str], **kw) -> RequestPlan:
@@ -381,8 +386,13 @@ def build_text_plan(req: CompletionRequest, cfg: ServerConfig, served: set[str])
                            "prompt")
         prompt = prompt[0]
     plan = _plan(req, cfg, served, prompt=prompt)
+    _no_judge(plan, "a text completion")
+    return plan
+
+
+def _no_judge(plan: RequestPlan, what: str) -> None:
+    """A 400 unless the plan's λ needs no judge (a judge rates a whole chat answer that it writes first)."""
     if plan.sda is not None and plan.sda.judge.effective_kind not in NO_JUDGE:
-        raise ApiError(400, f"sda.evaluator {plan.sda.judge.effective_kind!r} rates a chat answer; a text completion "
+        raise ApiError(400, f"sda.evaluator {plan.sda.judge.effective_kind!r} rates a whole chat answer; {what} "
                             "takes sda.lam, sda.score or the preset's own λ (sda.evaluator \"preset\")",
                        "sda.evaluator")
-    return plan

@@ -110,7 +110,7 @@ class Runner:
         t0 = time.perf_counter()
         sda = plan.sda
         cv = self._apply_control(plan)
-        if plan.prompt is not None:
+        if plan.prompt is not None or plan.prefill is not None:
             return self._run_text(plan, cancel, emit, cv)
         if sda is None:
             gen = self.engine.generate_plain(plan.messages, params=plan.params, extras=plan.extras)
@@ -133,10 +133,11 @@ class Runner:
         return self._result(ans, info)
 
     def _run_text(self, plan: RequestPlan, cancel: threading.Event, emit, cv: str | None) -> Result:
-        """A text completion: the raw prompt continued, plain or SDA with a λ that needs no judge."""
+        """A text completion (the raw prompt continued) or a prefill (the final assistant message continued),
+        plain or SDA with a λ that needs no judge."""
         eng, sda = self.engine, plan.sda
         if sda is None:
-            toks = text_tokens(eng.model, plan.prompt)
+            (toks,) = prompt_tokens(eng, plan)
             ans = self._stream(eng.generate_plain_tokens(toks, params=plan.params, extras=plan.extras), plan, cancel,
                                emit)
             ans.n_prompt = ans.n_prompt or [len(toks)]
@@ -147,8 +148,7 @@ class Runner:
         decision = decide_without_answer(evaluator, sda.preset, sda.mapping)
         if decision is None:  # (refused when the request was read; a judge's λ needs a chat answer)
             raise ApiError(400, "this λ source needs a chat answer to rate", "sda.evaluator")
-        ta, tb = text_pair(eng.model, plan.prompt, sda.preset.instruction, settings.effective_contrast,
-                           sda.preset.opposite)
+        ta, tb = prompt_tokens(eng, plan, settings)
         gen = eng.generate_tokens(ta, tb, sda.preset.instruction, decision.lam, params=settings.params(),
                                   extras=plan.extras)
         ans = self._stream(gen, plan, cancel, emit)
@@ -279,6 +279,25 @@ class _TurnSeen:
             events.close()
 
 
+def prompt_tokens(engine: Engine, plan: RequestPlan, settings: TurnSettings | None = None) -> list[list[int]]:
+    """The prompt tokens of a text completion or a prefill: one list for plain decoding, (with, without) for SDA
+    (``settings`` then gives the placement and contrast).  A prefill is the conversation up to the template's
+    generation prompt, then the assistant message's own tokens."""
+    sda = plan.sda
+    if plan.prompt is not None:
+        if sda is None:
+            return [text_tokens(engine.model, plan.prompt)]
+        contrast = settings.effective_contrast if settings else "auto"
+        return list(text_pair(engine.model, plan.prompt, sda.preset.instruction, contrast, sda.preset.opposite))
+    tail = engine.model.tokenize(plan.prefill, special=False)
+    if sda is None:
+        return [engine.prompt_tokens(plan.messages) + tail]
+    placement = settings.effective_placement if settings else sda.placement
+    contrast = settings.effective_contrast if settings else "auto"
+    pair = engine.prompter.pair(plan.messages, sda.preset.instruction, placement, contrast, sda.preset.opposite)
+    return [toks + tail for toks in pair]
+
+
 def check_grammar(engine: Engine, plan: RequestPlan) -> None:
     """A 400 when llama.cpp cannot parse the grammar ``response_format`` became (before the request waits)."""
     if plan.grammar is None:
@@ -294,8 +313,8 @@ def check_prompt_fits(engine: Engine, plan: RequestPlan) -> None:
     instruction, placement = (plan.sda.preset.instruction, plan.sda.placement) if plan.sda else ("", "user")
     param = "messages" if plan.prompt is None else "prompt"
     try:
-        if plan.prompt is not None:
-            for toks in text_pair(engine.model, plan.prompt, instruction):
+        if plan.prompt is not None or plan.prefill is not None:
+            for toks in prompt_tokens(engine, plan):
                 engine.check_tokens(toks)
             return
         engine.check_prompt(plan.messages, instruction, placement)
