@@ -6,8 +6,11 @@
 
 The history (``messages()``) holds the aligned answers of the turns that did not fail.  The last turn's base
 answer and λ decision are kept, so ``regenerate()`` resamples only the aligned answer.  A stopped turn keeps its
-partial answer (``finish_reason`` "stopped"); an engine error in the aligned answer is recorded
-(``finish_reason`` "error", the message in ``warnings``), kept out of the history, and raised.
+partial answer (``finish_reason`` "stopped": the user ended it, and the model should see what it said); an engine
+error in the aligned answer is recorded (``finish_reason`` "error", the message in ``warnings``), kept out of the
+history, and raised.  A turn saved while it ran and never finished (``finish_reason`` "interrupted": the app
+stopped or the page went away; the chat's saved conversations) is shown but kept out of the history too: its
+answer may be empty or cut anywhere, and nobody chose to keep it.
 """
 from __future__ import annotations
 
@@ -19,6 +22,10 @@ from .errors import SdaError
 from .judges import Evaluator, LambdaDecision
 from .runtime.engine import Engine, Finished
 from .turn import TurnSettings, answer, strip_think
+
+
+INTERRUPTED = "interrupted"  # the finish reason of a turn saved while it ran that never finished
+NOT_IN_HISTORY = ("error", INTERRUPTED)
 
 
 @dataclass
@@ -36,7 +43,7 @@ class TurnRecord:
     settings: dict
     timings: dict
     aligned_tokens: list[dict] = field(default_factory=list)  # per-token diagnostics (text, js, T, p; top lists)
-    finish_reason: str = ""   # the engine's ("stop", "length", "context"), or "stopped" / "error"
+    finish_reason: str = ""   # the engine's ("stop", "length", "context"), or "stopped" / "error" / "interrupted"
     regenerations: int = 0
     base_finish_reason: str = ""  # the base answer's ("length": cut at max tokens)
 
@@ -116,9 +123,10 @@ class ChatSession:
 
     # -- history ---------------------------------------------------------------------------------------------
     def messages(self, upto: int | None = None) -> list[dict]:
-        """The conversation as sent with the next prompt: the aligned answers of the turns that did not fail."""
+        """The conversation as sent with the next prompt: the aligned answers of the turns that did not fail and
+        were not interrupted."""
         turns = self.turns if upto is None else self.turns[:upto]
-        history = [m for t in turns if t.finish_reason != "error"
+        history = [m for t in turns if t.finish_reason not in NOT_IN_HISTORY
                    for m in ({"role": "user", "content": t.user}, {"role": "assistant", "content": t.aligned})]
         return self.settings.messages(None, history)
 

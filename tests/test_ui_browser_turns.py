@@ -1,19 +1,18 @@
 """Issue 20's chat fixes in a real headless Chromium (Debian's /usr/bin/chromium, Playwright for Python), on the
 app built in this process with SmolLM2 and a conversation database under tmp_path: Advanced settings start with
-no seed (the turn is sampled afresh), the aligned header keeps a lowercase λ, Stop looks idle until an answer is
-on its way, a reload in the middle of an answer shows the question and the partial answer, and an imported answer
-with a pipe table, strikethrough and an image renders the table and shows the image as its alt text."""
+no seed (the turn is sampled afresh), the aligned header keeps a lowercase λ, Send becomes Stop only while an
+answer is on its way, a reload in the middle of an answer shows the question and the partial answer, an imported
+answer with a pipe table, strikethrough and an image renders the table and shows the image as its alt text, and
+the page logs no JavaScript error.  The conversation pane, word clicks and a busy Enter: test_ui_browser_pane."""
 from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import ARTIFACTS
-from servers import free_port
-from ui_support import CHROMIUM, CHROMIUM_ARGS, wait_http
+from ui_support import CHROMIUM, CHROMIUM_ARGS, served
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,30 +34,7 @@ except ImportError:
 
 TIMEOUT_MS = 240_000
 QUESTION = "Write a long story about a lighthouse keeper and his cat."
-STYLE = "(sel) => { const s = getComputedStyle(document.querySelector(sel)); return [s.backgroundColor, s.opacity]; }"
 TABLE = "| fruit | price |\n|---|---|\n| apple | ~~2~~ 1 |\n\n![a red apple](http://example.org/apple.png)\n"
-
-
-@contextmanager
-def served(store):
-    """The chat on SmolLM2 (one thread), launched in this process on a free port; yields its URL."""
-    from sda_local.ui.app import build_app
-    from sda_local.ui.host import ModelHost
-    from sda_local.ui.offline import launch_kwargs
-
-    host = ModelHost(None, n_ctx=1024, n_threads=1)
-    demo = build_app(host, store=store)
-    demo.queue(max_size=16)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, inbrowser=False,
-                **launch_kwargs())
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_http(url, 60)
-        yield url
-    finally:
-        demo.close()
-        host.close()
 
 
 def _settings(page) -> None:
@@ -76,8 +52,8 @@ def _settings(page) -> None:
 
 
 def _stop_looks_idle(page) -> bool:
-    stop, other = page.evaluate(STYLE, "#sda-stop"), page.evaluate(STYLE, "#sda-clear")
-    return stop[0] == other[0] and float(stop[1]) < 1
+    """Nothing is on its way: Send is there and Stop is not (Send becomes Stop while an answer is generated)."""
+    return page.locator("#sda-send").is_visible() and page.locator("#sda-stop").is_hidden()
 
 
 def _mid_answer_reload(page, store) -> None:
@@ -89,7 +65,7 @@ def _mid_answer_reload(page, store) -> None:
                            ".sda-aligned .sda-txt')?.textContent.trim().length > 40", timeout=TIMEOUT_MS)
     head = page.locator("#sda-chat .sda-live .sda-aligned .sda-who").inner_text()
     assert "λ 0.250" in head and "Λ" not in head, head  # innerText applies the header's text-transform
-    assert not _stop_looks_idle(page)  # an answer is on its way: Stop is the red one
+    assert page.locator("#sda-stop").is_visible() and page.locator("#sda-send").is_hidden()  # Send became Stop
     shown = page.locator("#sda-chat .sda-live .sda-aligned .sda-txt").inner_text().strip()
     page.reload()
     turn = page.locator('#sda-chat .sda-turn[data-turn="1"]')
@@ -133,7 +109,7 @@ def test_seed_header_stop_reload_and_tables_in_headless_chromium(tmp_path):
         try:
             page.goto(url)
             page.wait_for_selector("#sda-chat .sda-empty")
-            assert _stop_looks_idle(page)  # nothing is being generated: Stop is not the red, active one
+            assert _stop_looks_idle(page)  # nothing is being generated: Send, no Stop
             _settings(page)
             _mid_answer_reload(page, store)
             page.wait_for_function("() => !document.querySelector('#sda-chat .sda-live')")
@@ -145,3 +121,4 @@ def test_seed_header_stop_reload_and_tables_in_headless_chromium(tmp_path):
             raise
         finally:
             browser.close()
+    assert not errors, errors  # the page logged no JavaScript error

@@ -53,6 +53,29 @@ def app_in_process(host):
 
 
 @contextmanager
+def served(store, n_ctx: int = 1024):
+    """The chat on SmolLM2 (one thread) with conversations in ``store``, launched in this process on a free port;
+    yields its URL."""
+    from sda_local.ui.app import build_app
+    from sda_local.ui.host import ModelHost
+    from sda_local.ui.offline import launch_kwargs
+
+    host = ModelHost(None, n_ctx=n_ctx, n_threads=1)
+    demo = build_app(host, store=store)
+    demo.queue(max_size=16)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, inbrowser=False,
+                **launch_kwargs())
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url, 60)
+        yield url
+    finally:
+        demo.close()
+        host.close()
+
+
+@contextmanager
 def app_subprocess(*args: str, env: dict | None = None, log: Path | None = None, timeout: float = 240,
                    port: int | None = None):
     """``python -m sda_local.chat --port PORT ARGS`` (default: a free port) as a separate process; yields

@@ -21,6 +21,7 @@ import gradio as gr  # noqa: E402
 from .controller import ACT_OUTPUTS, TURN_OUTPUTS, ChatController  # noqa: E402
 from .controls import CONTROL_NAMES  # noqa: E402
 from .layout import Widgets, build_layout  # noqa: E402
+from .page import PAGE_JS  # noqa: E402
 from .library import store_note  # noqa: E402
 from .render import CSS  # noqa: E402
 from .reply import KEEP, Choices, Reply, Visible  # noqa: E402
@@ -32,27 +33,6 @@ LIGHT = dict(concurrency_limit=None)
 Input = str | tuple[str, str]  # a widget name, or (argument name, widget name)
 
 CONV_KEY = "sda-local-conversation"  # this tab's conversation id, in its sessionStorage
-# The page script (run once when the page loads): a click on anything carrying data-act (a token, "inspect
-# tokens", a vote button) writes that action and the click time into the hidden #sda-action box, which runs
-# ChatController.act; a code block's Copy button copies the block's text.  Model text never reaches it.
-PAGE_JS = """() => {
-  if (window.sdaWired) return;
-  window.sdaWired = true;
-  document.addEventListener('click', (e) => {
-    const copy = e.target.closest('.sda-copy');
-    if (copy) {
-      const code = copy.parentElement.querySelector('code');
-      const done = () => { copy.textContent = 'Copied'; setTimeout(() => { copy.textContent = 'Copy'; }, 1500); };
-      if (navigator.clipboard && code) navigator.clipboard.writeText(code.innerText).then(done, done);
-      return;
-    }
-    const el = e.target.closest('[data-act]');
-    const box = document.querySelector('#sda-action textarea');
-    if (!el || !box) return;
-    box.value = el.dataset.act + ' ' + Date.now();
-    box.dispatchEvent(new Event('input', {bubbles: true}));
-  });
-}"""
 READ_KEY = f"(k) => sessionStorage.getItem('{CONV_KEY}') || ''"
 WRITE_KEY = (f"(k) => {{ if (k) sessionStorage.setItem('{CONV_KEY}', k); "
              f"else sessionStorage.removeItem('{CONV_KEY}'); return []; }}")
@@ -127,10 +107,12 @@ class Wiring:
 def _wire_turns(wire: Wiring, c: ChatController) -> None:
     w = wire.w
     for trigger, api in ((w["send_btn"].click, "send"), (w["message"].submit, False)):
-        queued = wire.on(trigger, c.begin_send, ("state", "chat"), ("state", "message"), queue=False, show_api=False)
+        queued = wire.on(trigger, c.begin_send, ("state", "chat", "status", "message"), ("state", "message"),
+                         queue=False, show_api=False)
         queued.then(**wire.args(c.send, TURN_OUTPUTS, ("state", "message", *CONTROL_NAMES)), api_name=api,
                     show_progress="hidden", **ENGINE_QUEUE)
-    queued = wire.on(w["regen_btn"].click, c.begin, ("state",), ("state",), queue=False, show_api=False)
+    queued = wire.on(w["regen_btn"].click, c.begin_regenerate, ("state", "chat", "status"), ("state",), queue=False,
+                     show_api=False)
     queued.then(**wire.args(c.regenerate, TURN_OUTPUTS, ("state", *CONTROL_NAMES)), api_name="regenerate",
                 show_progress="hidden", **ENGINE_QUEUE)
     wire.on(w["stop_btn"].click, c.stop, ("status",), ("state",), queue=False, api_name="stop")

@@ -29,6 +29,7 @@ from .conversations import Store
 from .host import ModelHost
 from .inspector import inspector_html
 from .library import LibraryCallbacks, fallback_store, plain, store_note
+from .pick import token_at
 from .render import chat_html, timings_text
 from .reply import Choices, Reply, Visible, notice
 from .state import LiveTurn, SessionState
@@ -41,6 +42,8 @@ RELOAD_SETTLE_S = 3.0     # a reloaded tab waits this long for its old page's tu
 EXPORT_DIR = Path(tempfile.gettempdir()) / "sda-local-exports"
 TOKEN_EVENTS = ("base_token", "aligned_token")
 BUSY = "an answer is still being generated; stop it or wait"
+BUSY_SEND = ("an answer is still being generated: your message stays in the box — send it when this answer "
+             "ends, or press Stop")
 
 # The outputs of every callback that changes the conversation (send, regenerate, clear, import, open…).
 TURN_OUTPUTS = ("state", "chat", "status", "message", "plot", "plot_summary", "table", "turn", "record",
@@ -82,13 +85,15 @@ def inspect_values(st: SessionState, turn_no: int | None = None) -> dict[str, An
     the inspector shows, else the last)."""
     turns = st.turns
     if not turns:
-        return {"plot": None, "plot_summary": "No turn yet.", "table": plots.table_rows([]),
+        return {"plot": plots.plot_frame([]), "plot_summary": "No turn yet.", "table": plots.table_rows([]),
                 "turn": Choices([], None), "record": None, "inspector": inspector_html(None, [])}
     if turn_no is None:
         turn_no = st.inspected[0] if st.inspected and st.inspected[0] <= len(turns) else len(turns)
     n = max(1, min(int(turn_no), len(turns)))
     rec = turns[n - 1]
-    return {"plot": plots.plot_frame(rec.aligned_tokens) if rec.aligned_tokens else None,  # None: an empty plot
+    # never None once the page has a plot: Gradio's LinePlot then drops its chart while its resize observer still
+    # reads the chart's width ("Cannot read properties of null (reading 'offsetWidth')"); no rows: empty axes
+    return {"plot": plots.plot_frame(rec.aligned_tokens),
             "plot_summary": f"Turn {n}: " + plots.summary(rec.aligned_tokens),
             "table": plots.table_rows(rec.aligned_tokens),
             "turn": Choices([str(i) for i in range(1, len(turns) + 1)], str(n)), "record": record_summary(rec),
@@ -176,33 +181,60 @@ class ChatController(LibraryCallbacks):
 
     # -- turns -----------------------------------------------------------------------------------------------
     def begin_send(self, state: SessionState | None, message: str | None) -> Reply:
-        """Runs at once (not queued): show the message as waiting while other tabs' answers are generated."""
-        st = self.begin(state)["state"]
+        """Runs at once (not queued), before ``send``: the message shows as waiting (while other tabs' answers
+        are generated) and the input box is emptied for the next one.  While this tab's answer is on its way it
+        is refused, and says so: the message stays in the box (``send`` then does nothing)."""
+        st = state or SessionState()
+        if self._busy(st):
+            return Reply(state=st, status=notice("Busy", BUSY_SEND)).inform(BUSY_SEND)
         text = (message or "").strip()
-        if text and st.live is None:
-            st.live = LiveTurn(user=text, phase="queued")
+        if not text:
+            return Reply(state=st)  # ``send`` says it is empty
+        st.live = LiveTurn(user=text, phase="queued")
+        return Reply(state=st, chat=chat_html(st), message="")
+
+    def begin_regenerate(self, state: SessionState | None) -> Reply:
+        """Runs at once, before ``regenerate``: the last turn shows as waiting for its new answer; refused (and
+        said) while an answer is on its way."""
+        st = state or SessionState()
+        if self._busy(st):
+            return Reply(state=st, status=notice("Busy", BUSY)).inform(BUSY)
+        if st.turns:
+            prev = st.turns[-1]
+            st.live = LiveTurn(user=prev.user, base=prev.base, phase="queued", regenerating=True, previous=prev,
+                               base_finish=prev.base_finish_reason)
         return Reply(state=st, chat=chat_html(st))
 
     @staticmethod
-    def begin(state: SessionState | None) -> Reply:
-        """Runs at once: a send or regenerate is on its way (so Stop can stop it while it waits)."""
-        st = state or SessionState()
-        st.stop.clear()
-        st.pending = True
-        return Reply(state=st)
+    def _busy(st: SessionState) -> bool:
+        """Whether an answer of this tab is on its way; if not, a send/regenerate is (Stop can stop it while it
+        waits)."""
+        st.from_page = True
+        busy = st.pending or st.live is not None
+        if not busy:
+            st.stop.clear()
+            st.pending = True
+        return busy
 
     def send(self, state: SessionState | None, message: str | None, **controls: Any) -> Iterator[Reply]:
-        """One turn: base answer, score, λ, aligned answer, streamed.  ``controls``: see ``CONTROL_NAMES``."""
+        """One turn: base answer, score, λ, aligned answer, streamed.  ``controls``: see ``CONTROL_NAMES``.
+        From the page the message comes through ``begin_send`` (the box is empty by now); from the API here."""
         st = state or SessionState()
+        queued = st.live if st.live is not None and st.live.phase == "queued" and not st.live.regenerating else None
+        typed = (message or "").strip()
+        if st.from_page and typed and queued is None:
+            yield Reply()  # ``begin_send`` refused it (said so, and kept it in the box): nothing to do
+            return
         st.pending = False
         ctrl = Controls.from_named(controls)
         key = ctrl.openai_api_key
-        text = (message or "").strip()
+        text = typed or (queued.user if queued is not None else "")
+        box = "" if typed else None  # an API call's message box is emptied; the page's already is
         if not text:
             yield self._refuse(st, notice("Notice", "the message is empty, nothing was sent")).inform(
                 "Empty message: nothing was sent.")
             return
-        if st.live is not None and st.live.phase != "queued":
+        if st.live is not None and queued is None:
             yield self._refuse(st, notice("Notice", BUSY), message)
             return
         try:
@@ -211,18 +243,22 @@ class ChatController(LibraryCallbacks):
             chat.evaluator = self.host.evaluator(ctrl.evaluator_spec())
             events = chat.send(text, settings)
         except Exception as exc:
-            yield self._refusal(st, exc, key, message)
+            yield self._refusal(st, exc, key, message if typed else text)  # back into the box, to be changed
             return
         st.live = LiveTurn(user=text)
-        yield from self._run(st, events, key, "Done", message="")
+        yield from self._run(st, events, key, "Done", message=box)
 
     def regenerate(self, state: SessionState | None, **controls: Any) -> Iterator[Reply]:
         """Sample the last aligned answer again, reusing its base answer and score."""
         st = state or SessionState()
+        queued = st.live is not None and st.live.phase == "queued" and st.live.regenerating
+        if st.from_page and not queued and st.turns:
+            yield Reply()  # ``begin_regenerate`` refused it (and said so): nothing to do
+            return
         st.pending = False
         ctrl = Controls.from_named(controls)
         key = ctrl.openai_api_key
-        if st.live is not None:
+        if st.live is not None and st.live.phase != "queued":
             yield self._refuse(st, notice("Notice", BUSY))
             return
         try:
@@ -355,19 +391,23 @@ class ChatController(LibraryCallbacks):
         return Reply(state=st, chat=chat_html(st), inspector=inspect_values(st)["inspector"])
 
     def act(self, state: SessionState | None, action: str | None) -> Reply:
-        """A click in the page: ``tok TURN I`` (a token: its top-5 lists), ``turn TURN`` (inspect that turn's
-        tokens) or ``vote TURN A|B|tie`` (arena); a trailing word (the page's click time) is ignored."""
+        """A click in the page: ``tok TURN I`` (a token: its top-5 lists), ``word TURN N`` (the token behind the
+        N-th visible character of that turn's aligned answer: ``pick.token_at``), ``turn TURN`` (inspect that
+        turn's tokens) or ``vote TURN A|B|tie`` (arena); a trailing word (the page's click time) is ignored."""
         st = state or SessionState()
         parts = (action or "").split()
         try:
             kind, turn_no = parts[0], int(parts[1])
-            token = int(parts[2]) if kind == "tok" else None
+            token = int(parts[2]) if kind in ("tok", "word") else None
         except (IndexError, ValueError):
             return Reply(status=notice("Notice", "that click did not name a turn"))
         if kind == "vote" and len(parts) > 2:
             return self._vote(st, turn_no, parts[2])
-        if kind not in ("tok", "turn") or not 1 <= turn_no <= len(st.turns):
+        if kind not in ("tok", "turn", "word") or not 1 <= turn_no <= len(st.turns):
             return Reply(status=notice("Notice", "that turn is not in this chat"))
+        if kind == "word":
+            rec = st.turns[turn_no - 1]
+            token = token_at(rec.aligned_tokens, rec.aligned, token)
         st.inspected = (turn_no, token)
         return Reply(state=st, **inspect_values(st, turn_no))
 

@@ -62,7 +62,13 @@ CSS = """
 .sda-top tr.sda-chosen td { font-weight: 700; }
 .sda-hidden { display: none !important; }
 .sda-file:not(:has(a)) { display: none !important; }
-#sda-chat { min-height: 42vh; }
+/* the conversation scrolls in its own pane (page.PAGE_JS keeps it at the bottom while an answer streams), so
+   the message box under it stays on screen however long the chat grows */
+#sda-chat { height: calc(100vh - 330px); min-height: 260px; overflow-y: auto; overscroll-behavior: contain;
+            overflow-anchor: none; }  /* the answer is re-rendered whole: no anchoring jumps */
+.sda-chat { padding-right: 4px; }
+.sda-act { text-transform: none; letter-spacing: normal; font-weight: normal; }
+.sda-md[data-pick] { cursor: text; }
 .sda-answer { border-radius: 8px; padding: 8px 10px; min-height: 2.5em; background: var(--background-fill-secondary); }
 .sda-nocase { text-transform: none; }
 .sda-cut { margin-top: 4px; font-size: .8em; color: var(--body-text-color-subdued); font-style: italic; }
@@ -71,10 +77,9 @@ CSS = """
 .sda-md th, .sda-md td { border: 1px solid var(--border-color-primary); padding: 2px 8px; }
 .sda-img-alt { font-style: italic; border-bottom: 1px dotted var(--border-color-primary); }
 .sda-img-alt::before { content: "[image: "; } .sda-img-alt::after { content: "]"; }
-/* Stop looks inactive unless an answer is on its way (the live turn, queued included, is in the page) */
-.gradio-container:not(:has(#sda-chat .sda-live)) #sda-stop {
-  background: var(--button-secondary-background-fill); color: var(--button-secondary-text-color);
-  border-color: var(--button-secondary-border-color); opacity: .6; }
+/* Send becomes Stop while an answer is on its way (the live turn, queued included, is in the page) */
+.gradio-container:has(#sda-chat .sda-live) #sda-send { display: none !important; }
+.gradio-container:not(:has(#sda-chat .sda-live)) #sda-stop { display: none !important; }
 """
 
 
@@ -85,9 +90,18 @@ def _txt(text: str) -> str:
     return f'<div class="sda-txt">{escape(text)}</div>'
 
 
-def _md(text: str) -> str:
-    """An answer: Markdown, raw HTML shown as text."""
-    return f'<div class="sda-txt sda-md">{render_markdown(text)}</div>'
+PICK_TITLE = "Click a word to see why SDA chose its token"
+
+
+def _md(text: str, pick: int | None = None) -> str:
+    """An answer: Markdown, raw HTML shown as text; ``data-text`` holds the text for **Copy answer**, and
+    ``pick`` (a turn number) makes a click on a word open the token inspector (``page.PAGE_JS``)."""
+    attrs = f' data-pick="{pick}" title="{PICK_TITLE}"' if pick is not None else ""
+    return f'<div class="sda-txt sda-md" data-text="{escape(text)}"{attrs}>{render_markdown(text)}</div>'
+
+
+def _copy_answer() -> str:
+    return '<button type="button" class="sda-act sda-copy-answer" title="Copy the whole answer">Copy answer</button>'
 
 
 def _act(action: str, label: str, cls: str = "sda-act") -> str:
@@ -166,10 +180,11 @@ def _record_html(i: int, r: TurnRecord) -> str:
             + _user(r.user)
             + _meta(s.get("value"), detail, r.lam, r.lam_source, r.settings.get("mapping", "")) +
             '<div class="sda-pair">'
-            f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}</div>{_md(r.base)}{_cut(r.base_finish_reason)}'
-            '</div><div class="sda-aligned">'
-            f'<div class="sda-who">Aligned (SDA) · {escape(preset)}{_lam(r.lam)}{regen}{inspect}</div>'
-            f'{_md(r.aligned)}{_cut(r.finish_reason)}</div></div>{_turn_foot(r)}</div>')
+            f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}{_copy_answer()}</div>{_md(r.base)}'
+            f'{_cut(r.base_finish_reason)}</div><div class="sda-aligned">'
+            f'<div class="sda-who">Aligned (SDA) · {escape(preset)}{_lam(r.lam)}{regen}{inspect}{_copy_answer()}'
+            f'</div>{_md(r.aligned, i if r.aligned_tokens else None)}{_cut(r.finish_reason)}</div></div>'
+            f'{_turn_foot(r)}</div>')
 
 
 SYSTEM_NAMES = {"aligned": "SDA (aligned)", "base": "base"}
@@ -186,7 +201,7 @@ def _arena_html(i: int, r: TurnRecord, arena: dict) -> str:
         name = f" · {SYSTEM_NAMES[order[letter]]}" if vote else ""
         cut = _cut(ends[order[letter]]) if vote else ""  # before the vote the notes could tell them apart
         cols.append(f'<div class="sda-answer" data-answer="{letter}"><div class="sda-who">Answer {letter}{name}'
-                    f'</div>{_md(texts[order[letter]])}{cut}</div>')
+                    f'{_copy_answer()}</div>{_md(texts[order[letter]])}{cut}</div>')
     if vote:
         said = "a tie" if vote == "tie" else f"{vote} ({SYSTEM_NAMES[order[vote]]})"
         lam = "" if r.lam is None else f" · λ {r.lam:.3f}"
@@ -201,11 +216,13 @@ def _arena_html(i: int, r: TurnRecord, arena: dict) -> str:
 
 
 def _live_html(i: int, t: LiveTurn, mapping: str, arena: bool = False) -> str:
-    if t.phase == "queued":
+    if t.phase == "queued" and not t.regenerating:
         base = _wait("waiting for the model (another chat is generating)…")
     else:
         base = (_md(t.base) if t.base else _wait("…")) + _cut(t.base_finish)
-    if t.phase in ("queued", "base"):
+    if t.phase == "queued" and t.regenerating:
+        aligned = _wait("waiting for the model to sample this answer again…")
+    elif t.phase in ("queued", "base"):
         aligned = _wait("starts after the base answer is scored")
     elif t.phase == "judge":
         aligned = _wait("the evaluator is scoring the base answer…")

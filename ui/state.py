@@ -14,13 +14,12 @@ import threading
 from dataclasses import dataclass, field
 
 from sda_local.judges.spec import UnavailableEvaluator
-from sda_local.session import ChatSession, TurnRecord
+from sda_local.session import INTERRUPTED, ChatSession, TurnRecord
 
 from .arena import new_arena
 from .host import ModelHost
 
 INSPECT_K = 5  # each aligned token records its step's top-5 lists (the token inspector)
-INTERRUPTED = "interrupted"  # the finish reason of a turn saved while it was generated, never finished
 
 
 @dataclass
@@ -58,6 +57,7 @@ class SessionState:
         self.live: LiveTurn | None = None
         self.stop = threading.Event()
         self.pending = False                # a send/regenerate was clicked and waits in the queue
+        self.from_page = False              # sends come through begin_send (the page), not the API alone
         self.show_base = True
         self.conv_id: str | None = None     # the saved conversation this session writes to (None: not saved yet)
         self.title = ""
