@@ -146,3 +146,52 @@ def test_an_interrupted_turn_is_shown_but_kept_out_of_the_history(host, tmp_path
     assert done["status"].startswith("Done") and [t.user for t in st.turns] == ["Hi", "Cut off?", "Again?"]
     sent = [m["content"] for m in st.chat.messages()]
     assert "Cut off?" not in sent and "Again?" in sent
+
+
+# -- what people expect: warnings, presets, tips ------------------------------------------------------------------
+def test_strong_steering_is_warned_in_the_turn_and_as_a_toast(host):
+    from sda_local.ui.render import STRONG_KLAM, _record_html, strength_warning
+    from sda_local.session import TurnRecord
+    from sda_local.ui.state import SessionState
+
+    assert strength_warning(2.0, 0.25) == "" and strength_warning(2.0, 0.5) == ""  # the defaults, and λ 0.5
+    assert "word salad" in strength_warning(4.0, 0.9) and "3.60" in strength_warning(4.0, 0.9)
+    assert strength_warning(STRONG_KLAM, 1.0) == "" and strength_warning(None, 0.9) == ""
+    rec = TurnRecord(**{**turn(toks("x")), "lam": 0.9, "settings": {"sampling": {"k": 4.0}}})
+    assert "Strong steering" in _record_html(1, rec)
+    c = controller(host)
+    st = SessionState()
+    replies = list(c.send(st, "Hello?", **{**FAST, "k": 4.0, "fixed_lam": 0.9}))
+    assert any("Strong steering" in t.text for r in replies for t in r.toasts)
+    assert "Strong steering" in replies[-1]["chat"]
+    calm = list(c.send(st, "Hello?", **FAST))  # k 2 × λ 0.6
+    assert not any("Strong steering" in t.text for r in calm for t in r.toasts)
+
+
+def test_an_edited_instruction_shows_the_preset_as_custom():
+    from sda_local.presets import all_presets
+    from sda_local.ui.controller import ChatController
+    from sda_local.ui.controls import CUSTOM, Controls
+
+    p = all_presets()["harmlessness"]
+    assert ChatController.edit_preset("harmlessness", p.instruction, p.rubric) == {}
+    assert ChatController.edit_preset("harmlessness", p.instruction + " Be brief.", p.rubric) == {"preset": CUSTOM}
+    assert ChatController.edit_preset("harmlessness", p.instruction, "Score brevity.") == {"preset": CUSTOM}
+    assert ChatController.edit_preset(CUSTOM, "anything", "") == {}  # already custom
+    chosen = Controls(preset=CUSTOM, instruction="Answer in French.", rubric=p.rubric).chosen_preset()
+    assert chosen.instruction == "Answer in French." and chosen.rubric == p.rubric
+
+
+def test_every_evaluator_choice_has_a_one_line_tip_on_the_page(host):
+    from sda_local.ui.app import build_app
+    from sda_local.ui.controls import EVALUATOR_TIPS, EVALUATORS
+    from sda_local.ui.page import page_js
+
+    assert set(EVALUATOR_TIPS) == set(EVALUATORS)
+    assert all("\n" not in tip and len(tip) < 140 for tip in EVALUATOR_TIPS.values())
+    js = page_js({EVALUATORS[k]: t for k, t in EVALUATOR_TIPS.items()})
+    assert EVALUATOR_TIPS["preset"] in js and "TIPS" not in js and "STICK_PX" not in js
+    config = build_app(host).get_config_file()
+    labels = {c["props"].get("label"): c["props"] for c in config["components"] if "label" in c["props"]}
+    assert "What is SDA?" in labels and "k·λ above about 2" in labels["k"]["info"]
+    assert labels["λ"]["info"].startswith("how strongly the answer is steered")

@@ -19,9 +19,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 import gradio as gr  # noqa: E402
 
 from .controller import ACT_OUTPUTS, TURN_OUTPUTS, ChatController  # noqa: E402
-from .controls import CONTROL_NAMES  # noqa: E402
+from .controls import CONTROL_NAMES, EVALUATOR_TIPS, EVALUATORS  # noqa: E402
 from .layout import Widgets, build_layout  # noqa: E402
-from .page import PAGE_JS  # noqa: E402
+from .page import page_js  # noqa: E402
 from .library import store_note  # noqa: E402
 from .render import CSS  # noqa: E402
 from .reply import KEEP, Choices, Reply, Visible  # noqa: E402
@@ -147,6 +147,9 @@ def _wire_settings(wire: Wiring, c: ChatController) -> None:
     w = wire.w
     wire.on(w["preset"].input, c.pick_preset, ("instruction", "rubric"), ("preset",), api_name="pick_preset",
             **LIGHT)
+    for box in ("instruction", "rubric"):
+        wire.on(w[box].input, c.edit_preset, ("preset",), ("preset", "instruction", "rubric"), show_api=False,
+                trigger_mode="always_last", **LIGHT)
     wire.on(w["save_btn"].click, c.save_preset, ("preset", "status"),
             (("name", "preset_name"), "instruction", "rubric"), api_name="save_preset", **LIGHT)
     wire.on(w["evaluator"].change, c.show_evaluator, ("local_box", "openai_box", "fixed_box"), ("evaluator",),
@@ -171,7 +174,8 @@ def build_app(host, controller: ChatController | None = None, *, store=None) -> 
             _wire_turns(wire, controller)
             _wire_settings(wire, controller)
             _wire_library(wire, controller)
-            demo.load(None, js=PAGE_JS, show_api=False, queue=False)  # the page script, once per page load
+            tips = {EVALUATORS[k]: tip for k, tip in EVALUATOR_TIPS.items() if k in EVALUATORS}
+            demo.load(None, js=page_js(tips), show_api=False, queue=False)  # the page script, once per page load
             wire.on(demo.load, controller.on_load, LOAD_OUTPUTS, ("conv_key",), js=READ_KEY, show_api=False,
                     **LIGHT)
     return demo

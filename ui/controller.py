@@ -30,7 +30,7 @@ from .host import ModelHost
 from .inspector import inspector_html
 from .library import LibraryCallbacks, fallback_store, plain, store_note
 from .pick import token_at
-from .render import chat_html, timings_text
+from .render import chat_html, strength_warning, timings_text
 from .reply import Choices, Reply, Visible, notice
 from .state import LiveTurn, SessionState
 
@@ -306,6 +306,8 @@ class ChatController(LibraryCallbacks):
                     done = ev.turn
                     continue
                 warning = apply_event(st.live, ev, key)
+                if ev.kind == "lambda":
+                    warning = warning or strength_warning(st.chat.settings.sampling.k, ev.lam) or None
                 now = time.monotonic()
                 if ev.kind not in TOKEN_EVENTS or now - last_save >= self.save_interval_s:
                     last_save, failed = now, self._persist(st)
@@ -503,6 +505,17 @@ class ChatController(LibraryCallbacks):
     def pick_preset(preset: str | None) -> Reply:
         p = all_presets().get(preset)
         return Reply() if p is None else Reply(instruction=p.instruction, rubric=p.rubric)
+
+    @staticmethod
+    def edit_preset(preset: str | None, instruction: str | None, rubric: str | None) -> Reply:
+        """The instruction or rubric was typed in: the preset shows as ``CUSTOM`` unless both still are the
+        preset's own."""
+        p = all_presets().get(preset)
+        if p is None:
+            return Reply()
+        own = (instruction or "").strip() in ("", p.instruction.strip()) and \
+            (rubric or "").strip() in ("", p.rubric.strip())
+        return Reply() if own else Reply(preset=CUSTOM)
 
     @staticmethod
     def save_preset(name: str | None, instruction: str | None, rubric: str | None) -> Reply:

@@ -22,6 +22,22 @@ from .fields import SAMPLING, SETTING_FIELDS, SettingField
 CUSTOM = "(custom)"  # the preset dropdown's entry for an instruction typed by hand
 
 EVALUATORS = {k: EVALUATOR_LABELS[k] for k in EVALUATOR_KINDS}  # every kind, labelled for the radio
+# one line each, in plain words: the radio's tooltips (page.page_js puts them on the choices)
+EVALUATOR_TIPS = {
+    "local": "A local model (the chat model, or one you pick) rates the base answer 1-100; a poor answer gets "
+             "a larger λ.",
+    "geval": "Like the local judge, but the score is the average of its possible ratings, weighted by how "
+             "likely it finds each.",
+    "reason": "The local judge first writes a short critique, then its rating: slower.",
+    "yesno": "The local judge is asked whether the answer is good; how likely it says yes becomes the score.",
+    "self": "No judge prompt: the score comes from how much the two streams (with and without the instruction) "
+            "disagree about the base answer.",
+    "openai": "A judge model on an OpenAI-compatible server (OpenAI, Ollama, LM Studio, llama.cpp…) rates the "
+              "base answer.",
+    "fixed": "No judge: you choose λ yourself (or a score, which is mapped to λ).",
+    "preset": "No judge: each preset's own λ, chosen from measurements (the default: the local judges did not "
+              "rate reliably).",
+}
 CHAT_MODEL_JUDGE = "(the chat model)"
 
 PRESET_NAMES = ("preset", "instruction", "rubric")

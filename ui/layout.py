@@ -23,10 +23,27 @@ Widgets = dict  # name → Gradio component (or a column whose visibility a call
 
 PLACEHOLDER = "Type a message and press Enter (Shift+Enter: new line)"
 
+ABOUT = """**SDA (Steering-Driven Distribution Alignment)** makes a model follow an instruction without training it.
+For every token the model reads the conversation twice: once *with* the alignment instruction and once
+*without* it.  The next token is drawn from the first reading pushed further away from the second, so what the
+instruction changes is amplified:
+
+`score = log p(with) + k·λ·(log p(with) − log p(without))`
+
+**λ** (0 to 1) is how strongly an answer is steered, **k** how much each unit of λ pushes (2, as in the paper).
+λ comes from the *evaluator*: a judge that rates the model's plain (base) answer — a poor answer gets more
+steering — or simply each preset's own λ.  Each turn shows the base answer beside the aligned one; click a word
+of the aligned answer to see the two readings it was chosen from."""
+LAM_INFO = "how strongly the answer is steered toward the instruction: 0 = not at all; the presets use about 0.25"
+PLAIN_HELP = {  # the Advanced settings that deserve plain words first (the formula is in "What is SDA?")
+    "k": "how hard each unit of λ pushes away from the answer without the instruction (2 = the paper's); "
+         "k·λ above about 2 tends to give word salad",
+}
+
 
 def setting_widget(f: SettingField) -> gr.components.Component:
     """The widget for one Advanced setting."""
-    common = dict(label=f.label, info=f.help, elem_id=f.elem_id)
+    common = dict(label=f.label, info=PLAIN_HELP.get(f.name, f.help), elem_id=f.elem_id)
     if f.widget == "slider":
         return gr.Slider(f.minimum, f.maximum, value=f.default, step=f.step, **common)
     if f.widget == "radio":
@@ -126,7 +143,9 @@ def _preset(w: Widgets, choices: list[str]) -> None:
 def _evaluator(w: Widgets, model_values: list[str]) -> None:
     with gr.Group():
         w["evaluator"] = gr.Radio(choices=[(v, k) for k, v in EVALUATORS.items()], value=DEFAULT_EVALUATOR,
-                                  label="Evaluator (scores the base answer; the score sets λ)", elem_id="sda-evaluator")
+                                  label="Evaluator (scores the base answer; the score sets λ)",
+                                  info="where λ comes from; point at a choice to see what it does",
+                                  elem_id="sda-evaluator")
         with gr.Column(visible=True) as w["local_box"]:
             w["judge_model"] = gr.Dropdown(choices=[CHAT_MODEL_JUDGE] + model_values, value=CHAT_MODEL_JUDGE,
                                            allow_custom_value=True, label="Judge model (or a .gguf path)",
@@ -140,7 +159,7 @@ def _evaluator(w: Widgets, model_values: list[str]) -> None:
         with gr.Column(visible=False) as w["fixed_box"]:
             w["fixed_by"] = gr.Radio(choices=[("λ", "lam"), ("score", "score")], value="lam", label="Fix",
                                      elem_id="sda-fixed-by")
-            w["fixed_lam"] = gr.Slider(0, 1, value=0.5, step=0.01, label="λ", elem_id="sda-fixed-lam")
+            w["fixed_lam"] = gr.Slider(0, 1, value=0.5, step=0.01, label="λ", info=LAM_INFO, elem_id="sda-fixed-lam")
             w["fixed_score"] = gr.Slider(1, 100, value=50, step=1, label="score (mapped to λ)",
                                          elem_id="sda-fixed-score")
 
@@ -181,6 +200,8 @@ def build_layout(host: ModelHost, preset_choices: list[str], store_note: str = "
             _conversation(w)
             _diagnostics(w)
         with gr.Column(scale=2):
+            with gr.Accordion("What is SDA?", open=False, elem_id="sda-about"):
+                gr.Markdown(ABOUT)
             _library(w, store_note)
             _preset(w, preset_choices)
             _evaluator(w, [v for _, v in models])

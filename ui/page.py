@@ -5,6 +5,7 @@
   aligned answer (an element with ``data-pick="TURN"``) sends ``word TURN N``: N counts the visible non-space
   characters before the clicked one, which ``pick.token_at`` maps to the token.  A click in the conversation that
   asks for the inspector scrolls the page to it (opening its accordion if it was closed).
+- The evaluator's choices get their one-line tooltips (``controls.EVALUATOR_TIPS``).
 - A code block's Copy button copies the block's text; an answer's **Copy answer** button its whole text.
 - The conversation (``#sda-chat``) scrolls in its own pane and sticks to its bottom while an answer streams,
   unless the user scrolled up; a new turn (sent, opened, resumed) scrolls it to the bottom.
@@ -12,6 +13,8 @@
 Model text never reaches this script as code: it only reads the page's text and its own data attributes.
 """
 from __future__ import annotations
+
+import json
 
 STICK_PX = 48  # within this many pixels of the bottom, the pane counts as "at the bottom" and follows the answer
 
@@ -80,6 +83,12 @@ PAGE_JS = """() => {
     revealInspector();
     act('word ' + md.dataset.pick + ' ' + n);
   });
+  // one-line tooltips on the evaluator's choices
+  const tips = TIPS;
+  document.querySelectorAll('#sda-evaluator label').forEach((label) => {
+    const tip = tips[label.textContent.trim()];
+    if (tip) label.title = tip;
+  });
   // the conversation pane: follow the answer while at the bottom; a new turn always scrolls to it
   const pane = document.querySelector('#sda-chat');
   if (!pane) return;
@@ -96,4 +105,9 @@ PAGE_JS = """() => {
   };
   new MutationObserver(follow).observe(pane, {childList: true, subtree: true, characterData: true});
   follow();
-}""".replace("STICK_PX", str(STICK_PX))
+}"""
+
+
+def page_js(tips: dict[str, str]) -> str:
+    """The script, with ``tips`` (a choice's label → its tooltip) for the evaluator's choices."""
+    return PAGE_JS.replace("STICK_PX", str(STICK_PX)).replace("TIPS", json.dumps(tips, ensure_ascii=False))

@@ -120,13 +120,16 @@ def _warnings(warnings: list[str]) -> str:
     return "".join(f'<div class="sda-warn">⚠ {escape(w)}</div>' for w in warnings)
 
 
+LAM_TIP = "λ: how strongly this answer was steered toward the instruction (0 = not at all, near 1 = very strongly)"
+
+
 def _meta(score: int | None, score_detail: str, lam: float | None, lam_source: str, mapping: str) -> str:
     parts = []
     if score is not None:
         parts.append(f'<span class="sda-badge sda-score" title="{escape(score_detail)}">score {score}/100</span>')
     if lam is not None:
         how = {"score": f"from the score via {mapping}", "fixed": "fixed", "fallback": "fallback (evaluator failed)"}
-        parts.append(f'<span class="sda-badge sda-lam">λ = {lam:.3f}</span>'
+        parts.append(f'<span class="sda-badge sda-lam" title="{LAM_TIP}">λ = {lam:.3f}</span>'
                      f'<span class="sda-badge sda-lam-source">{escape(how.get(lam_source, lam_source))}</span>')
     return f'<div class="sda-meta">{"".join(parts)}</div>' if parts else ""
 
@@ -164,9 +167,29 @@ def _phase(r: TurnRecord) -> str:
     return r.finish_reason if r.finish_reason in ("stopped", "error", "interrupted") else "done"
 
 
+# k·λ above this: "strong steering" (SmolLM2 and Qwen 1.5B stayed coherent at k·λ = 0.5 and 1, the presets' and
+# λ 0.5; k = 4, λ = 0.9 (3.6) gave word salad; 2 is a line drawn between those, not a measured edge)
+STRONG_KLAM = 2.0
+
+
+def strength_warning(k: float | None, lam: float | None) -> str:
+    """A warning when k·λ is so large that answers tend to degrade; "" otherwise."""
+    if k is None or lam is None or k * lam <= STRONG_KLAM:
+        return ""
+    return (f"Strong steering: k·λ = {k * lam:.2f} (k {k:g} × λ {lam:.3f}). Above about {STRONG_KLAM:g} answers "
+            f"often fall apart into word salad (k 4 × λ 0.9 did); lower λ or k (the defaults give 0.5).")
+
+
+def record_k(r: TurnRecord) -> float | None:
+    k = ((r.settings or {}).get("sampling") or {}).get("k")
+    return float(k) if isinstance(k, (int, float)) else None
+
+
 def _turn_foot(r: TurnRecord) -> str:
     stop = ENDINGS.get(r.finish_reason, "")
-    return (f'{_warnings(r.warnings)}<div class="sda-timings">{escape(timings_text(r.timings))}{escape(stop)} · '
+    strong = strength_warning(record_k(r), r.lam)
+    warns = _warnings(r.warnings + ([strong] if strong else []))
+    return (f'{warns}<div class="sda-timings">{escape(timings_text(r.timings))}{escape(stop)} · '
             f'evaluator {escape(r.evaluator or "none")}</div>')
 
 
@@ -215,7 +238,7 @@ def _arena_html(i: int, r: TurnRecord, arena: dict) -> str:
             f'{_user(r.user)}<div class="sda-pair">{"".join(cols)}</div>{votes}{foot}</div>')
 
 
-def _live_html(i: int, t: LiveTurn, mapping: str, arena: bool = False) -> str:
+def _live_html(i: int, t: LiveTurn, mapping: str, arena: bool = False, k: float | None = None) -> str:
     if t.phase == "queued" and not t.regenerating:
         base = _wait("waiting for the model (another chat is generating)…")
     else:
@@ -231,7 +254,8 @@ def _live_html(i: int, t: LiveTurn, mapping: str, arena: bool = False) -> str:
     if arena:  # blind: which answer streams first would tell them apart
         return (f'<div class="sda-turn sda-live sda-arena" data-turn="{i}" data-phase="{t.phase}">{_user(t.user)}'
                 f'{_wait("arena: generating answers A and B…")}</div>')
-    warn = _warnings(t.warnings)
+    strong = strength_warning(k, t.lam)
+    warn = _warnings(t.warnings + ([strong] if strong else []))
     return (f'<div class="sda-turn sda-live" data-turn="{i}" data-phase="{t.phase}">'
             + _user(t.user)
             + _meta(t.score, t.score_detail, t.lam, t.lam_source, mapping) +
@@ -254,7 +278,8 @@ def chat_html(state: SessionState | None) -> str:
             for i, (r, a) in enumerate(zip(turns, arenas))]
     if live is not None:
         mapping = state.chat.settings.mapping if state.chat else ""
-        body.append(_live_html(len(turns) + 1, live, mapping, arena))
+        k = state.chat.settings.sampling.k if state.chat else None
+        body.append(_live_html(len(turns) + 1, live, mapping, arena, k))
     if not body:
         body = ['<div class="sda-empty">Pick a preset and an evaluator, then send a message. Each turn shows the '
                 'model\'s base answer and the SDA-aligned answer side by side.</div>']
