@@ -3,8 +3,9 @@ built in this process with SmolLM2: the conversation scrolls in its own pane and
 unless the user scrolled up, so the message box stays on screen after many turns and after a reload; a click on
 a word of an aligned answer opens the token inspector on that word's token and scrolls to it, and so does
 "inspect tokens"; Enter while an answer is on its way says so and keeps the message (nothing is sent later);
-regenerate keeps the base answer's timings; opening the plot and then a new chat logs no JavaScript error (the
-page must log none at all)."""
+regenerate keeps the base answer's timings; a reload brings back the settings the conversation was answered
+with; Copy answer copies it; the evaluator's choices have tooltips and an edited instruction shows the preset as
+(custom); opening the plot and then a new chat logs no JavaScript error (the page must log none at all)."""
 from __future__ import annotations
 
 import os
@@ -167,6 +168,33 @@ def _regenerate_keeps_base_timings(page, turn: int) -> None:
     assert after.startswith(before) and before != "base 0.00 s", (before, after)
 
 
+def _settings_came_back(page) -> None:
+    """The reloaded page has the settings the conversation was last answered with (not the page's defaults)."""
+    assert page.locator("#sda-evaluator label", has_text="Fixed score / λ").locator("input").is_checked()
+    page.get_by_text("Advanced settings").click()
+    assert page.locator("#sda-max-tokens input[type=number]").input_value() == "500"  # the long answer's
+    page.get_by_text("Advanced settings").click()
+
+
+def _copy_answer(page, turn: int) -> None:
+    """Copy answer puts the whole answer, as the model wrote it, on the clipboard."""
+    aligned = page.locator(f'#sda-chat .sda-turn[data-turn="{turn}"] .sda-aligned')
+    aligned.locator(".sda-copy-answer").click()
+    page.wait_for_function(f"() => document.querySelector('#sda-chat .sda-turn[data-turn=\"{turn}\"] "
+                           ".sda-aligned .sda-copy-answer').textContent === 'Copied'")
+    text = aligned.locator(".sda-md").get_attribute("data-text")
+    assert text.strip() and page.evaluate("navigator.clipboard.readText()") == text
+
+
+def _tips_and_custom(page) -> None:
+    """The evaluator's choices have tooltips; an edited instruction shows the preset as (custom)."""
+    label = page.locator("#sda-evaluator label", has_text="λ per preset (no judge)")
+    assert "each preset's own λ" in label.get_attribute("title")
+    assert page.locator("#sda-preset input").input_value() != "(custom)"
+    page.locator("#sda-instruction textarea").press_sequentially(" Be brief.")
+    page.wait_for_function("() => document.querySelector('#sda-preset input').value === '(custom)'")
+
+
 def test_pane_word_clicks_busy_enter_and_regenerate_in_headless_chromium(tmp_path):
     from sda_local.ui.conversations import ConversationStore
 
@@ -174,7 +202,9 @@ def test_pane_word_clicks_busy_enter_and_regenerate_in_headless_chromium(tmp_pat
     with served(ConversationStore(tmp_path / "chats.sqlite3"), n_ctx=2048) as url, \
             sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url.rstrip("/"))
+        page = context.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.set_default_timeout(60_000)
         try:
@@ -195,12 +225,14 @@ def test_pane_word_clicks_busy_enter_and_regenerate_in_headless_chromium(tmp_pat
             page.locator('#sda-chat .sda-turn[data-turn="6"]').wait_for()
             page.wait_for_function("() => document.querySelector('#sda-status').innerText.includes('Resumed')")
             assert _input_on_screen(page) and _at_bottom(page), page.evaluate(PANE)
-            page.locator("#sda-evaluator label", has_text="Fixed score / λ").click()  # a reload resets them
+            _settings_came_back(page)
             _max_tokens(page, 24)
             _send(page, "One more fact, please.", 7)
             _word_click(page, 7)
             _inspect_tokens(page)
             _regenerate_keeps_base_timings(page, 7)
+            _copy_answer(page, 7)
+            _tips_and_custom(page)
             page.locator("#sda-plot-box").get_by_text("Per-token plot and table").click()
             page.wait_for_selector("#sda-plot canvas")
             page.locator("#sda-clear").click()  # the plot empties: Gradio's plot used to throw here

@@ -195,3 +195,31 @@ def test_every_evaluator_choice_has_a_one_line_tip_on_the_page(host):
     labels = {c["props"].get("label"): c["props"] for c in config["components"] if "label" in c["props"]}
     assert "What is SDA?" in labels and "k·λ above about 2" in labels["k"]["info"]
     assert labels["λ"]["info"].startswith("how strongly the answer is steered")
+
+
+# -- the settings come back with their conversation ------------------------------------------------------------------
+def test_a_conversation_brings_back_the_settings_it_was_answered_with(host, tmp_path):
+    from sda_local.ui.controls import CUSTOM, restored_controls
+    from sda_local.ui.state import SessionState
+
+    path = tmp_path / "chats.sqlite3"
+    c = controller(host, ConversationStore(path))
+    st = SessionState()
+    used = {**FAST, "preset": "harmlessness", "instruction": "Be kind.", "rubric": "", "max_tokens": 5, "k": 1.5,
+            "openai_api_key": "sk-SECRET-1234", "temperature_mode": "sharp"}
+    key = list(c.send(st, "Hello?", **used))[-1]["conv_key"]
+    saved = ConversationStore(path).load(key)[1]
+    assert saved["controls"]["max_tokens"] == 5 and "openai_api_key" not in saved["controls"]
+    assert "SECRET" not in str(saved)
+    loaded = controller(host, ConversationStore(path)).on_load(key)  # a reload, or a restart
+    assert (loaded["evaluator"], loaded["fixed_lam"], loaded["max_tokens"], loaded["k"]) == ("fixed", 0.6, 5, 1.5)
+    assert loaded["preset"] == "harmlessness" and loaded["instruction"] == "Be kind."
+    assert loaded["temperature_mode"] == "sharp" and "openai_api_key" not in loaded
+    other = controller(host, ConversationStore(path))
+    fresh = other.on_load("")
+    assert "max_tokens" not in fresh  # a new tab keeps the page's defaults
+    opened = other.open_conversation(fresh["state"], key)
+    assert opened["max_tokens"] == 5 and opened["evaluator"] == "fixed"
+    # what a widget would refuse stays out; a preset that is gone shows as custom
+    assert restored_controls({"evaluator": "nope", "temperature_mode": "warm", "seed": None, "top_p": [1],
+                              "preset": "deleted-one", "unknown": 1}) == {"seed": None, "preset": CUSTOM}

@@ -18,7 +18,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
-from .controller import ACT_OUTPUTS, TURN_OUTPUTS, ChatController  # noqa: E402
+from .controller import ACT_OUTPUTS, OPEN_OUTPUTS, TURN_OUTPUTS, ChatController  # noqa: E402
 from .controls import CONTROL_NAMES, EVALUATOR_TIPS, EVALUATORS  # noqa: E402
 from .layout import Widgets, build_layout  # noqa: E402
 from .page import page_js  # noqa: E402
@@ -36,7 +36,8 @@ CONV_KEY = "sda-local-conversation"  # this tab's conversation id, in its sessio
 READ_KEY = f"(k) => sessionStorage.getItem('{CONV_KEY}') || ''"
 WRITE_KEY = (f"(k) => {{ if (k) sessionStorage.setItem('{CONV_KEY}', k); "
              f"else sessionStorage.removeItem('{CONV_KEY}'); return []; }}")
-LOAD_OUTPUTS = tuple(o for o in TURN_OUTPUTS if o != "message") + ("model_info", "preset", "db_info")
+LOAD_OUTPUTS = (tuple(o for o in TURN_OUTPUTS if o != "message") + ("model_info", "db_info")
+                + tuple(n for n in OPEN_OUTPUTS if n not in TURN_OUTPUTS))  # the settings, the preset included
 
 
 def gradio_value(value):
@@ -132,7 +133,7 @@ def _wire_turns(wire: Wiring, c: ChatController) -> None:
 
 def _wire_library(wire: Wiring, c: ChatController) -> None:
     w = wire.w
-    wire.on(w["open_btn"].click, c.open_conversation, TURN_OUTPUTS, ("state", "conv_pick"),
+    wire.on(w["open_btn"].click, c.open_conversation, OPEN_OUTPUTS, ("state", "conv_pick"),
             api_name="open_conversation", **LIGHT)
     wire.on(w["delete_btn"].click, c.delete_conversation, TURN_OUTPUTS, ("state", "conv_pick"),
             api_name="delete_conversation", **LIGHT)

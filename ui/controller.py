@@ -24,14 +24,14 @@ from sda_local.presets import all_presets, custom_preset, save_user_preset
 from sda_local.session import TurnRecord
 
 from . import plots
-from .controls import CUSTOM, Controls, preset_choices
+from .controls import CUSTOM, RESTORED_NAMES, Controls, preset_choices, restored_controls, saved_controls
 from .conversations import Store
 from .host import ModelHost
 from .inspector import inspector_html
 from .library import LibraryCallbacks, fallback_store, plain, store_note
 from .pick import token_at
 from .render import chat_html, strength_warning, timings_text
-from .reply import Choices, Reply, Visible, notice
+from .reply import KEEP, Choices, Reply, Visible, notice
 from .state import LiveTurn, SessionState
 
 log = logging.getLogger("sda_local.ui")
@@ -51,6 +51,8 @@ TURN_OUTPUTS = ("state", "chat", "status", "message", "plot", "plot_summary", "t
 # What a click in the conversation or the inspector (``act``: a token, "inspect tokens", a vote) may change.
 ACT_OUTPUTS = ("state", "chat", "status", "plot", "plot_summary", "table", "turn", "record", "inspector",
                "conv_pick", "conv_key", "conv_title")
+# Opening a saved conversation also puts back the settings it was last answered with.
+OPEN_OUTPUTS = TURN_OUTPUTS + RESTORED_NAMES
 ARENA_HIDES = "Arena: vote on turn {n} first (its tokens would tell which answer is SDA's)."
 
 
@@ -242,6 +244,7 @@ class ChatController(LibraryCallbacks):
             chat = st.session(self.host)
             chat.evaluator = self.host.evaluator(ctrl.evaluator_spec())
             events = chat.send(text, settings)
+            st.controls = saved_controls(controls)
         except Exception as exc:
             yield self._refusal(st, exc, key, message if typed else text)  # back into the box, to be changed
             return
@@ -274,6 +277,7 @@ class ChatController(LibraryCallbacks):
             msg = f"{exc}: send a message first (after an import or a model switch, regenerate needs a new turn)"
             yield self._refuse(st, notice("Notice", msg)).inform(msg)
             return
+        st.controls = saved_controls(controls)
         st.live = LiveTurn(user=previous.user, base=previous.base, phase="aligned", regenerating=True,
                            previous=previous, base_finish=previous.base_finish_reason)
         yield from self._run(st, events, key, "Regenerated")
@@ -421,10 +425,11 @@ class ChatController(LibraryCallbacks):
         could close it under the pointer)."""
         st, status = self._resume(conv_key)
         reply = self._turn_reply(st, status)
+        reply.update(restored_controls(st.controls))  # the settings the conversation was last answered with
         reply.update(model_info=self.host.describe(), db_info=store_note(self.store))
         choices = preset_choices()
         if choices != self.page_presets:
-            reply["preset"] = Choices(choices)
+            reply["preset"] = Choices(choices, reply.get("preset", KEEP))
         if not self.store.persistent and getattr(self.store, "problem", ""):
             reply.warn(self.store.problem)
         return reply

@@ -46,6 +46,35 @@ EVALUATOR_NAMES = ("evaluator", "judge_model", "openai_base_url", "openai_model"
 CONTROL_NAMES = PRESET_NAMES + EVALUATOR_NAMES + tuple(f.name for f in SETTING_FIELDS)
 
 
+SECRET_NAMES = ("openai_api_key",)  # never saved with a conversation, never restored
+RESTORED_NAMES = tuple(n for n in CONTROL_NAMES if n not in SECRET_NAMES)
+
+
+def saved_controls(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings widgets' values as saved with a conversation (the API key left out)."""
+    return {k: v for k, v in values.items() if k in RESTORED_NAMES}
+
+
+def _fits(name: str, value: Any, choices: Mapping[str, tuple]) -> bool:
+    if name in choices:
+        return value in choices[name]
+    return value is None or isinstance(value, (str, int, float))
+
+
+def restored_controls(saved: Any) -> dict[str, Any]:
+    """Widget name → value to put back from a saved conversation's settings; values a widget would refuse (a
+    choice that is gone, a wrong type) are left out, and a preset that is gone shows as ``CUSTOM`` (its
+    instruction and rubric come back in their boxes)."""
+    if not isinstance(saved, dict):
+        return {}
+    choices = {f.name: tuple(f.choices) for f in SETTING_FIELDS if f.choices}
+    choices.update(evaluator=tuple(EVALUATORS), fixed_by=("lam", "score"))
+    out = {k: v for k, v in saved.items() if k in RESTORED_NAMES and k != "preset" and _fits(k, v, choices)}
+    if isinstance(saved.get("preset"), str):
+        out["preset"] = saved["preset"] if saved["preset"] in preset_choices() else CUSTOM
+    return out
+
+
 def preset_choices() -> list[str]:
     """The preset dropdown's entries: built-in and saved presets, then ``CUSTOM``."""
     return list(all_presets()) + [CUSTOM]

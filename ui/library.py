@@ -18,6 +18,7 @@ from pathlib import Path
 from sda_local.errors import SdaError
 
 from .arena import VOTES, export_preferences, win_rate
+from .controls import restored_controls
 from .conversations import MemoryStore, Store, StoreError, new_id, title_from
 from .reply import Choices, Reply, notice
 from .state import SessionState
@@ -93,7 +94,9 @@ class LibraryCallbacks:
             self._open(st, conv_pick)
         except SdaError as exc:
             return self._turn_reply(st, notice("Not opened", str(exc))).warn(str(exc))
-        return self._turn_reply(st, notice("Opened", f"{plain(st.title)}: {len(st.turns)} turn(s)"))
+        reply = self._turn_reply(st, notice("Opened", f"{plain(st.title)}: {len(st.turns)} turn(s)"))
+        reply.update(restored_controls(st.controls))  # and the settings it was last answered with
+        return reply
 
     def new_conversation(self, state: SessionState | None) -> Reply:
         st = state or SessionState()

@@ -58,6 +58,7 @@ class SessionState:
         self.stop = threading.Event()
         self.pending = False                # a send/regenerate was clicked and waits in the queue
         self.from_page = False              # sends come through begin_send (the page), not the API alone
+        self.controls: dict = {}            # the settings widgets' values of the last turn (saved, restored)
         self.show_base = True
         self.conv_id: str | None = None     # the saved conversation this session writes to (None: not saved yet)
         self.title = ""
@@ -100,6 +101,8 @@ class SessionState:
         data = self.chat.export()
         for t, a in zip(data["turns"], self.arenas()):
             t["arena"] = dict(a)
+        if self.controls:
+            data["controls"] = dict(self.controls)  # the settings as the page had them (no API key)
         return data
 
     def saved_data(self) -> dict:
@@ -130,13 +133,14 @@ class SessionState:
         saved = [t.get("arena") if isinstance(t, dict) else None for t in data.get("turns", [])]
         self._arena = [(r, dict(a) if isinstance(a, dict) else new_arena()) for r, a in zip(chat.turns, saved)]
         self.conv_id, self.title, self.inspected = conv_id, title, None
+        self.controls = dict(data["controls"]) if isinstance(data.get("controls"), dict) else {}
 
     def snapshot(self) -> tuple:
         """What ``rewind`` puts back (an import that turns out damaged leaves the session as it was)."""
-        return list(self.turns), self.conv_id, self.title, list(self._arena)
+        return list(self.turns), self.conv_id, self.title, list(self._arena), dict(self.controls)
 
     def rewind(self, snap: tuple) -> None:
-        turns, self.conv_id, self.title, self._arena = snap
+        turns, self.conv_id, self.title, self._arena, self.controls = snap
         if self.chat is not None:
             self.chat.turns = turns
 
@@ -145,3 +149,4 @@ class SessionState:
         if self.chat is not None:
             self.chat.clear()
         self._arena, self.conv_id, self.title, self.inspected = [], None, "", None
+        self.controls = {}
