@@ -134,6 +134,12 @@ class ChatSession:
         self.turns.clear()
         self._last = None
 
+    def truncate(self, n: int) -> None:
+        """Keep only the first ``n`` turns (an edited message replaces turn n + 1 and what followed it)."""
+        if n < len(self.turns):
+            self.turns = self.turns[:max(0, n)]
+            self._last = None  # it belonged to a turn that is gone
+
     # -- turns -----------------------------------------------------------------------------------------------
     def send(self, text: str, settings: TurnSettings | None = None) -> Iterator:
         """Run one full turn.  Raises ``SdaError`` (before any event) for an empty or too-long message."""

@@ -4,7 +4,7 @@ unless the user scrolled up, so the message box stays on screen after many turns
 a word of an aligned answer opens the token inspector on that word's token and scrolls to it, and so does
 "inspect tokens"; Enter while an answer is on its way says so and keeps the message (nothing is sent later);
 regenerate keeps the base answer's timings; a reload brings back the settings the conversation was answered
-with; Copy answer copies it; the evaluator's choices have tooltips and an edited instruction shows the preset as
+with; Copy answer copies it; an edited message replaces its turn and those after it; the evaluator's choices have tooltips and an edited instruction shows the preset as
 (custom); opening the plot and then a new chat logs no JavaScript error (the page must log none at all)."""
 from __future__ import annotations
 
@@ -186,6 +186,24 @@ def _copy_answer(page, turn: int) -> None:
     assert text.strip() and page.evaluate("navigator.clipboard.readText()") == text
 
 
+def _edit_and_resend(page) -> None:
+    """"edit" on turn 2 puts its message back in the box; sent, it replaces turn 2 and what followed (in a copy)."""
+    page.evaluate("window.scrollTo(0, 0)")
+    button = page.locator('#sda-chat [data-act="edit 2"]')
+    button.scroll_into_view_if_needed()
+    button.click()
+    entry = page.locator("#sda-input textarea")
+    page.wait_for_function("() => document.querySelector('#sda-input textarea').value.includes('number 2')")
+    assert "Editing" in page.locator("#sda-status").inner_text()
+    entry.fill("Tell me one fact about the number 22.")
+    entry.press("Enter")
+    page.wait_for_function("() => !document.querySelector('#sda-chat .sda-live') && "
+                           "document.querySelectorAll('#sda-chat .sda-turn').length === 2", timeout=TIMEOUT_MS)
+    turn = page.locator('#sda-chat .sda-turn[data-turn="2"]')
+    assert turn.get_attribute("data-phase") == "done"
+    assert turn.locator(".sda-user .sda-txt").inner_text().endswith("22.")
+
+
 def _tips_and_custom(page) -> None:
     """The evaluator's choices have tooltips; an edited instruction shows the preset as (custom)."""
     label = page.locator("#sda-evaluator label", has_text="λ per preset (no judge)")
@@ -232,6 +250,7 @@ def test_pane_word_clicks_busy_enter_and_regenerate_in_headless_chromium(tmp_pat
             _inspect_tokens(page)
             _regenerate_keeps_base_timings(page, 7)
             _copy_answer(page, 7)
+            _edit_and_resend(page)
             _tips_and_custom(page)
             page.locator("#sda-plot-box").get_by_text("Per-token plot and table").click()
             page.wait_for_selector("#sda-plot canvas")
@@ -241,6 +260,7 @@ def test_pane_word_clicks_busy_enter_and_regenerate_in_headless_chromium(tmp_pat
         except Exception:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "ui-pane-failed.png"), full_page=True)
+            print("page errors:", errors)
             raise
         finally:
             browser.close()

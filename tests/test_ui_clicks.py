@@ -223,3 +223,29 @@ def test_a_conversation_brings_back_the_settings_it_was_answered_with(host, tmp_
     # what a widget would refuse stays out; a preset that is gone shows as custom
     assert restored_controls({"evaluator": "nope", "temperature_mode": "warm", "seed": None, "top_p": [1],
                               "preset": "deleted-one", "unknown": 1}) == {"seed": None, "preset": CUSTOM}
+
+
+# -- edit a past message and resend ---------------------------------------------------------------------------------
+def test_an_edited_message_is_resent_in_a_copy_and_the_original_stays(host, tmp_path):
+    from sda_local.ui.state import SessionState
+
+    store = ConversationStore(tmp_path / "chats.sqlite3")
+    c = controller(host, store)
+    st = SessionState()
+    for text in ("First?", "Second?", "Third?"):
+        c.begin_send(st, text)
+        list(c.send(st, "", **FAST))
+    original = st.conv_id
+    assert 'data-act="edit 2"' in c._turn_reply(st, "")["chat"]
+    editing = c.act(st, "edit 2 1700000000")
+    assert editing["message"] == "Second?" and "replaces turn 2 and the 1 turn(s) after it" in editing["status"]
+    c.begin_send(st, "Second, edited?")
+    done = list(c.send(st, "", **FAST))[-1]
+    assert [t.user for t in st.turns] == ["First?", "Second, edited?"] and done["status"].startswith("Done")
+    assert st.conv_id not in (None, original) and done["conv_key"] == st.conv_id
+    assert [t["user"] for t in store.load(original)[1]["turns"]] == ["First?", "Second?", "Third?"]  # kept
+    assert [t["user"] for t in store.load(st.conv_id)[1]["turns"]] == ["First?", "Second, edited?"]
+    assert [m["content"] for m in st.chat.messages() if m["role"] == "user"] == ["First?", "Second, edited?"]
+    c.begin_send(st, "Fourth?")  # no longer editing: an ordinary turn
+    list(c.send(st, "", **FAST))
+    assert [t.user for t in st.turns][-1] == "Fourth?" and len(st.turns) == 3

@@ -49,7 +49,7 @@ BUSY_SEND = ("an answer is still being generated: your message stays in the box 
 TURN_OUTPUTS = ("state", "chat", "status", "message", "plot", "plot_summary", "table", "turn", "record",
                 "inspector", "conv_pick", "conv_key", "conv_title")
 # What a click in the conversation or the inspector (``act``: a token, "inspect tokens", a vote) may change.
-ACT_OUTPUTS = ("state", "chat", "status", "plot", "plot_summary", "table", "turn", "record", "inspector",
+ACT_OUTPUTS = ("state", "chat", "status", "message", "plot", "plot_summary", "table", "turn", "record", "inspector",
                "conv_pick", "conv_key", "conv_title")
 # Opening a saved conversation also puts back the settings it was last answered with.
 OPEN_OUTPUTS = TURN_OUTPUTS + RESTORED_NAMES
@@ -192,6 +192,9 @@ class ChatController(LibraryCallbacks):
         text = (message or "").strip()
         if not text:
             return Reply(state=st)  # ``send`` says it is empty
+        if st.editing is not None and st.editing <= len(st.turns):
+            st.fork(st.editing)  # an edited message: the turns before it, in a new conversation
+        st.editing = None
         st.live = LiveTurn(user=text, phase="queued")
         return Reply(state=st, chat=chat_html(st), message="")
 
@@ -399,7 +402,8 @@ class ChatController(LibraryCallbacks):
     def act(self, state: SessionState | None, action: str | None) -> Reply:
         """A click in the page: ``tok TURN I`` (a token: its top-5 lists), ``word TURN N`` (the token behind the
         N-th visible character of that turn's aligned answer: ``pick.token_at``), ``turn TURN`` (inspect that
-        turn's tokens) or ``vote TURN A|B|tie`` (arena); a trailing word (the page's click time) is ignored."""
+        turn's tokens), ``edit TURN`` (edit its message) or ``vote TURN A|B|tie`` (arena); a trailing word (the
+        page's click time) is ignored."""
         st = state or SessionState()
         parts = (action or "").split()
         try:
@@ -409,6 +413,8 @@ class ChatController(LibraryCallbacks):
             return Reply(status=notice("Notice", "that click did not name a turn"))
         if kind == "vote" and len(parts) > 2:
             return self._vote(st, turn_no, parts[2])
+        if kind == "edit" and 1 <= turn_no <= len(st.turns):
+            return self._edit(st, turn_no)
         if kind not in ("tok", "turn", "word") or not 1 <= turn_no <= len(st.turns):
             return Reply(status=notice("Notice", "that turn is not in this chat"))
         if kind == "word":
@@ -416,6 +422,19 @@ class ChatController(LibraryCallbacks):
             token = token_at(rec.aligned_tokens, rec.aligned, token)
         st.inspected = (turn_no, token)
         return Reply(state=st, **inspect_values(st, turn_no))
+
+    @staticmethod
+    def _edit(st: SessionState, turn_no: int) -> Reply:
+        """Edit the message of turn ``turn_no``: it goes back into the box; the next send replaces that turn and
+        what followed, in a copy of the conversation (``SessionState.fork``)."""
+        if st.live is not None:
+            return Reply(status=notice("Notice", "stop the current answer before editing a message"))
+        st.editing = turn_no
+        later = len(st.turns) - turn_no
+        also = f" and the {later} turn(s) after it" if later else ""
+        return Reply(state=st, message=st.turns[turn_no - 1].user, status=notice(
+            "Editing", f"message {turn_no}: change it and send. It replaces turn {turn_no}{also} in a copy of this "
+                       f"chat; the original stays in Conversations."))
 
     def on_load(self, conv_key: str | None = None) -> Reply:
         """A page (re)opens: a new session, which resumes the conversation its browser tab had (``conv_key``,

@@ -87,7 +87,8 @@ class LibraryCallbacks:
     def open_conversation(self, state: SessionState | None, conv_pick: str | None) -> Reply:
         st = state or SessionState()
         if st.live is not None:
-            return self._turn_reply(st, notice("Notice", "stop the current answer before opening another chat"))
+            msg = "stop the current answer before opening another chat"
+            return self._turn_reply(st, notice("Notice", msg)).inform(msg[0].upper() + msg[1:] + ".")
         if not conv_pick:
             return self._turn_reply(st, notice("Notice", "pick a saved conversation first"))
         try:
@@ -101,7 +102,8 @@ class LibraryCallbacks:
     def new_conversation(self, state: SessionState | None) -> Reply:
         st = state or SessionState()
         if st.live is not None:
-            return self._turn_reply(st, notice("Notice", "stop the current answer before starting a new chat"))
+            msg = "stop the current answer before starting a new chat"
+            return self._turn_reply(st, notice("Notice", msg)).inform(msg[0].upper() + msg[1:] + ".")
         st.forget()
         return self._turn_reply(st, notice("New chat", "the previous conversation stays in the list"))
 

@@ -1,6 +1,6 @@
 """The page script (run once when the page loads): clicks, copying, the conversation pane's scrolling.
 
-- A click on anything carrying ``data-act`` (a token, "inspect tokens", a vote button) writes that action and
+- A click on anything carrying ``data-act`` (a token, "inspect tokens", "edit", a vote button) writes that action and
   the click time into the hidden ``#sda-action`` box, which runs ``ChatController.act``.  A click on a word of an
   aligned answer (an element with ``data-pick="TURN"``) sends ``word TURN N``: N counts the visible non-space
   characters before the clicked one, which ``pick.token_at`` maps to the token.  A click in the conversation that
@@ -72,7 +72,8 @@ PAGE_JS = """() => {
     const el = e.target.closest('[data-act]');
     if (el) {
       const a = el.dataset.act;
-      if (el.closest('#sda-chat') && !a.startsWith('vote')) revealInspector();
+      if (a.startsWith('edit')) document.querySelector('#sda-input textarea')?.focus();
+      else if (el.closest('#sda-chat') && !a.startsWith('vote')) revealInspector();
       act(a);
       return;
     }

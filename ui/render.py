@@ -112,8 +112,10 @@ def _wait(text: str) -> str:
     return f'<div class="sda-wait">{escape(text)}</div>'
 
 
-def _user(text: str) -> str:
-    return f'<div class="sda-user"><div class="sda-who">You</div>{_txt(text)}</div>'
+def _user(text: str, edit: int | None = None) -> str:
+    """The user's message; ``edit`` (its turn number) adds the button that puts it back in the box to change."""
+    button = _act(f"edit {edit}", "edit") if edit is not None else ""
+    return f'<div class="sda-user"><div class="sda-who">You{button}</div>{_txt(text)}</div>'
 
 
 def _warnings(warnings: list[str]) -> str:
@@ -200,7 +202,7 @@ def _record_html(i: int, r: TurnRecord) -> str:
     regen = f" · regenerated {r.regenerations}×" if r.regenerations else ""
     inspect = _act(f"turn {i}", "inspect tokens")
     return (f'<div class="sda-turn" data-turn="{i}" data-phase="{_phase(r)}">'
-            + _user(r.user)
+            + _user(r.user, i)
             + _meta(s.get("value"), detail, r.lam, r.lam_source, r.settings.get("mapping", "")) +
             '<div class="sda-pair">'
             f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}{_copy_answer()}</div>{_md(r.base)}'

@@ -59,6 +59,7 @@ class SessionState:
         self.pending = False                # a send/regenerate was clicked and waits in the queue
         self.from_page = False              # sends come through begin_send (the page), not the API alone
         self.controls: dict = {}            # the settings widgets' values of the last turn (saved, restored)
+        self.editing: int | None = None     # the turn whose message is being edited (the next send replaces it)
         self.show_base = True
         self.conv_id: str | None = None     # the saved conversation this session writes to (None: not saved yet)
         self.title = ""
@@ -132,7 +133,7 @@ class SessionState:
         chat.load(data)
         saved = [t.get("arena") if isinstance(t, dict) else None for t in data.get("turns", [])]
         self._arena = [(r, dict(a) if isinstance(a, dict) else new_arena()) for r, a in zip(chat.turns, saved)]
-        self.conv_id, self.title, self.inspected = conv_id, title, None
+        self.conv_id, self.title, self.inspected, self.editing = conv_id, title, None, None
         self.controls = dict(data["controls"]) if isinstance(data.get("controls"), dict) else {}
 
     def snapshot(self) -> tuple:
@@ -144,9 +145,17 @@ class SessionState:
         if self.chat is not None:
             self.chat.turns = turns
 
+    def fork(self, turn_no: int) -> None:
+        """Make this session a new, unsaved copy of its conversation with the turns before ``turn_no`` (an edited
+        message is sent in their place); the original conversation stays saved as it was."""
+        if self.chat is not None:
+            self.chat.truncate(turn_no - 1)
+        self._arena = self._arena[:turn_no - 1]
+        self.conv_id, self.title, self.inspected, self.editing = None, "", None, None
+
     def forget(self) -> None:
         """Start a new, unsaved conversation (the saved one stays in the store)."""
         if self.chat is not None:
             self.chat.clear()
         self._arena, self.conv_id, self.title, self.inspected = [], None, "", None
-        self.controls = {}
+        self.controls, self.editing = {}, None
