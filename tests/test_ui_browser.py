@@ -53,6 +53,19 @@ PLOT_HAS_LINES = """() => {
   }
   return coloured > 300;
 }"""  # one turn with the local judge on a busy 2-core machine
+# the legend under the plot, on screen: coloured symbols in the canvas's last 12 rows (the axis title above it is
+# grey), and the canvas ends inside its block (with a fixed height it ran past it and the legend was cut off)
+PLOT_HAS_LEGEND = """() => {
+  const c = document.querySelector('#sda-plot canvas');
+  if (!c || c.height < 24) return false;
+  if (c.getBoundingClientRect().bottom > document.querySelector('#sda-plot').getBoundingClientRect().bottom) return false;
+  const d = c.getContext('2d').getImageData(0, c.height - 12, c.width, 12).data;
+  let coloured = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i + 3] > 0 && Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 60) coloured++;
+  }
+  return coloured > 20;
+}"""
 
 
 def _pick_dropdown(page, elem_id: str, option: str) -> None:
@@ -119,6 +132,7 @@ def _first_turn(page) -> str:
     assert box and box["width"] > 100 and box["height"] > 50
     # lines were drawn: the canvas holds many coloured (not grey or white) pixels
     page.wait_for_function(PLOT_HAS_LINES, timeout=60_000)
+    page.wait_for_function(PLOT_HAS_LEGEND, timeout=10_000)  # which line is which
     assert page.locator("#sda-token-table tbody tr").count() >= 1
     page.locator("#sda-plot-box").get_by_text("Per-token plot and table").click()  # closed again
     return aligned
@@ -294,6 +308,7 @@ def test_chat_in_headless_chromium(tmp_path):
     port = free_port()  # the same port after the restart: the tab's sessionStorage belongs to its origin
     external: list[str] = []
     dialogs: list[str] = []
+    errors: list[str] = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
@@ -303,6 +318,7 @@ def test_chat_in_headless_chromium(tmp_path):
                     if urlparse(r.url).hostname not in ("127.0.0.1", "localhost", None) and
                     not r.url.startswith(("data:", "blob:")) else None)
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("pageerror", lambda e: errors.append(str(e)))
             page.set_default_timeout(60_000)
             with app_subprocess(*ARGS, env=env, log=log, port=port) as (url, _proc):
                 context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url.rstrip("/"))
@@ -333,4 +349,5 @@ def test_chat_in_headless_chromium(tmp_path):
         finally:
             browser.close()
     assert not external, f"the page fetched from outside this machine: {external[:5]}"
+    assert not errors, f"the page logged JavaScript errors: {errors[:5]}"
     shutil.copy(log, ARTIFACTS / "ui-browser-app.last.log")

@@ -97,7 +97,7 @@ def _diagnostics(w: Widgets) -> None:
     with gr.Accordion("Per-token plot and table", open=False, elem_id="sda-plot-box"):
         w["plot_summary"] = gr.Markdown("No turn yet.", elem_id="sda-plot-summary")
         w["plot"] = gr.LinePlot(None, x="token #", y="value", color="series", tooltip=["token", "series", "value"],
-                                height=330, label="JS divergence, temperature and chosen-token probability per token",
+                                label="JS divergence, temperature and chosen-token probability per token",
                                 elem_id="sda-plot")
         w["table"] = gr.Dataframe(headers=plots.TABLE_HEADERS, value=[], interactive=False, max_height=260,
                                   label="Tokens", elem_id="sda-token-table", wrap=True, row_count=1)
