@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import openai
 import pytest
+from server_fixtures import client, openai_client, server  # noqa: F401  (fixtures)
 from test_server import KEY, MODEL, files, serve  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -11,15 +12,6 @@ PROMPT = "Once upon a time the basil"
 CHAT_PROMPT = "<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n"
 
 
-@pytest.fixture(scope="module")
-def server(files):  # noqa: F811
-    with serve(files, "--max-queue", "4") as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server["url"] + "/v1", api_key=KEY, max_retries=0, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import json
 
 import openai
 import pytest
+from server_fixtures import openai_client, server  # noqa: F401  (fixtures)
 from test_server import KEY, MODEL, files, post, serve  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -38,14 +39,8 @@ def valid(text: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def server(files):  # noqa: F811
-    with serve(files, "--max-queue", "4") as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server["url"] + "/v1", api_key=KEY, max_retries=0, timeout=120)
+def client(server) -> openai.OpenAI:  # noqa: F811
+    return openai_client(server, timeout=120)  # JSON answers from the real model take longer
 
 
 @pytest.mark.parametrize("sda", [None, {"lam": 0.5}, {"lam": 0.9, "plausibility": 0.9}],
@@ -108,7 +103,7 @@ def test_response_format_of_the_wrong_type_is_a_422(server):
 
 def test_json_object_from_a_real_model_plain_and_sda(files):  # noqa: F811
     with serve(files, "--model", "smollm2-135m", "--n-ctx", "1024") as s:
-        c = openai.OpenAI(base_url=s["url"] + "/v1", api_key=KEY, max_retries=0, timeout=300)
+        c = openai_client(s, timeout=300)
         msgs = [{"role": "user", "content": "Give the name and the colour of a fruit as a JSON object."}]
         for extra in ({}, {"extra_body": {"sda": {"preset": "helpfulness", "lam": 0.5}}}):
             r = c.chat.completions.create(model="smollm2-135m", messages=msgs, max_tokens=120, seed=0,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 
 import httpx
-import openai
 import pytest
+from server_fixtures import client, openai_client, server  # noqa: F401  (fixtures)
 from test_server import KEY, MODEL, files, post, serve  # noqa: F401  (fixtures)
 
 from sda_local import core
@@ -60,15 +60,6 @@ def test_reported_logprobs_are_the_chains_distribution_before_top_p(tiny_engine,
 
 
 # -- through the server --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def server(files):  # noqa: F811
-    with serve(files, "--max-queue", "4") as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server["url"] + "/v1", api_key=KEY, max_retries=0, timeout=60)
 
 
 def _check_entries(content, text: str, k: int) -> None:
