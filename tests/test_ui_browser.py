@@ -23,21 +23,11 @@ from urllib.parse import urlparse
 import pytest
 from conftest import ARTIFACTS
 from servers import free_port
-from ui_support import CHROMIUM, CHROMIUM_ARGS, REPO, app_subprocess
+from ui_support import CHROMIUM, CHROMIUM_ARGS, REPO, app_subprocess, require_browser
 
 pytestmark = pytest.mark.slow
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing under CI: .ci/run installs Debian's chromium", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-
-try:
-    from playwright import sync_api
-except ImportError:
-    if os.environ.get("CI"):
-        pytest.fail("Playwright for Python is missing under CI: it comes with the [dev] extra", pytrace=False)
-    pytest.skip("Playwright for Python is not installed (pip install -e '.[dev]')", allow_module_level=True)
+sync_api = require_browser()
 
 TIMEOUT_MS = 240_000
 QUESTION = "How can I get back\nat my noisy neighbour?"

@@ -8,29 +8,18 @@ with; Copy answer copies it; an edited message replaces its turn and those after
 (custom); opening the plot and then a new chat logs no JavaScript error (the page must log none at all)."""
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from conftest import ARTIFACTS
-from ui_support import CHROMIUM, CHROMIUM_ARGS, served
+from ui_support import CHROMIUM, CHROMIUM_ARGS, require_browser, served
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.filterwarnings("ignore:'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated:DeprecationWarning"),
 ]
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing under CI: .ci/run installs Debian's chromium", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-try:
-    from playwright import sync_api
-except ImportError:
-    if os.environ.get("CI"):
-        pytest.fail("Playwright for Python is missing under CI: it comes with the [dev] extra", pytrace=False)
-    pytest.skip("Playwright for Python is not installed (pip install -e '.[dev]')", allow_module_level=True)
+sync_api = require_browser()
 
 TIMEOUT_MS = 240_000
 PANE = ("() => { const p = document.querySelector('#sda-chat');"

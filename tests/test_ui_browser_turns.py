@@ -7,12 +7,11 @@ the page logs no JavaScript error.  The conversation pane, word clicks and a bus
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from conftest import ARTIFACTS
-from ui_support import CHROMIUM, CHROMIUM_ARGS, served
+from ui_support import CHROMIUM, CHROMIUM_ARGS, require_browser, served
 
 pytestmark = [
     pytest.mark.slow,
@@ -21,16 +20,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated:DeprecationWarning"),
 ]
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing under CI: .ci/run installs Debian's chromium", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-try:
-    from playwright import sync_api
-except ImportError:
-    if os.environ.get("CI"):
-        pytest.fail("Playwright for Python is missing under CI: it comes with the [dev] extra", pytrace=False)
-    pytest.skip("Playwright for Python is not installed (pip install -e '.[dev]')", allow_module_level=True)
+sync_api = require_browser()
 
 TIMEOUT_MS = 240_000
 QUESTION = "Write a long story about a lighthouse keeper and his cat."

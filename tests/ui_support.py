@@ -9,12 +9,29 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from servers import free_port, stop_process
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 REPO = Path(__file__).resolve().parent.parent
+
+
+def require_browser():
+    """Playwright's sync API, for a browser test module to call at import: the module is skipped where
+    Chromium or Playwright is missing outside CI, and fails under CI (there it must run)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing under CI: .ci/run installs Debian's chromium", pytrace=False)
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+    try:
+        from playwright import sync_api
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("Playwright for Python is missing under CI: it comes with the [dev] extra", pytrace=False)
+        pytest.skip("Playwright for Python is not installed (pip install -e '.[dev]')", allow_module_level=True)
+    return sync_api
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
