@@ -223,12 +223,13 @@ def _arena(page, tmp_path: Path) -> None:
     entry.press("Enter")
     turn = page.locator('#sda-chat .sda-turn[data-turn="3"][data-phase="done"]')
     turn.wait_for(timeout=TIMEOUT_MS)
-    heads = turn.locator(".sda-answer .sda-who").all_text_contents()
+    heads = [h.replace("Copy answer", "") for h in turn.locator(".sda-answer .sda-who").all_text_contents()]
     assert heads == ["Answer A", "Answer B"]  # no labels before the vote
     assert "Arena: vote on turn 3 first" in page.locator("#sda-inspector").inner_text()
     turn.locator('[data-act="vote 3 A"]').click()
     page.locator('#sda-chat .sda-turn[data-turn="3"][data-vote="A"]').wait_for()
-    named = page.locator('#sda-chat .sda-turn[data-turn="3"] .sda-answer .sda-who').all_text_contents()
+    named = [h.replace("Copy answer", "") for h in
+             page.locator('#sda-chat .sda-turn[data-turn="3"] .sda-answer .sda-who').all_text_contents()]
     assert sorted(named) == ["Answer A · SDA (aligned)", "Answer B · base"] or \
         sorted(named) == ["Answer A · base", "Answer B · SDA (aligned)"]
     page.locator("#sda-export-prefs").click()
