@@ -131,10 +131,14 @@ class _SdaFields(BaseModel):
 SdaOptions = create_model("SdaOptions", __base__=_SdaFields, __doc__=_SdaFields.__doc__, **_sampling_fields())
 
 
-class ChatRequest(BaseModel):
+_PENALTY = {"type": "number", "minimum": -2.0, "maximum": 2.0}
+
+
+class _GenerationRequest(BaseModel):
+    """The fields ``/v1/chat/completions`` and ``/v1/completions`` share."""
+
     model_config = ConfigDict(extra="allow")
     model: StrictStr
-    messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: StrictInt | None = None
     max_completion_tokens: StrictInt | None = None
     temperature: Number | None = None
@@ -144,41 +148,31 @@ class ChatRequest(BaseModel):
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     n: StrictInt | None = None
+    # checked in ``request`` (a 400 naming the field, as OpenAI refuses them); the penalties are then ignored
+    frequency_penalty: Any = Field(None, json_schema_extra=_PENALTY)
+    presence_penalty: Any = Field(None, json_schema_extra=_PENALTY)
+    sda: SdaOptions | None = None
+
+
+class ChatRequest(_GenerationRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
     tools: list[Any] | None = None
     tool_choice: Any = None
     functions: list[Any] | None = None
     function_call: Any = None
     logprobs: StrictBool | None = None
-    # checked in ``request`` (a 400 naming the field, as OpenAI refuses them); the penalties are then ignored
     top_logprobs: Any = Field(None, json_schema_extra={"type": "integer", "minimum": 0, "maximum": 20})
-    frequency_penalty: Any = Field(None, json_schema_extra={"type": "number", "minimum": -2.0, "maximum": 2.0})
-    presence_penalty: Any = Field(None, json_schema_extra={"type": "number", "minimum": -2.0, "maximum": 2.0})
     response_format: ResponseFormat | None = None
-    sda: SdaOptions | None = None
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(_GenerationRequest):
     """``POST /v1/completions``: the legacy text completion (``prompt``, one string or a list of one)."""
 
-    model_config = ConfigDict(extra="allow")
-    model: StrictStr
     prompt: StrictStr | list[StrictStr]
-    max_tokens: StrictInt | None = None
-    max_completion_tokens: StrictInt | None = None
-    temperature: Number | None = None
-    top_p: Number | None = None
-    seed: StrictInt | None = None
-    stop: StrictStr | list[StrictStr] | None = None
-    stream: StrictBool | None = False
-    stream_options: StreamOptions | None = None
-    n: StrictInt | None = None
     best_of: StrictInt | None = None
     echo: StrictBool | None = None
     suffix: StrictStr | None = None
     logprobs: Any = None
-    frequency_penalty: Any = Field(None, json_schema_extra={"type": "number", "minimum": -2.0, "maximum": 2.0})
-    presence_penalty: Any = Field(None, json_schema_extra={"type": "number", "minimum": -2.0, "maximum": 2.0})
-    sda: SdaOptions | None = None
 
 
 # -- responses ------------------------------------------------------------------------------------------------
