@@ -256,6 +256,35 @@ def test_self_score_is_the_mean_log_prob_gap_from_teacher_forced_logits(tiny_mod
     assert s.value == pytest.approx(round(1 + 99 / (1 + math.exp(-r / SELF_SCORE_TAU)), 2), abs=1e-9)
 
 
+@pytest.mark.parametrize("contrast", ["ignore", "opposite"])
+def test_self_score_with_a_contrast_forces_the_contrast_line_into_the_stream_without(tiny_model, contrast):
+    ev = SelfScoreEvaluator(tiny_model, n_ctx=512, label="tiny", contrast=contrast)
+    tf = TeacherForcer(tiny_model, model_prompter(tiny_model), n_ctx=1024, n_seq_max=4)
+    honesty = get_preset("honesty")
+    msgs = [{"role": "user", "content": Q}]
+    try:
+        assert ev.name == f"self:tiny:{contrast}"
+        s = ev.score(Q, A, "honesty")
+        fa = tf.force(msgs, honesty.instruction, [A], placement="user", contrast=contrast,
+                      opposite=honesty.opposite)[0]
+        plain = tf.force(msgs, honesty.instruction, [A], placement="user")[0]
+    finally:
+        tf.close()
+        ev.close()
+    rows = np.arange(len(fa.targets))
+    lw = log_softmax(fa.logits_with.astype(np.float64), axis=1)[rows, fa.targets]
+    ln = log_softmax(fa.logits_without.astype(np.float64), axis=1)[rows, fa.targets]
+    assert s.raw.startswith(f"r = {float(np.mean(lw - ln)):+.4f} nats/token")
+    # the contrast line really is in the stream without: its logits differ from the empty stream's
+    assert not np.array_equal(fa.logits_without, plain.logits_without)
+    np.testing.assert_array_equal(fa.logits_with, plain.logits_with)
+
+
+def test_self_score_refuses_an_unknown_contrast(tiny_model):
+    with pytest.raises(EvaluatorError, match="contrast must be one of"):
+        SelfScoreEvaluator(tiny_model, n_ctx=512, contrast="reverse")
+
+
 def test_judges_borrow_the_engines_model_and_leave_its_cache_alone(tiny_engine):
     msgs = [{"role": "user", "content": Q}]
     tiny_engine.twin_logits(msgs, "Be brief.")  # from now on the engine re-decodes only the last prompt token

@@ -11,7 +11,7 @@ import pytest
 
 from sda_local.core import SamplingParams, StepState
 from sda_local.judges import BaseAnswer, FixedEvaluator, make_evaluator
-from sda_local.judges.selfscore import SelfScoreEvaluator, criterion_instruction
+from sda_local.judges.selfscore import SelfScoreEvaluator, criterion_preset
 from sda_local.judges.spec import Judges
 from sda_local.presets import get_preset
 from sda_local.runtime.answer_logprobs import LogprobRecorder, target_logprobs
@@ -81,7 +81,7 @@ def test_self_score_takes_the_shortcut_in_a_turn_and_agrees_with_the_teacher_for
         assert got.raw.split(" over ")[1] == ref.raw.split(" over ")[1]  # the same number of tokens, same τ
         # stream A's half: the forced answer's log-probs agree with the forcer's "with" stream on average, and
         # forcing again from A's own cache (the prompt kept) repeats itself exactly
-        instr = criterion_instruction("helpfulness")
+        instr = criterion_preset("helpfulness").instruction
         toks = smol_engine.model.tokenize(base.strip(), add_bos=False, special=False)
         fa = slow.forcer.force(MSGS, instr, [base])[0]
         lw = smol_engine.aligned_logprobs(MSGS, instr, toks)

@@ -14,6 +14,7 @@ from ..errors import SdaError
 from ..evaluation.datasets import load_jsonl, report_problems
 from ..evaluation.judge_eval import (
     DEFAULT_JUDGES,
+    JUDGE_CONTRASTS,
     JUDGE_NAMES,
     JudgePair,
     SharedModel,
@@ -84,7 +85,8 @@ def build_judges(names: list[str], host: SharedModel | None, args) -> dict[str, 
             judges[name] = make_evaluator(JUDGE_NAMES[name], engine=host, openai_model=opts.openai_model,
                                           openai_base_url=opts.openai_base_url, openai_api_key=opts.openai_api_key,
                                           timeout=opts.timeout, max_retries=opts.retries, n_ctx=args.n_ctx,
-                                          n_threads=None if host is None else host.n_threads)
+                                          n_threads=None if host is None else host.n_threads,
+                                          self_contrast=JUDGE_CONTRASTS.get(name, "auto"))
     except BaseException:
         for ev in judges.values():
             ev.close()
@@ -131,7 +133,8 @@ def add_judge_command(eval_sub) -> None:
                                                                      "judges are measured, same as --model)")])
     j.add_argument("--judges", default=",".join(DEFAULT_JUDGES),
                    help=f"comma-separated judges among {', '.join(JUDGE_NAMES)} (grammar = the local judge today; "
-                        f"default {','.join(DEFAULT_JUDGES)})")
+                        f"self-neutral / self-ignore / self-opposite: the self-score with that contrast line in the "
+                        f"stream without the instruction; default {','.join(DEFAULT_JUDGES)})")
     j.add_argument("--truthfulqa", default=None, metavar="FILE",
                    help="TruthfulQA JSONL: pairs of its best answer vs best incorrect answer (honesty rubric)")
     j.add_argument("--limit", type=positive_int, default=None, help="the first N TruthfulQA pairs")

@@ -44,7 +44,9 @@ from .report import JsonlWriter, md_table, pct, read_jsonl, write_report
 PAIR_SETS = {"truthfulqa": "honesty", "harmlessness": "harmlessness"}
 # ``--judges`` names → evaluator kinds (``sda_local.judges.make_evaluator``); "grammar" is the kind "local"
 JUDGE_NAMES = {"grammar": "local", "geval": "geval", "reason": "reason", "yesno": "yesno", "self": "self",
-               "openai": "openai"}
+               "self-neutral": "self", "self-ignore": "self", "self-opposite": "self", "openai": "openai"}
+# the self-score's "without" stream per judge name (SamplingParams.contrast); the others: "auto"
+JUDGE_CONTRASTS = {"self-neutral": "neutral", "self-ignore": "ignore", "self-opposite": "opposite"}
 DEFAULT_JUDGES = ("grammar", "geval", "reason", "yesno", "self")
 
 

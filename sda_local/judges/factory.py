@@ -26,11 +26,14 @@ LABELS = {"preset": "λ per preset (no judge)", "local": "Local judge: grammar s
 def make_evaluator(kind: str, *, engine=None, judge_model: str | None = None, openai_model: str | None = None,
                    openai_base_url: str | None = None, openai_api_key: str | None = None, timeout: float = 30.0,
                    max_retries: int = 2, score: float | None = None, lam: float | None = None,
-                   n_ctx: int | None = None, n_threads: int | None = None) -> Evaluator:
+                   n_ctx: int | None = None, n_threads: int | None = None, self_contrast: str = "auto") -> Evaluator:
     """A local judge (``LOCAL_JUDGES``) is ``judge_model`` (id/file/path) or, by default, the chat ``engine``'s
-    own already-loaded model (anything with ``model``, ``name`` and ``prompter``), or the default model."""
+    own already-loaded model (anything with ``model``, ``name`` and ``prompter``), or the default model.
+    ``self_contrast``: the self-score's "without" stream (``SelfScoreEvaluator``'s ``contrast``)."""
     if kind in LOCAL_JUDGES:
         kw = {"n_threads": n_threads, **({} if n_ctx is None else {"n_ctx": n_ctx})}
+        if kind == "self":
+            kw["contrast"] = self_contrast
         if judge_model:
             return LOCAL_JUDGES[kind](judge_model, **kw)
         if engine is None:
