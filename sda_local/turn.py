@@ -4,6 +4,11 @@
         ...   # [BaseToken*, PhaseDone(base)], [Scored], EvaluatorWarning*, LambdaChosen, AlignedToken*,
               # PhaseDone(aligned)
 
+When λ does not read the base answer (a preset's or a fixed λ) and the base answer is still wanted (the chat
+shows it), both answers are decoded in one batch: the λ events come first, then the two answers' tokens
+interleaved, each ``PhaseDone`` when its answer ends (``Engine.generate_pair``; ``together=False`` keeps the
+order above).
+
 The chat (``session.ChatSession``, which adds history and regenerate), ``sda-local generate``, the server and
 every generation eval call ``answer``; none builds a turn of its own.  λ comes from ``judges.decide_lambda``
 (the one λ decision): a judge rates the base answer, whose record (prompt, tokens, log-probs) travels in its
@@ -170,7 +175,7 @@ BASE_CHOICES = ("auto", "always", "never")
 
 def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict], settings: TurnSettings, *,
            base: str = "auto", decision: LambdaDecision | None = None, seed_offset: int = 0,
-           inspect: int = 0, extras=None) -> Iterator:
+           inspect: int = 0, extras=None, together: bool = True) -> Iterator:
     """One turn on ``messages`` (ending with the user's message) as events (module docstring).
 
     ``base``: "auto" generates the unsteered answer only when the λ decision reads it (a judge); "always" also
@@ -178,7 +183,10 @@ def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict], setti
     decision already made (a regenerated answer, or the same decision under another placement): no judge runs.
     ``seed_offset`` moves the aligned answer's seed (a fresh, reproducible draw); ``inspect=k`` records each
     aligned step's top-k lists; ``extras`` (``runtime.logprobs.DecodeExtras``: log-probs, a grammar) applies to
-    the aligned answer.  Raises (before the first event) ``SdaError`` for bad settings or messages and
+    the aligned answer.  ``together``: when λ does not read the base answer and one is wanted, decode both answers
+    at once (``Engine.generate_pair``, where the engine can): the λ events come first, then both answers' tokens
+    interleaved, each answer's ``PhaseDone`` when it ends; False keeps the base answer first, the engine free at
+    its ``PhaseDone`` (a consumer may use it in between).  Raises (before the first event) ``SdaError`` for bad settings or messages and
     ``PromptTooLongError`` when a stream's prompt does not fit."""
     if base not in BASE_CHOICES:
         raise ValueError(f"base must be one of {BASE_CHOICES}, got {base!r}")
@@ -194,6 +202,8 @@ def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict], setti
     if decision is None and base == "never":
         raise SdaError(f"evaluator {evaluator.name} rates the base answer, so the turn needs one")
     want_base = decision is None or base == "always"
+    if want_base and decision is not None and together and engine.can_pair:
+        return _paired_turn(engine, msgs, settings, decision, fresh, seed_offset, inspect, extras)
     return _turn(engine, evaluator, msgs, settings, want_base, decision, fresh, seed_offset, inspect, extras)
 
 
@@ -215,6 +225,19 @@ def _turn(engine: Engine, evaluator: Evaluator, msgs: list[dict], s: TurnSetting
                               params=s.params(seed_offset), inspect=inspect, opposite=s.preset.opposite,
                               extras=extras):
         yield PhaseDone("aligned", ev) if isinstance(ev, Finished) else AlignedToken(ev)
+
+
+def _paired_turn(engine: Engine, msgs: list[dict], s: TurnSettings, decision: LambdaDecision, fresh: bool,
+                 seed_offset: int, inspect: int, extras=None) -> Iterator:
+    """A turn whose λ is known before the base answer: both answers in one batch (``Engine.generate_pair``)."""
+    yield from decision_events(decision, s.mapping, warnings=fresh)
+    for who, ev in engine.generate_pair(msgs, s.preset.instruction, decision.lam, placement=s.effective_placement,
+                                        params=s.params(seed_offset), base_params=s.params(), inspect=inspect,
+                                        opposite=s.preset.opposite, extras=extras, record_base=True):
+        if isinstance(ev, Finished):
+            yield PhaseDone(who, ev)
+        else:
+            yield BaseToken(ev) if who == "base" else AlignedToken(ev)
 
 
 def decision_events(d: LambdaDecision, mapping: str, warnings: bool = True) -> Iterator:

@@ -32,13 +32,28 @@ def test_bench_runs_on_the_tiny_model_without_the_optional_parts(tiny_gguf):
     turns = out["time_to_first_aligned_token"]["evaluators"]  # real turns on the tiny model, per evaluator
     assert list(turns) == ["fixed", "preset", "local", "self"]
     for kind, turn in turns.items():
-        assert 0 < turn["first_base_token_s"] <= turn["base_done_s"] <= turn["judge_done_s"] \
-            < turn["first_aligned_token_s"] <= turn["turn_s"], kind
-        assert turn["ttfa_over_base"] > 1 and turn["peak_rss_mb"] > 0 and "warnings" not in turn, kind
+        assert 0 < turn["first_base_token_s"] <= turn["base_done_s"] <= turn["turn_s"], kind
+        if kind in ("fixed", "preset"):  # λ known first: both answers decoded together, after the λ
+            assert turn["judge_done_s"] <= turn["first_base_token_s"] and \
+                turn["judge_done_s"] <= turn["first_aligned_token_s"] <= turn["turn_s"], kind
+        else:  # a judge reads the base answer: it comes first
+            assert turn["base_done_s"] <= turn["judge_done_s"] < turn["first_aligned_token_s"] <= turn["turn_s"], kind
+            assert turn["ttfa_over_base"] > 1, kind
+        assert turn["peak_rss_mb"] > 0 and "warnings" not in turn, kind
     assert turns["fixed"]["lam_sources"] == ["fixed"] and turns["preset"]["lam_sources"] == ["fixed"]
     assert all(1 <= s <= 100 for k in ("local", "self") for s in turns[k]["scores"])
     assert "engine_shortcuts" in turns["self"]
     assert len(out["machine"]["load_average_at_start"]) == 3
+    rows = d["rows_ms"]
+    assert set(rows) == {"1", "2", "3", "4"} and all(v > 0 for v in rows.values())
+    assert d["rows_over_one"]["1"] == 1.0 and isinstance(d["extra_bufts"], bool)
+    if "repack" in d:
+        assert set(d["repack"]) == {"on", "off"} and all(set(v) == set(rows) for v in d["repack"].values())
+    pair = out["paired_turn"]  # the same questions and seeds: the same answers whichever way they are decoded
+    assert pair["together"]["tokens"] == pair["apart"]["tokens"]
+    assert [a for _, a in pair["together"]["tokens"]] == [a for _, a in pair["aligned_alone"]["tokens"]]
+    assert all(v is not None and v > 0 for v in pair["ratios"].values())
+    assert pair["together"]["base_tokens_per_second"] > 0 and pair["aligned_alone"]["prompt_s"] > 0
 
 
 def test_peer_section_explains_how_to_enable_it_when_torch_is_missing(monkeypatch):

@@ -110,7 +110,8 @@ def apply_event(live: LiveTurn, ev, key: str | None) -> str | None:
     elif kind == "phase_done" and ev.phase == "base":
         live.base = ev.finished.text
         live.base_finish = ev.finished.finish_reason or ""
-        live.phase = "judge"
+        if live.lam is None:  # a judge scores it next; with a λ already chosen both answers stream together
+            live.phase = "judge"
     elif kind == "score":
         s = ev.score
         live.score = s.value

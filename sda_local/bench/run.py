@@ -12,7 +12,8 @@ vocab, plus the model's), ``decode_steps`` (pure ``llama_decode`` ms of a one- v
 (transformers, when ``sda-local[bench]`` is installed: the fair peer, ``generate(guidance_scale=1+kλ,
 negative_prompt_ids=…)``, see ``bench_cfg_peer.py``, and the authors' way, see ``bench_peer.py``) and
 ``time_to_first_aligned_token`` (full chat turns per evaluator: base answer, score, λ, first SDA token;
-``bench_turn.py``).
+``bench_turn.py``) and ``paired_turn`` (a turn's base and aligned answers decoded together vs one after the other
+vs the aligned answer alone: ``bench.pair``).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from .turn import EVALUATORS, JUDGE_MODEL
 LONG_PROMPT = ("Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. "
                "Describe the island, the weather and the people in the village.")
 GEMMA_ID = "gemma3-270m"  # registry id of the real 262k-vocabulary model
-OPTIONAL_SECTIONS = ("gemma", "peer", "turn", "tier")  # what --skip can leave out
+OPTIONAL_SECTIONS = ("gemma", "peer", "turn", "pair", "tier")  # what --skip can leave out
 TIER_MODELS = ("smollm2-135m", "qwen2.5-coder-1.5b")  # ``tiers``: the one of these the main model is not
 INSTRUCTION = ("Give a useful, complete and well-organised answer: address exactly what was asked and keep it "
                "clear.")
@@ -85,7 +86,7 @@ def core_us_per_step(n_vocab: int, steps: int = 300, seed: int = 0) -> dict:
 
 def _worker(opts: dict) -> dict:
     """Runs in a child process: one mode (plain, sda, peer or turn) on one engine variant."""
-    if opts["mode"] in ("turn", "peer", "cfg_peer", "decode"):
+    if opts["mode"] in ("turn", "pair", "peer", "cfg_peer", "decode"):
         out = _other_worker(opts)
         out["peak_rss_mb"] = round(peak_rss_mb(), 1)
         return out
@@ -133,6 +134,10 @@ def _other_worker(opts: dict) -> dict:
         from .turn import turn_worker
 
         return turn_worker(opts)
+    if mode == "pair":
+        from .pair import pair_worker
+
+        return pair_worker(opts)
     if mode == "peer":
         from .peer import run_peer
 
@@ -143,7 +148,21 @@ def _other_worker(opts: dict) -> dict:
         return run_cfg_peer(opts)
     from .decode import decode_probe
 
+    if "extra_bufts" in opts:
+        os.environ["SDA_LOCAL_EXTRA_BUFTS"] = "1" if opts["extra_bufts"] else "0"
     return decode_probe(opts["model"], opts["threads"], flash_attn=opts.get("flash_attn"))
+
+
+def _decode_steps(base: dict) -> dict:
+    """The decode-step probe with the build's choice of weight layout, and with the repacked layouts on and off
+    (AMX CPUs keep them off: ``backend.use_extra_buffer_types``)."""
+    from ..runtime.backend import cpu_has_amx
+
+    out = _spawn({**base, "mode": "decode"})
+    if not cpu_has_amx():
+        out["repack"] = {k: _spawn({**base, "mode": "decode", "extra_bufts": on})["rows_ms"]
+                         for k, on in (("on", True), ("off", False))}
+    return out
 
 
 def _spawn(opts: dict) -> dict:
@@ -277,7 +296,7 @@ def _model_block(base: dict, core_vocab: Sequence[int]) -> dict:
     v = out["variants"]
     out["faster_variant"] = max(v, key=lambda k: v[k]["sda_tokens_per_second"])
     out["core"] = [core_us_per_step(n) for n in sorted(set(core_vocab) | {out["n_vocab"]})]
-    out["decode_steps"] = _spawn({**base, "mode": "decode"})
+    out["decode_steps"] = _decode_steps(base)
     best = v[out["faster_variant"]]["sda_tokens_per_second"]
     out["inspector"] = inspector_cost(out["n_vocab"], 1e3 / best if best else 0.0)
     return out
@@ -342,6 +361,8 @@ def run_bench(cfg: BenchConfig) -> dict:
     if "turn" not in skip:
         result["time_to_first_aligned_token"] = \
             _first_aligned_token_section(base, turn_tokens, _turn_evaluators(cfg, str(choice.path)))
+    result["paired_turn"] = {"skipped": "--skip pair"} if "pair" in skip else \
+        _spawn({**base, "mode": "pair", "tokens": turn_tokens})
     result["tiers"] = {}
     tier = _tier(cfg, str(choice.path)) if "tier" not in skip else None
     if tier is not None:
@@ -350,6 +371,8 @@ def run_bench(cfg: BenchConfig) -> dict:
         if "turn" not in skip:
             block["time_to_first_aligned_token"] = \
                 _first_aligned_token_section(tbase, turn_tokens, _turn_evaluators(cfg, tier[1]))
+        if "pair" not in skip:
+            block["paired_turn"] = _spawn({**tbase, "mode": "pair", "tokens": turn_tokens})
     result["gemma"] = {"skipped": "--skip gemma"} if "gemma" in skip else _gemma_section(base)
     best_sda = result["variants"][result["faster_variant"]]["sda_tokens_per_second"]
     result["peer"] = {"skipped": "--skip peer"} if "peer" in skip else \

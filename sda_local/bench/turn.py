@@ -4,7 +4,9 @@ One child process per evaluator (``bench._spawn``, mode "turn") runs ``ChatSessi
 an empty KV cache and a new question each turn, and times each phase from the call: the first base token, the
 base answer done (the time the base answer alone takes), the evaluator's score, and the first aligned token.
 ``ttfa_over_base`` = first aligned token ÷ base answer done: 1.0 would be a free evaluator and a free switch
-to SDA.
+to SDA.  With a λ that reads no base answer (fixed, preset) the turn decodes both answers together
+(``turn.answer``'s ``together``): the λ comes first and the first aligned token comes with the first base token,
+so the ratio is far below 1 (``bench.pair`` measures that turn against the aligned answer alone).
 """
 from __future__ import annotations
 

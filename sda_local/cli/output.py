@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..runtime.engine import Finished, TokenEvent
 
@@ -69,9 +69,31 @@ def _turn_row(ev) -> dict:
     return {"event": "done", "timings": ev.turn.timings, "finish_reason": ev.turn.finish_reason}
 
 
+def base_first(events: Iterable) -> Iterator:
+    """A turn's events with the base answer's first: when both answers are decoded together (the λ events, then
+    their tokens interleaved), what comes before the base answer ends is held back and follows it, so a terminal
+    shows one answer after the other while both are still decoded at once."""
+    held: list = []
+    base_done = False
+    for ev in events:
+        if base_done or ev.kind in ("base_token", "score") or (ev.kind == "warning" and not held):
+            yield ev
+        elif ev.kind == "phase_done" and ev.phase == "base":
+            base_done = True
+            yield ev
+            yield from held
+            held.clear()
+        else:
+            held.append(ev)
+    yield from held
+
+
 def print_turn(events: Iterable, as_json: bool, show_base: bool) -> None:
-    """Print a ``ChatSession`` turn: the answers on stdout, headers, score, λ and timings on stderr."""
+    """Print a ``ChatSession`` turn: the answers on stdout, headers, score, λ and timings on stderr (as text,
+    the base answer first: ``base_first``)."""
     err, out = sys.stderr, sys.stdout
+    if show_base and not as_json:
+        events = base_first(events)
     for ev in events:
         k = ev.kind
         if as_json:

@@ -138,7 +138,7 @@ def answer_prompt(engine: Engine, evaluator: Evaluator, settings: TurnSettings, 
                 instruction.append(collect(engine.generate_plain(msgs, s.preset.instruction, params=s.params(),
                                                                  placement=s.effective_placement)))
 
-    t = collect_turn(then_instruction(answer(engine, evaluator, msgs, s, base="always")))
+    t = collect_turn(then_instruction(answer(engine, evaluator, msgs, s, base="always", together=False)))
     done = {"base": t["base"], "instruction": instruction[0], "sda": t["aligned"]}
     d = t["decision"]
     lams = {}

@@ -25,23 +25,23 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, fields, replace
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from .. import core
 from ..core import ControlVectors, SamplingParams
-from ..errors import DecodeError, PromptTooLongError, SdaError
+from ..errors import PromptTooLongError, SdaError
 from .answer_logprobs import AnswerRecord, LogprobRecorder, target_logprobs
 from .backend import Context, LoadedModel, default_threads
+from .drawing import AnswerDraw, Finished, TokenEvent
 from .grammar import GrammarConstraint, check_grammar
 from .kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_prefix
-from .layouts import DEFAULT_VARIANT, VARIANTS, Variant  # noqa: F401  (re-exported: the layouts, as data)
-from .logprobs import DecodeExtras, TokenLogprobs, step_logprobs
+from .layouts import DEFAULT_VARIANT, VARIANTS, Variant
+from .logprobs import DecodeExtras
 from .models import ModelChoice, resolve_model
 from .prompts import ChatPrompter, Message, Placement, check_messages, with_instruction
-from .textstream import Utf8Stream
 
 
 def layout_for(control: ControlVectors | None) -> Variant:
@@ -51,51 +51,6 @@ def layout_for(control: ControlVectors | None) -> Variant:
 
 class EngineBusy(SdaError):
     """A second generation was started on an engine while one was still running in the same thread."""
-
-
-@dataclass
-class TokenEvent:
-    """One generated token.  ``text`` is UTF-8 safe (may be "" while a character is incomplete)."""
-
-    index: int
-    token_id: int
-    text: str
-    prob: float          # probability of the chosen token under the distribution it was sampled from
-    temperature: float
-    js: float | None     # None for plain generation (one stream)
-    kind: str = "token"
-    top: dict | None = None  # with ``inspect=k``: the step's top-k lists (``core.TopK.to_dict``), else None
-    logprobs: TokenLogprobs | None = None  # with ``DecodeExtras.logprobs``: the step's log-probs (``logprobs``)
-
-
-@dataclass
-class Finished:
-    """End of one generation, with its statistics."""
-
-    text: str
-    token_ids: list[int]
-    finish_reason: str        # "stop" (end-of-generation token), "length" (max_tokens) or "context" (full)
-    n_prompt_tokens: list[int]
-    n_evaluated_prompt_tokens: int   # after KV reuse and prefix sharing
-    prompt_seconds: float
-    decode_seconds: float
-    tail: str = ""            # text flushed at the end (an incomplete UTF-8 sequence), already in ``text``
-    core_seconds: float = 0.0  # time spent in core (distribution + sampling), part of decode_seconds
-    record: AnswerRecord | None = None  # plain answers asked with ``record=True``: prompt, tokens, log-probs
-    kind: str = "finished"
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.token_ids)
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.n_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
-
-    def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "record"}
-        d["tokens_per_second"] = self.tokens_per_second
-        return d
 
 
 Loader = Callable[[], tuple[list[np.ndarray], int]]  # → (last-token logits of each stream, tokens evaluated)
@@ -145,15 +100,15 @@ class Engine:
             c.close()
         a = self._ctx_args
         if variant == "batched":
-            ctx = Context(self.model, a["n_ctx"], n_seq_max=2, n_threads=self.n_threads, n_batch=a["n_batch"],
+            ctx = Context(self.model, a["n_ctx"], n_seq_max=3, n_threads=self.n_threads, n_batch=a["n_batch"],
                           kv_unified=a["kv_unified"])
             self._contexts = [ctx]
-            self._a, self._b = KvStream(ctx, 0), KvStream(ctx, 1)
+            self._a, self._b, self._c = KvStream(ctx, 0), KvStream(ctx, 1), KvStream(ctx, 2)
         else:
             ca = Context(self.model, a["n_ctx"], n_threads=self.n_threads, n_batch=a["n_batch"])
             cb = Context(self.model, a["n_ctx"], n_threads=self.n_threads, n_batch=a["n_batch"])
             self._contexts = [ca, cb]
-            self._a, self._b = KvStream(ca, 0), KvStream(cb, 0)
+            self._a, self._b, self._c = KvStream(ca, 0), KvStream(cb, 0), None
         self.variant = variant
         self.n_ctx = min(c.n_ctx_seq for c in self._contexts)
 
@@ -196,8 +151,7 @@ class Engine:
                     c.set_control_vector(buf, rng[0], rng[1])
                 elif self.control is not None:
                     c.set_control_vector(None)
-            self._a.reset()
-            self._b.reset()
+            self._reset_streams()
             self._cv_split = control is not None and len(steered) == 1 and self._a.ctx is not self._b.ctx
             self.control = None if control is None else replace(control, layers=rng)
         finally:
@@ -215,8 +169,18 @@ class Engine:
 
     def reset_cache(self) -> None:
         """Forget every cached token (the next prompt is evaluated from scratch)."""
-        self._a.reset()
-        self._b.reset()
+        self._reset_streams()
+
+    def _reset_streams(self) -> None:
+        for s in (self._a, self._b, self._c):
+            if s is not None:
+                s.reset()
+
+    @property
+    def can_pair(self) -> bool:
+        """Whether a turn's base and aligned answers can be decoded together (``generate_pair``): the batched
+        layout (its third sequence holds the base answer) with the streams steered alike."""
+        return self._c is not None and not self._cv_split
 
     def close(self) -> None:
         for c in self._contexts:
@@ -321,20 +285,28 @@ class Engine:
 
     def _step(self, streams: tuple[KvStream, ...], tok: int) -> list[np.ndarray]:
         """Append ``tok`` to every stream: one ``llama_decode`` per context.  Views of each stream's new logits."""
-        rows: dict[int, int] = {}
+        return self._step_groups([(streams, tok)])[0]
+
+    def _step_groups(self, groups: list[tuple[tuple[KvStream, ...], int]]) -> list[list[np.ndarray]]:
+        """Append each group's token to the group's streams, every group in the same ``llama_decode`` per
+        context (rows in group order).  Per group, views of its streams' new logits."""
+        rows: dict[tuple[int, int], int] = {}
+        every = [s for g, _ in groups for s in g]
         try:
-            for ctx in dict.fromkeys(s.ctx for s in streams):
-                for j, s in enumerate(streams):
-                    if s.ctx is ctx:
-                        rows[j] = ctx.add(tok, len(s.tokens), s.seq, True)
+            for ctx in dict.fromkeys(s.ctx for s in every):
+                for gi, (g, tok) in enumerate(groups):
+                    for j, s in enumerate(g):
+                        if s.ctx is ctx:
+                            rows[gi, j] = ctx.add(tok, len(s.tokens), s.seq, True)
                 ctx.decode()
         except Exception:
-            for s in streams:
+            for s in every:
                 s.reset()
             raise
-        for s in streams:
-            s.tokens.append(tok)
-        return [s.ctx.logits(rows[j]) for j, s in enumerate(streams)]
+        for g, tok in groups:
+            for s in g:
+                s.tokens.append(tok)
+        return [[s.ctx.logits(rows[gi, j]) for j, s in enumerate(g)] for gi, (g, _) in enumerate(groups)]
 
     def twin_logits(self, messages: Sequence[Message], instruction: str, forced: Sequence[int] = (), *,
                     placement: Placement = "user", contrast: str = "auto",
@@ -435,53 +407,98 @@ class Engine:
                 extras: DecodeExtras | None = None) -> Iterator[TokenEvent | Finished]:
         """The decode loop: load the prompts, then per step the chain's distribution, a top-p draw, and one
         decode that appends the token to every stream."""
-        want_lp = extras is not None and extras.logprobs is not None
         self._acquire()
         try:
             t0 = time.perf_counter()
             logits, evaluated = load()
             t1 = time.perf_counter()
-            rng = np.random.default_rng(p.seed)
-            utf, out, reason = Utf8Stream(), [], "length"
-            core_s = 0.0
-            piece_bytes = _cached(lambda t: self.model.token_bytes(t, special=True))
+            ans = AnswerDraw(self.model, chain, p, inspect, extras)
+            while True:
+                ev = ans.draw(logits)
+                if ev is None:
+                    break
+                yield ev
+                if ans.ends(streams, self.n_ctx):
+                    break
+                logits = self._step(streams, ev.token_id)
+            yield ans.finished(n_prompt, evaluated, t1 - t0, t1)
+        finally:
+            self._release()
 
-            def piece(t: int) -> str:  # an inspector entry's text (a lone byte of a character shows as �)
-                return piece_bytes(t).decode("utf-8", "replace")
+    # -- a whole turn in one batch: the base answer and the aligned answer together ----------------------------
+    def generate_pair(self, messages: Sequence[Message], instruction: str, lam: float, *,
+                      placement: Placement = "user", params: SamplingParams | None = None,
+                      base_params: SamplingParams | None = None, inspect: int = 0, opposite: str = "",
+                      extras: DecodeExtras | None = None, record_base: bool = False) -> Iterator[tuple[str, object]]:
+        """The unsteered base answer and the SDA answer of one conversation, decoded together: per step one
+        ``llama_decode`` of three rows (stream A and B for SDA, a third sequence for the base answer) until one
+        ends, then of the others.  Yields ``("base" | "aligned", TokenEvent | Finished)``; each answer samples
+        from its own distribution with its own random stream, so its tokens are those ``generate_plain``
+        (``base_params``, default ``params``) and ``generate`` would draw alone.  Both ``Finished`` carry the
+        one joint prompt time; ``record_base`` records the base answer (``generate_plain``'s ``record``);
+        ``inspect`` and ``extras`` apply to the aligned answer.  Needs ``can_pair``."""
+        if not self.can_pair:
+            raise SdaError("decoding the base and aligned answers together needs the batched layout with both "
+                           "streams steered alike")
+        p = (params or SamplingParams()).check()
+        pb = (base_params or p).check()
+        if not np.isfinite(lam):
+            raise ValueError(f"lam must be finite, got {lam}")
+        ta, tb = self.prompter.pair(messages, instruction, placement, p.contrast, opposite)
+        tc = self.prompt_tokens(messages)
+        for t, what in ((ta, "prompt with the instruction"), (tb, "prompt"), (tc, "prompt")):
+            self._check_fits(t, what)
+        sda = AnswerDraw(self.model, self._with_grammar(
+            core.build_chain(p, float(lam), self._instruction_tokens(instruction, p)), extras), p, inspect, extras)
+        chain = core.build_chain(pb, None, self._instruction_tokens(instruction, pb))
+        rec = LogprobRecorder() if record_base else None
+        base = AnswerDraw(self.model, chain if rec is None else core.ProcessorChain([*chain, rec]), pb)
+        gen = self._decode_pair(sda, base, ta, tb, tc)
+        return gen if rec is None else _pair_with_record(gen, rec, tc)
 
-            for i in range(int(p.max_tokens)):
-                c0 = time.perf_counter()
-                top = lps = None
-                try:
-                    if inspect or want_lp:
-                        probs, state = chain.step(*logits, history=out)
-                        info = state.info()
-                        if inspect:
-                            top = core.top_k_lists(state, probs, inspect).to_dict(piece)
+    def _load_three(self, ta: list[int], tb: list[int], tc: list[int]) -> tuple[list[np.ndarray], int, int]:
+        """Streams A, B and the base stream C hold ``ta``, ``tb``, ``tc``, evaluated batch for batch as a base
+        answer on B followed by an SDA answer would evaluate them (llama.cpp's numbers depend on how a batch is
+        laid out): C first, as ``generate_plain`` loads B; B then takes the part of its prompt C holds, as B
+        would still hold it; then A and B as ``generate`` loads them.  → (the three last-token logits, tokens
+        evaluated for A and B, for C)."""
+        a, b, c = self._a, self._b, self._c
+        rc = self._reuse_prefix(c, b, tc)
+        (lc,) = self._evaluate([(c, tc[rc:], True)])
+        nb = min(common_prefix(c.tokens, tb), len(tb) - 1)
+        if nb > common_prefix(b.tokens, tb):
+            b.copy_from(c, nb)
+        ev_ab = load_shared_prefix(a, b, ta, tb, self._evaluate_prefix, share=self.share_prefix)
+        ra, rb = len(a.tokens), len(b.tokens)
+        la, lb = self._evaluate([(a, ta[ra:], True), (b, tb[rb:], True)])
+        return [la, lb, lc], ev_ab + (len(ta) - ra) + (len(tb) - rb), len(tc) - rc
+
+    def _decode_pair(self, sda: AnswerDraw, base: AnswerDraw, ta: list[int], tb: list[int],
+                     tc: list[int]) -> Iterator[tuple[str, object]]:
+        """``_decode`` for two answers at once (``generate_pair``): the base row last in every batch."""
+        self._acquire()
+        try:
+            t0 = time.perf_counter()
+            (la, lb, lc), ev_ab, ev_c = self._load_three(ta, tb, tc)
+            t1 = time.perf_counter()
+            live = {"base": (base, (self._c,), [lc], [len(tc)], ev_c),
+                    "aligned": (sda, (self._a, self._b), [la, lb], [len(ta), len(tb)], ev_ab)}
+            while live:
+                steps = []
+                for who, (ans, streams, logits, n_prompt, evaluated) in list(live.items()):
+                    ev = ans.draw(logits)
+                    if ev is not None:
+                        yield who, ev
+                    if ev is None or ans.ends(streams, self.n_ctx):
+                        del live[who]
+                        yield who, ans.finished(n_prompt, evaluated, t1 - t0, t1)
                     else:
-                        probs, info = chain.distribution(*logits, history=out)
-                except ValueError as exc:
-                    raise DecodeError(f"step {i}: {exc} — the model produced invalid logits") from None
-                tok = core.sample_top_p(probs, p.top_p, rng)
-                core_s += time.perf_counter() - c0
-                if self.model.is_eog(tok):
-                    reason = "stop"
-                    break
-                out.append(tok)
-                tok_bytes = self.model.token_bytes(tok)
-                if want_lp:
-                    lps = step_logprobs(state, tok, tok_bytes, extras, piece_bytes)
-                yield TokenEvent(i, tok, utf.feed(tok_bytes), float(probs[tok]), info.temperature, info.js, top=top,
-                                 logprobs=lps)
-                if len(out) >= p.max_tokens:
-                    break
-                if any(len(s.tokens) >= self.n_ctx for s in streams):
-                    reason = "context"
-                    break
-                logits = self._step(streams, tok)
-            tail = utf.flush()
-            yield Finished(utf.text, out, reason, n_prompt, evaluated, t1 - t0, time.perf_counter() - t1, tail,
-                           core_s)
+                        steps.append((who, streams, ev.token_id))
+                if steps:
+                    order = sorted(steps, key=lambda x: x[0] == "base")  # A, B first, as in a lone SDA answer
+                    new = self._step_groups([(streams, tok) for _, streams, tok in order])
+                    for (who, *_), lg in zip(order, new):
+                        live[who][2][:] = lg
         finally:
             self._release()
 
@@ -531,17 +548,6 @@ class Engine:
         return np.concatenate(out)
 
 
-def _cached(f: Callable[[int], bytes]) -> Callable[[int], bytes]:
-    """``f`` with its results kept (a token's bytes, asked for again and again by the top lists)."""
-    seen: dict[int, bytes] = {}
-
-    def get(t: int) -> bytes:
-        if t not in seen:
-            seen[t] = f(t)
-        return seen[t]
-    return get
-
-
 def _with_record(gen, rec: LogprobRecorder, prompt: list[int]) -> Iterator[TokenEvent | Finished]:
     """``gen``'s events, its ``Finished`` carrying the recorded ``AnswerRecord`` (None if the record is partial)."""
     try:
@@ -551,6 +557,19 @@ def _with_record(gen, rec: LogprobRecorder, prompt: list[int]) -> Iterator[Token
                 if lps is not None:
                     ev = replace(ev, record=AnswerRecord(tuple(prompt), tuple(ev.token_ids), lps))
             yield ev
+    finally:
+        gen.close()
+
+
+def _pair_with_record(gen, rec: LogprobRecorder, prompt: list[int]) -> Iterator[tuple[str, object]]:
+    """``generate_pair``'s events, the base answer's ``Finished`` carrying its recorded ``AnswerRecord``."""
+    try:
+        for who, ev in gen:
+            if who == "base" and isinstance(ev, Finished):
+                lps = rec.finish(ev.token_ids)
+                if lps is not None:
+                    ev = replace(ev, record=AnswerRecord(tuple(prompt), tuple(ev.token_ids), lps))
+            yield who, ev
     finally:
         gen.close()
 

@@ -1,0 +1,99 @@
+"""A whole turn in one batch (part of ``sda-local bench``, section ``paired_turn``).
+
+One child process (``run._spawn``, mode "pair") loads the model once and, for each question (after one warm-up
+question), on an empty KV cache each time, with a fixed λ (the preset's: no judge reads the base answer):
+
+- ``together``: ``turn.answer(base="always")`` — the base answer and both SDA streams decoded in one batch;
+- ``apart``: the same with ``together=False`` — the base answer first, then the aligned answer (the old turn);
+- ``aligned_alone``: ``Engine.generate`` — the aligned answer without any base answer.
+
+It reports medians of the whole turn's wall time, the time to the first aligned token, each answer's tok/s, and
+the ratios the goal is written in: turn (together) ÷ aligned alone, first aligned token (together) ÷ the
+aligned answer's own prompt time.  Token counts are reported, because the ratios depend on how long each
+answer runs (when one answer ends first, the batch shrinks to the other).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+from ..core import SamplingParams
+from .turn import TURN_PROMPTS, TURN_PRESET
+
+PAIR_LAM = 0.25  # the presets' λ (presets.toml)
+
+
+def _timed_turn(engine, settings, msgs, together: bool) -> dict:
+    from ..judges import FixedEvaluator
+    from ..turn import answer
+
+    engine.reset_cache()
+    t0 = time.perf_counter()
+    m: dict = {}
+    for ev in answer(engine, FixedEvaluator(lam=PAIR_LAM), msgs, settings, base="always", together=together):
+        if ev.kind == "aligned_token" and "first_aligned_token_s" not in m:
+            m["first_aligned_token_s"] = time.perf_counter() - t0
+        elif ev.kind == "phase_done":
+            f = ev.finished
+            m[f"{ev.phase}_tokens"] = f.n_tokens
+            m[f"{ev.phase}_tokens_per_second"] = f.tokens_per_second
+            m[f"{ev.phase}_done_s"] = time.perf_counter() - t0
+    m["turn_s"] = time.perf_counter() - t0
+    return m
+
+
+def _timed_alone(engine, settings, msgs) -> dict:
+    engine.reset_cache()
+    t0 = time.perf_counter()
+    first = None
+    fin = None
+    for ev in engine.generate(msgs, settings.preset.instruction, PAIR_LAM, placement=settings.effective_placement,
+                              params=settings.params(), opposite=settings.preset.opposite):
+        if ev.kind == "token" and first is None:
+            first = time.perf_counter() - t0
+        elif ev.kind == "finished":
+            fin = ev
+    return {"turn_s": time.perf_counter() - t0, "first_aligned_token_s": first, "prompt_s": fin.prompt_seconds,
+            "aligned_tokens": fin.n_tokens, "aligned_tokens_per_second": fin.tokens_per_second}
+
+
+def pair_worker(opts: dict) -> dict:
+    """Child process: the three ways of answering, ``repeats`` questions each after a warm-up."""
+    from ..presets import get_preset
+    from ..runtime.engine import Engine
+    from ..turn import TurnSettings
+
+    eng = Engine(opts["model"], n_ctx=opts["n_ctx"], n_threads=opts["threads"])
+    settings = TurnSettings(preset=get_preset(opts.get("preset") or TURN_PRESET),
+                            sampling=SamplingParams.from_dict({**opts["sampling"], "seed": opts["seed"],
+                                                               "max_tokens": opts["tokens"]}))
+    runs: dict[str, list[dict]] = {"together": [], "apart": [], "aligned_alone": []}
+    for i in range(opts["repeats"] + 1):
+        msgs = [{"role": "user", "content": TURN_PROMPTS[i % len(TURN_PROMPTS)]}]
+        got = {"together": _timed_turn(eng, settings, msgs, True), "apart": _timed_turn(eng, settings, msgs, False),
+               "aligned_alone": _timed_alone(eng, settings, msgs)}
+        if i:  # the first question warms up and is not counted
+            for k, v in got.items():
+                runs[k].append(v)
+    eng.close()
+    return summarize_pairs(runs)
+
+
+def summarize_pairs(runs: dict[str, list[dict]]) -> dict:
+    def med(rows: list[dict], key: str):
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return round(statistics.median(vals), 3) if vals else None
+
+    out: dict = {k: {key: med(rows, key) for key in sorted({x for r in rows for x in r})} for k, rows in runs.items()}
+    for k, rows in runs.items():
+        out[k]["tokens"] = [(r.get("base_tokens"), r.get("aligned_tokens")) for r in rows]
+    pairs = list(zip(runs["together"], runs["aligned_alone"], runs["apart"]))
+    ratio = {"turn_together_over_aligned_alone": [t["turn_s"] / a["turn_s"] for t, a, _ in pairs],
+             "turn_apart_over_aligned_alone": [p["turn_s"] / a["turn_s"] for _, a, p in pairs],
+             "first_aligned_token_together_over_prompt": [t["first_aligned_token_s"] / a["prompt_s"]
+                                                          for t, a, _ in pairs if t.get("first_aligned_token_s")],
+             "first_aligned_token_apart_over_together": [p["first_aligned_token_s"] / t["first_aligned_token_s"]
+                                                         for t, _, p in pairs if t.get("first_aligned_token_s")]}
+    out["ratios"] = {k: round(statistics.median(v), 3) if v else None for k, v in ratio.items()}
+    out["how"] = __doc__.split("\n\n", 1)[1].strip().replace("\n", " ")
+    return out
