@@ -203,8 +203,10 @@ class ChatSession:
         t_end = time.perf_counter() - w.t_start
         aligned_s = t_end - (w.t_lambda or 0.0)
         n_aligned = w.done.n_tokens if w.done else len(w.tokens)
+        # both answers decoded in one batch: λ came before the base answer ended (``turn.answer``'s together)
+        together = w.base_done is not None and w.t_lambda is not None and w.t_lambda <= w.base_s
         timings = {"base_s": round(kept.base_s, 3), "judge_s": round(d.seconds, 3), "aligned_s": round(aligned_s, 3),
-                   "total_s": round(t_end, 3),
+                   "total_s": round(t_end, 3), "together": together,
                    "first_aligned_token_s": None if w.ttft is None else round(w.ttft, 3),
                    "base_tokens": base_done.n_tokens if base_done else 0,
                    "base_tokens_per_s": round(base_done.tokens_per_second, 2) if base_done else None,

@@ -7,7 +7,7 @@ import pytest
 
 from sda_local.cli.output import base_first, print_turn
 from sda_local.core import SamplingParams
-from sda_local.judges import FixedEvaluator
+from sda_local.judges import FixedEvaluator, make_evaluator
 from sda_local.presets import Preset
 from sda_local.runtime.engine import Engine, collect
 from sda_local.turn import TurnSettings, answer, collect_turn
@@ -138,3 +138,19 @@ def test_paired_answers_on_smollm2_are_bit_identical_to_each_alone(smol_engine):
         _, done = _pair(smol_engine, 0.5, p, pb, record_base=True)
         assert done["base"].token_ids == base.token_ids and done["aligned"].token_ids == aligned.token_ids
         np.testing.assert_array_equal(done["base"].record.logprobs, base.record.logprobs)
+
+
+def test_a_chat_session_records_that_its_turn_was_decoded_together(tiny_engine):
+    from sda_local.session import ChatSession
+
+    s = TurnSettings(preset=Preset("kind", "Be kind."), sampling=SamplingParams(seed=3, max_tokens=8))
+    together = ChatSession(tiny_engine, FixedEvaluator(lam=0.4), s)
+    list(together.send("Hello there"))
+    assert together.turns[-1].timings["together"] is True
+    ev = make_evaluator("self", engine=tiny_engine, n_ctx=256)  # a judge that reads the base answer: one by one
+    try:
+        judged = ChatSession(tiny_engine, ev, s)
+        list(judged.send("Hello there"))
+    finally:
+        ev.close()
+    assert judged.turns[-1].timings["together"] is False and judged.turns[-1].base

@@ -115,6 +115,11 @@ def print_turn(events: Iterable, as_json: bool, show_base: bool) -> None:
             print(ev.token.text, end="", file=out, flush=True)
         elif k == "done":
             t = ev.turn.timings
-            print(f"[aligned: {t['aligned_tokens']} tokens, {t['aligned_tokens_per_s']:.1f} tok/s; "
-                  f"base {t['base_s']:.2f} s, judge {t['judge_s']:.2f} s, aligned {t['aligned_s']:.2f} s]",
-                  file=err, flush=True)
+            if t.get("together"):
+                print(f"[aligned: {t['aligned_tokens']} tokens, {t['aligned_tokens_per_s']:.1f} tok/s; base and "
+                      f"aligned answers decoded together: base done at {t['base_s']:.2f} s, whole turn "
+                      f"{t['total_s']:.2f} s]", file=err, flush=True)
+            else:
+                print(f"[aligned: {t['aligned_tokens']} tokens, {t['aligned_tokens_per_s']:.1f} tok/s; "
+                      f"base {t['base_s']:.2f} s, judge {t['judge_s']:.2f} s, aligned {t['aligned_s']:.2f} s]",
+                      file=err, flush=True)
