@@ -19,6 +19,10 @@ ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", 
                "readOnly", "writeOnly", "$defs", "definitions"}
 FORMATS = {"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"}
 TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
+# the largest minLength / maxLength / minItems / maxItems enforced: the converter writes out one repetition per
+# unit (10**12 is a MemoryError), and llama.cpp's parser recurses once per optional one (20000 crashes the process)
+MAX_REPEAT = 1000
+REPEATS = ("minLength", "maxLength", "minItems", "maxItems")
 
 
 class SchemaError(SdaError):
@@ -96,6 +100,10 @@ def _children(s: dict, branch: str, where: str):
 
 def _check_node(s: dict, branch: str, where: str) -> None:
     t = s.get("type")
+    for key in REPEATS:
+        n = s.get(key)
+        if isinstance(n, (int, float)) and not isinstance(n, bool) and n > MAX_REPEAT:
+            raise SchemaError(f"{key} {n!r:.40} is more than the grammar enforces (at most {MAX_REPEAT})", where)
     if branch == "ref" and not str(s["$ref"]).startswith("#"):
         raise SchemaError(f"only local references (#/…) can be used, not {s['$ref']!r:.80}", where)
     if branch == "types" and not set(t) <= TYPES:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -67,13 +68,23 @@ class RequestPlan:
         return DecodeExtras(self.logprobs, self.stream_logprobs, self.grammar)
 
 
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]", re.ASCII)
+
+
 def parse_body(raw: bytes, model=ChatRequest):
     """JSON → ``model`` (a ``ChatRequest`` unless told): malformed JSON is a 400, a missing field or a wrong type a
     422 naming it."""
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if _SURROGATE.search(raw):  # a lone surrogate escape ("\ud800") is JSON, but no text: it cannot be encoded
+            json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ApiError(400, "the request body is not valid JSON text: a string holds a lone UTF-16 surrogate "
+                            "(an escape such as \\ud800 without its pair)") from None
+    except ValueError as exc:  # (also an integer of more than 4300 digits)
         raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply to be read") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     try:
@@ -315,7 +326,7 @@ def _control(sda: SdaOptions, cv_dir: Path | None) -> tuple[tuple[str, float], .
     out = []
     for i, spec in enumerate(sda.control_vectors):
         name, scale = (spec, 1.0) if isinstance(spec, str) else (spec.file, float(spec.scale))
-        path = (root / name).resolve()
+        path = root if "\0" in name else (root / name).resolve()  # (a NUL byte: no file can be named so)
         if os.path.isabs(name) or not path.is_relative_to(root) or not path.is_file():
             raise ApiError(400, f"sda.control_vectors[{i}]: {name!r} is not a file in the server's control-vector "
                                 "directory (give a name relative to it)", f"sda.control_vectors[{i}]")
