@@ -22,14 +22,23 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..core import sampling_options
 from ..errors import SdaError
 from ..judges.spec import Judges
 from ..presets import all_presets, builtin_presets
 from ..runtime.engine import Engine
 from .config import ServerConfig
 from .errors import ApiError
-from .request import RequestPlan, build_plan, build_text_plan, field_path, parse_body, split_model
-from .schemas import ChatRequest, CompletionRequest
+from .request import (
+    TEMPERATURE_OPTION,
+    RequestPlan,
+    build_plan,
+    build_text_plan,
+    field_path,
+    parse_body,
+    split_model,
+)
+from .schemas import ChatRequest, CompletionRequest, _range_schema
 from .slot import GenerationSlot, QueueFull
 from .sse import DISCONNECT_POLL_S, Job, JobStream, complete, stop_all
 from .worker import Runner, check_grammar, check_prompt_fits
@@ -203,9 +212,18 @@ def _body(name: str) -> dict:
         "schema": {"$ref": f"#/components/schemas/{name}"}}}}}
 
 
+def _standard_ranges() -> dict:
+    """The OpenAI fields whose values ``request`` checks against an ``Option`` (temperature's own, the others
+    ``SamplingParams``'): their ranges go into the schema, as the ``sda`` fields' do."""
+    opts = {name: opt for name, _annotation, _default, opt in sampling_options()}
+    return {"temperature": TEMPERATURE_OPTION, "top_p": opts["top_p"], "seed": opts["seed"],
+            "max_tokens": opts["max_tokens"], "max_completion_tokens": opts["max_tokens"]}
+
+
 def _openapi(app: FastAPI) -> dict:
     """The OpenAPI document, with the request body's schema generated from the pydantic models (the body is read
-    by hand, so FastAPI does not see it): every field, the ``sda`` options with their ranges."""
+    by hand, so FastAPI does not see it): every field, the ``sda`` options and the sampling fields with their
+    ranges."""
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
         doc = get_openapi(title=app.title, version=__version__, routes=app.routes)
@@ -213,6 +231,8 @@ def _openapi(app: FastAPI) -> dict:
         for model in (ChatRequest, CompletionRequest):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(body.pop("$defs", {}))
+            for name, opt in _standard_ranges().items():  # checked in ``request``; shown here
+                body["properties"][name].update(_range_schema(opt))
             schemas[model.__name__] = body
         app.openapi_schema = doc
     return app.openapi_schema
