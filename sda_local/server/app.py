@@ -38,7 +38,7 @@ from .request import (
     parse_body,
     split_model,
 )
-from .schemas import ChatRequest, CompletionRequest, _range_schema
+from .schemas import ChatRequest, CompletionRequest, range_schema
 from .slot import GenerationSlot, QueueFull
 from .sse import DISCONNECT_POLL_S, Job, JobStream, complete, stop_all
 from .worker import Runner, check_grammar, check_prompt_fits
@@ -232,7 +232,7 @@ def _openapi(app: FastAPI) -> dict:
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(body.pop("$defs", {}))
             for name, opt in _standard_ranges().items():  # checked in ``request``; shown here
-                body["properties"][name].update(_range_schema(opt))
+                body["properties"][name].update(range_schema(opt))
             schemas[model.__name__] = body
         app.openapi_schema = doc
     return app.openapi_schema

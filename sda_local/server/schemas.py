@@ -81,7 +81,7 @@ SDA_SAMPLING = ("k", "temperature_mode", "plausibility", "echo_block", "contrast
 _PY = {float: Number, int: StrictInt, str: StrictStr}
 
 
-def _range_schema(opt: Option) -> dict:
+def range_schema(opt: Option) -> dict:
     """An ``Option``'s choices and bounds as JSON-schema keywords (what ``/openapi.json`` shows a client)."""
     extra: dict = {}
     if opt.choices is not None:
@@ -101,7 +101,7 @@ def _sampling_fields() -> dict:
     for name, annotation, _default, opt in sampling_options():
         if name in SDA_SAMPLING:
             py = _PY[base_type(annotation)]
-            out[name] = (py | None, Field(None, description=opt.help, json_schema_extra=_range_schema(opt) or None))
+            out[name] = (py | None, Field(None, description=opt.help, json_schema_extra=range_schema(opt) or None))
     return out
 
 
