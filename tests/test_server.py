@@ -377,7 +377,7 @@ def test_bench_serve_measures_the_same_answer_both_ways(files):
         cfg = ServeBenchConfig(sampling=SamplingParams(max_tokens=24, seed=0), repeats=1, clients=2,
                                requests_per_client=2)
         out = run_serve_bench(engine, cfg)
-    assert out["tokens"]["server"] == out["tokens"]["in_process"] == 24
+    assert out["tokens"]["server"] == out["tokens"]["in_process"] == 24 and out["same_answer"] is True
     assert out["tokens_per_s"]["server"] > 0 and out["tokens_per_s"]["ratio"] > 0
     streams = out["concurrent_streams"]
     assert streams["requests"] == 4 and 0 < streams["ttft_p50_s"] <= streams["ttft_p95_s"]

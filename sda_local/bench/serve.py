@@ -22,10 +22,12 @@ import httpx
 import numpy as np
 
 from ..core import SamplingParams
+from ..judges import FixedEvaluator
 from ..presets import DEFAULT_PRESET, get_preset
-from ..runtime.engine import Engine, collect
+from ..runtime.engine import Engine
 from ..server.app import create_app
 from ..server.config import ServerConfig
+from ..turn import TurnSettings, answer, collect_turn
 
 QUESTION = "Give three tips for keeping a basil plant healthy."
 
@@ -78,25 +80,31 @@ def _body(engine: Engine, cfg: ServeBenchConfig, seed: int | None) -> dict:
 def stream_once(http: httpx.Client, url: str, body: dict) -> dict:
     """One streamed request: seconds to the first text, in all, and the completion tokens."""
     t0 = time.perf_counter()
-    first, tokens = None, 0
+    first, tokens, text = None, 0, []
     with http.stream("POST", url + "/v1/chat/completions", json=body) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
-            if first is None and chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
-                first = time.perf_counter() - t0
+            piece = chunk["choices"][0]["delta"].get("content") if chunk.get("choices") else None
+            if piece:
+                text.append(piece)
+                if first is None:
+                    first = time.perf_counter() - t0
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
-    return {"ttft_s": first, "total_s": time.perf_counter() - t0, "tokens": tokens}
+    return {"ttft_s": first, "total_s": time.perf_counter() - t0, "tokens": tokens, "text": "".join(text)}
 
 
 def _in_process(engine: Engine, cfg: ServeBenchConfig) -> dict:
+    """The same answer through the same seam the server calls (``turn.answer``: the preset's placement and
+    contrast), without HTTP."""
     msgs = [{"role": "user", "content": QUESTION}]
+    settings = TurnSettings(preset=get_preset(DEFAULT_PRESET), sampling=cfg.sampling)
     t0 = time.perf_counter()
-    done = collect(engine.generate(msgs, get_preset(DEFAULT_PRESET).instruction, cfg.lam, params=cfg.sampling))
-    return {"total_s": time.perf_counter() - t0, "tokens": done.n_tokens}
+    done = collect_turn(answer(engine, FixedEvaluator(lam=cfg.lam), msgs, settings))["aligned"]
+    return {"total_s": time.perf_counter() - t0, "tokens": done.n_tokens, "text": done.text}
 
 
 def _median_rate(runs: list[dict]) -> float:
@@ -129,7 +137,8 @@ def run_serve_bench(engine: Engine, cfg: ServeBenchConfig) -> dict:
         ttft = _ttft(engine, url, cfg)
     return {"model": engine.name, "n_threads": engine.n_threads, "max_tokens": cfg.sampling.max_tokens,
             "lam": cfg.lam, "repeats": cfg.repeats,
-            "tokens": {"server": served[-1]["tokens"], "in_process": local[-1]["tokens"]},  # the same answer
+            "tokens": {"server": served[-1]["tokens"], "in_process": local[-1]["tokens"]},
+            "same_answer": served[-1]["text"] == local[-1]["text"],  # same seed, same seam: the same text
             "tokens_per_s": {"server": round(rate_server, 2), "in_process": round(rate_local, 2),
                              "ratio": round(rate_server / rate_local, 4)},
             "concurrent_streams": ttft}
