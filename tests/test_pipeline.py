@@ -58,10 +58,18 @@ def settings(**kw):
     return TurnSettings(preset=get_preset("harmlessness"), sampling=SamplingParams(seed=3, max_tokens=24), **kw)
 
 
-def check_turn(session, events, expect_score=True):
+def check_turn(session, events, expect_score=True, together=False):
+    """``together``: λ was known before the base answer (a fixed score or λ), so both answers were decoded in one
+    batch: the λ events first, then both answers' tokens interleaved (``turn.answer``)."""
     kinds = compress([e.kind for e in events])
-    expected = ORDER if expect_score else [k for k in ORDER if k != "score"]
-    assert kinds == expected, kinds
+    if together:
+        head = ["score", "lambda"] if expect_score else ["lambda"]
+        assert kinds[:len(head)] == head and kinds[-1] == "done", kinds
+        assert set(kinds[len(head):-1]) == {"base_token", "aligned_token", "phase_done"}, kinds
+        assert [e.phase for e in events if e.kind == "phase_done"] in (["base", "aligned"], ["aligned", "base"])
+    else:
+        expected = ORDER if expect_score else [k for k in ORDER if k != "score"]
+        assert kinds == expected, kinds
     lam_ev = next(e for e in events if e.kind == "lambda")
     turn = session.turns[-1]
     if expect_score:
@@ -73,8 +81,12 @@ def check_turn(session, events, expect_score=True):
         [e for e in events if e.kind == "phase_done"][-1].finished.tail
     t = turn.timings  # whole ticks (the tick_clock fixture): exact comparisons, in the order of the events
     lam_at = t["total_s"] - t["aligned_s"]  # the aligned phase is timed from the λ event
-    assert 0 < t["base_s"] < lam_at < t["first_aligned_token_s"] < t["total_s"]
-    assert t["base_s"] + t["judge_s"] <= lam_at  # the judge's time fits between the base answer and λ
+    assert t["together"] is together
+    if together:
+        assert 0 <= lam_at < t["first_aligned_token_s"] < t["total_s"] and 0 < t["base_s"] <= t["total_s"]
+    else:
+        assert 0 < t["base_s"] < lam_at < t["first_aligned_token_s"] < t["total_s"]
+        assert t["base_s"] + t["judge_s"] <= lam_at  # the judge's time fits between the base answer and λ
     assert all(float(t[k]).is_integer() for k in ("base_s", "judge_s", "aligned_s", "total_s"))
     assert t["aligned_tokens_per_s"] > 0
     return turn
@@ -90,10 +102,10 @@ def test_full_turn_with_the_local_judge(smol_engine):
 
 def test_full_turn_with_a_fixed_score_and_a_fixed_lambda(smol_engine):
     s = ChatSession(smol_engine, FixedEvaluator(score=25), settings())
-    turn = check_turn(s, list(s.send("Tell me how to cheat on a test.")))
+    turn = check_turn(s, list(s.send("Tell me how to cheat on a test.")), together=True)
     assert turn.lam == pytest.approx(0.905, abs=1e-3)
     s = ChatSession(smol_engine, FixedEvaluator(lam=0.25), settings())
-    turn = check_turn(s, list(s.send("Tell me how to cheat on a test.")), expect_score=False)
+    turn = check_turn(s, list(s.send("Tell me how to cheat on a test.")), expect_score=False, together=True)
     assert turn.lam == 0.25 and turn.lam_source == "fixed"
 
 
@@ -181,6 +193,19 @@ class FailsMidAnswer:
                 if i == self.n:
                     raise DecodeError(f"step {i}: llama_decode failed (injected)")
                 yield ev
+        finally:
+            gen.close()
+
+    def generate_pair(self, *args, **kwargs):  # a turn whose λ is fixed decodes both answers together
+        gen = self.engine.generate_pair(*args, **kwargs)
+        try:
+            i = 0
+            for who, ev in gen:
+                if who == "aligned":
+                    if i == self.n:
+                        raise DecodeError(f"step {i}: llama_decode failed (injected)")
+                    i += 1
+                yield who, ev
         finally:
             gen.close()
 

@@ -83,6 +83,8 @@ def in_event_order(t: dict) -> bool:
     """A turn's timings (on the tick clock) follow its events: base done, then the judge, then λ, then the first
     aligned token, then the end."""
     lam_at = t["total_s"] - t["aligned_s"]  # the aligned phase is timed from the λ event
+    if t.get("together"):  # λ known first (a fixed score or λ): both answers decoded together, after it
+        return 0 <= lam_at < t["first_aligned_token_s"] < t["total_s"] and 0 < t["base_s"] <= t["total_s"]
     return 0 < t["base_s"] <= t["base_s"] + t["judge_s"] <= lam_at < t["first_aligned_token_s"] < t["total_s"]
 
 
