@@ -343,9 +343,7 @@ class Engine:
         """SDA on prompts given as tokens: ``ta`` with the instruction (stream A), ``tb`` without (stream B);
         ``instruction`` is only read by the echo block.  As ``generate`` otherwise."""
         p = (params or SamplingParams()).check()
-        if not np.isfinite(lam):
-            raise ValueError(f"lam must be finite, got {lam}")
-        chain = self._with_grammar(core.build_chain(p, float(lam), self._instruction_tokens(instruction, p)), extras)
+        chain = self._sda_chain(p, lam, instruction, extras)
         self._check_fits(ta, "prompt with the instruction")
         self._check_fits(tb, "prompt")
         streams = (self._a, self._b)
@@ -373,15 +371,28 @@ class Engine:
                               extras: DecodeExtras | None = None) -> Iterator[TokenEvent | Finished]:
         """Plain sampling of a prompt given as tokens, on stream A (``on_a``) or B; as ``generate_plain``."""
         p = (params or SamplingParams()).check()
-        chain = core.build_chain(p, None, self._instruction_tokens(instruction, p))
         rec = LogprobRecorder() if record else None
-        if rec is not None:
-            chain = core.ProcessorChain([*chain, rec])
-        chain = self._with_grammar(chain, extras)
+        chain = self._plain_chain(p, instruction, rec, extras)
         self._check_fits(toks, "prompt")
         s, other = (self._a, self._b) if on_a else (self._b, self._a)
         gen = self._decode((s,), lambda: self._load_one(s, other, toks), chain, p, [len(toks)], 0, extras)
         return gen if rec is None else _with_record(gen, rec, toks)
+
+    def _sda_chain(self, p: SamplingParams, lam: float, instruction: str,
+                   extras: DecodeExtras | None) -> core.ProcessorChain:
+        """The SDA answer's chain: ``core.build_chain`` at ``lam`` (finite), a grammar last when asked."""
+        if not np.isfinite(lam):
+            raise ValueError(f"lam must be finite, got {lam}")
+        return self._with_grammar(core.build_chain(p, float(lam), self._instruction_tokens(instruction, p)), extras)
+
+    def _plain_chain(self, p: SamplingParams, instruction: str, rec: LogprobRecorder | None,
+                     extras: DecodeExtras | None) -> core.ProcessorChain:
+        """A plain answer's chain: ``core.build_chain`` without steering, then the recorder and a grammar when
+        given."""
+        chain = core.build_chain(p, None, self._instruction_tokens(instruction, p))
+        if rec is not None:
+            chain = core.ProcessorChain([*chain, rec])
+        return self._with_grammar(chain, extras)
 
     def _with_grammar(self, chain: core.ProcessorChain, extras: DecodeExtras | None) -> core.ProcessorChain:
         """``chain`` with a ``GrammarConstraint`` last when ``extras`` carries a grammar."""
@@ -442,17 +453,13 @@ class Engine:
                            "streams steered alike")
         p = (params or SamplingParams()).check()
         pb = (base_params or p).check()
-        if not np.isfinite(lam):
-            raise ValueError(f"lam must be finite, got {lam}")
+        sda = AnswerDraw(self.model, self._sda_chain(p, lam, instruction, extras), p, inspect, extras)
+        rec = LogprobRecorder() if record_base else None
+        base = AnswerDraw(self.model, self._plain_chain(pb, instruction, rec, None), pb)
         ta, tb = self.prompter.pair(messages, instruction, placement, p.contrast, opposite)
         tc = self.prompt_tokens(messages)
         for t, what in ((ta, "prompt with the instruction"), (tb, "prompt"), (tc, "prompt")):
             self._check_fits(t, what)
-        sda = AnswerDraw(self.model, self._with_grammar(
-            core.build_chain(p, float(lam), self._instruction_tokens(instruction, p)), extras), p, inspect, extras)
-        chain = core.build_chain(pb, None, self._instruction_tokens(instruction, pb))
-        rec = LogprobRecorder() if record_base else None
-        base = AnswerDraw(self.model, chain if rec is None else core.ProcessorChain([*chain, rec]), pb)
         gen = self._decode_pair(sda, base, ta, tb, tc)
         return gen if rec is None else _pair_with_record(gen, rec, tc)
 
@@ -552,24 +559,22 @@ def _with_record(gen, rec: LogprobRecorder, prompt: list[int]) -> Iterator[Token
     """``gen``'s events, its ``Finished`` carrying the recorded ``AnswerRecord`` (None if the record is partial)."""
     try:
         for ev in gen:
-            if isinstance(ev, Finished):
-                lps = rec.finish(ev.token_ids)
-                if lps is not None:
-                    ev = replace(ev, record=AnswerRecord(tuple(prompt), tuple(ev.token_ids), lps))
-            yield ev
+            yield _recorded(ev, rec, prompt) if isinstance(ev, Finished) else ev
     finally:
         gen.close()
+
+
+def _recorded(done: Finished, rec: LogprobRecorder, prompt: list[int]) -> Finished:
+    """``done`` carrying the recorded ``AnswerRecord`` (unchanged when the record is partial)."""
+    lps = rec.finish(done.token_ids)
+    return done if lps is None else replace(done, record=AnswerRecord(tuple(prompt), tuple(done.token_ids), lps))
 
 
 def _pair_with_record(gen, rec: LogprobRecorder, prompt: list[int]) -> Iterator[tuple[str, object]]:
     """``generate_pair``'s events, the base answer's ``Finished`` carrying its recorded ``AnswerRecord``."""
     try:
         for who, ev in gen:
-            if who == "base" and isinstance(ev, Finished):
-                lps = rec.finish(ev.token_ids)
-                if lps is not None:
-                    ev = replace(ev, record=AnswerRecord(tuple(prompt), tuple(ev.token_ids), lps))
-            yield who, ev
+            yield who, _recorded(ev, rec, prompt) if who == "base" and isinstance(ev, Finished) else ev
     finally:
         gen.close()
 
