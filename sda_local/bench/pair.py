@@ -5,7 +5,7 @@ question), on an empty KV cache each time, with a fixed λ (the preset's: no jud
 
 - ``together``: ``turn.answer(base="always")`` — the base answer and both SDA streams decoded in one batch;
 - ``apart``: the same with ``together=False`` — the base answer first, then the aligned answer (the old turn);
-- ``aligned_alone``: ``Engine.generate`` — the aligned answer without any base answer.
+- ``aligned_alone``: ``turn.answer(base="auto")`` — the aligned answer without any base answer.
 
 It reports medians of the whole turn's wall time, the time to the first aligned token, each answer's tok/s, and
 the ratios the goal is written in: turn (together) ÷ aligned alone, first aligned token (together) ÷ the
@@ -18,7 +18,7 @@ import statistics
 import time
 
 from ..core import SamplingParams
-from .turn import TURN_PROMPTS, TURN_PRESET
+from .turn import TURN_PRESET, TURN_PROMPTS
 
 PAIR_LAM = 0.25  # the presets' λ (presets.toml)
 
@@ -43,16 +43,18 @@ def _timed_turn(engine, settings, msgs, together: bool) -> dict:
 
 
 def _timed_alone(engine, settings, msgs) -> dict:
+    """The aligned answer alone, through the same seam (a fixed λ reads no base answer, so none is made)."""
+    from ..judges import FixedEvaluator
+    from ..turn import answer
+
     engine.reset_cache()
     t0 = time.perf_counter()
-    first = None
-    fin = None
-    for ev in engine.generate(msgs, settings.preset.instruction, PAIR_LAM, placement=settings.effective_placement,
-                              params=settings.params(), opposite=settings.preset.opposite):
-        if ev.kind == "token" and first is None:
+    first = fin = None
+    for ev in answer(engine, FixedEvaluator(lam=PAIR_LAM), msgs, settings, base="auto"):
+        if ev.kind == "aligned_token" and first is None:
             first = time.perf_counter() - t0
-        elif ev.kind == "finished":
-            fin = ev
+        elif ev.kind == "phase_done":
+            fin = ev.finished
     return {"turn_s": time.perf_counter() - t0, "first_aligned_token_s": first, "prompt_s": fin.prompt_seconds,
             "aligned_tokens": fin.n_tokens, "aligned_tokens_per_second": fin.tokens_per_second}
 
