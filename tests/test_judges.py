@@ -239,6 +239,14 @@ def test_probability_judges_refuse_free_form_prompts_and_self_needs_a_preset(tin
         tiny_judges["self"].score(Q, "   ", "honesty")
 
 
+def hand_gap(fa) -> float:
+    """The mean log p_with − log p_without of a forced answer's tokens, by scipy, from the raw logits."""
+    rows = np.arange(len(fa.targets))
+    lw = log_softmax(fa.logits_with.astype(np.float64), axis=1)[rows, fa.targets]
+    ln = log_softmax(fa.logits_without.astype(np.float64), axis=1)[rows, fa.targets]
+    return float(np.mean(lw - ln))
+
+
 def test_self_score_is_the_mean_log_prob_gap_from_teacher_forced_logits(tiny_model):
     ev = SelfScoreEvaluator(tiny_model, n_ctx=512)
     tf = TeacherForcer(tiny_model, model_prompter(tiny_model), n_ctx=1024, n_seq_max=4)  # the same layout
@@ -248,10 +256,7 @@ def test_self_score_is_the_mean_log_prob_gap_from_teacher_forced_logits(tiny_mod
     finally:
         tf.close()
         ev.close()
-    rows = np.arange(len(fa.targets))
-    lw = log_softmax(fa.logits_with.astype(np.float64), axis=1)[rows, fa.targets]
-    ln = log_softmax(fa.logits_without.astype(np.float64), axis=1)[rows, fa.targets]
-    r = float(np.mean(lw - ln))
+    r = hand_gap(fa)
     assert s.raw.startswith(f"r = {r:+.4f} nats/token over {len(fa.targets)} tokens")
     assert s.value == pytest.approx(round(1 + 99 / (1 + math.exp(-r / SELF_SCORE_TAU)), 2), abs=1e-9)
 
@@ -271,10 +276,7 @@ def test_self_score_with_a_contrast_forces_the_contrast_line_into_the_stream_wit
     finally:
         tf.close()
         ev.close()
-    rows = np.arange(len(fa.targets))
-    lw = log_softmax(fa.logits_with.astype(np.float64), axis=1)[rows, fa.targets]
-    ln = log_softmax(fa.logits_without.astype(np.float64), axis=1)[rows, fa.targets]
-    assert s.raw.startswith(f"r = {float(np.mean(lw - ln)):+.4f} nats/token")
+    assert s.raw.startswith(f"r = {hand_gap(fa):+.4f} nats/token")
     # the contrast line really is in the stream without: its logits differ from the empty stream's
     assert not np.array_equal(fa.logits_without, plain.logits_without)
     np.testing.assert_array_equal(fa.logits_with, plain.logits_with)

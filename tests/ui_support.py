@@ -51,13 +51,14 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
 
 
 @contextmanager
-def app_in_process(host):
-    """``build_app(host)`` launched on a free 127.0.0.1 port in this process; yields (URL, Blocks)."""
+def app_in_process(host, store=None, max_size: int = 64):
+    """``build_app(host)`` (conversations in ``store`` when given) launched on a free 127.0.0.1 port in this
+    process; yields (URL, Blocks)."""
     from sda_local.ui.app import build_app
     from sda_local.ui.offline import launch_kwargs
 
-    demo = build_app(host)
-    demo.queue(max_size=64)
+    demo = build_app(host, store=store)
+    demo.queue(max_size=max_size)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, inbrowser=False,
                 **launch_kwargs())
@@ -73,22 +74,13 @@ def app_in_process(host):
 def served(store, n_ctx: int = 1024):
     """The chat on SmolLM2 (one thread) with conversations in ``store``, launched in this process on a free port;
     yields its URL."""
-    from sda_local.ui.app import build_app
     from sda_local.ui.host import ModelHost
-    from sda_local.ui.offline import launch_kwargs
 
     host = ModelHost(None, n_ctx=n_ctx, n_threads=1)
-    demo = build_app(host, store=store)
-    demo.queue(max_size=16)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, inbrowser=False,
-                **launch_kwargs())
-    url = f"http://127.0.0.1:{port}/"
     try:
-        wait_http(url, 60)
-        yield url
+        with app_in_process(host, store=store, max_size=16) as (url, _):
+            yield url
     finally:
-        demo.close()
         host.close()
 
 
