@@ -140,6 +140,17 @@ class ChatSession:
             self.turns = self.turns[:max(0, n)]
             self._last = None  # it belonged to a turn that is gone
 
+    @property
+    def kept(self) -> object | None:
+        """What ``regenerate()`` reuses for the last turn (its base answer and λ decision); None: it needs a new
+        turn.  Opaque: only handed back to ``switch``."""
+        return self._last
+
+    def switch(self, turns: list[TurnRecord], kept: object | None = None) -> None:
+        """Show ``turns`` instead (another version of a turn, the chat's ‹ ›); ``kept``: the ``kept`` the new last
+        turn had when it was last, if any."""
+        self.turns, self._last = list(turns), kept
+
     # -- turns -----------------------------------------------------------------------------------------------
     def send(self, text: str, settings: TurnSettings | None = None) -> Iterator:
         """Run one full turn.  Raises ``SdaError`` (before any event) for an empty or too-long message."""

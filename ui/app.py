@@ -116,6 +116,10 @@ def _wire_turns(wire: Wiring, c: ChatController) -> None:
                      show_api=False)
     queued.then(**wire.args(c.regenerate, TURN_OUTPUTS, ("state", *CONTROL_NAMES)), api_name="regenerate",
                 show_progress="hidden", **ENGINE_QUEUE)
+    queued = wire.on(w["regen_base_btn"].click, c.begin_regenerate_base, ("state", "chat", "status"), ("state",),
+                     queue=False, show_api=False)
+    queued.then(**wire.args(c.regenerate_base, TURN_OUTPUTS, ("state", *CONTROL_NAMES)),
+                api_name="regenerate_base", show_progress="hidden", **ENGINE_QUEUE)
     wire.on(w["stop_btn"].click, c.stop, ("status",), ("state",), queue=False, api_name="stop")
     wire.on(w["clear_btn"].click, c.clear, TURN_OUTPUTS, ("state",), api_name="clear", **LIGHT)
     wire.on(w["show_base"].change, c.toggle_base, ("state", "chat"), ("state", ("show", "show_base")),

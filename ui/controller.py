@@ -30,6 +30,7 @@ from .host import ModelHost
 from .inspector import inspector_html
 from .library import LibraryCallbacks, fallback_store, plain, store_note
 from .pick import token_at
+from .redraw import RedrawCallbacks
 from .render import chat_html, strength_warning, timings_text
 from .reply import KEEP, Choices, Reply, Visible, notice
 from .state import LiveTurn, SessionState
@@ -134,7 +135,7 @@ def too_long_text(exc: PromptTooLongError) -> str:
             f"larger --n-ctx).")
 
 
-class ChatController(LibraryCallbacks):
+class ChatController(LibraryCallbacks, RedrawCallbacks):
     """The chat's callbacks for one ``ModelHost``; per-session data lives in the ``SessionState`` passed in.
     ``store``: where conversations are saved (default: in memory, for this process only)."""
 
@@ -258,7 +259,7 @@ class ChatController(LibraryCallbacks):
     def regenerate(self, state: SessionState | None, **controls: Any) -> Iterator[Reply]:
         """Sample the last aligned answer again, reusing its base answer and score."""
         st = state or SessionState()
-        queued = st.live is not None and st.live.phase == "queued" and st.live.regenerating
+        queued = st.live is not None and st.live.phase == "queued" and st.live.regenerating and not st.live.fresh_base
         if st.from_page and not queued and st.turns:
             yield Reply()  # ``begin_regenerate`` refused it (and said so): nothing to do
             return
@@ -282,6 +283,7 @@ class ChatController(LibraryCallbacks):
             yield self._refuse(st, notice("Notice", msg)).inform(msg)
             return
         st.controls = saved_controls(controls)
+        st.begin_version(chat.kept)  # the answer it replaces stays, as an older version of the turn
         st.live = LiveTurn(user=previous.user, base=previous.base, phase="aligned", regenerating=True,
                            previous=previous, base_finish=previous.base_finish_reason)
         yield from self._run(st, events, key, "Regenerated")
@@ -337,6 +339,7 @@ class ChatController(LibraryCallbacks):
         finally:
             events.close()  # a stopped turn keeps what was generated so far (the turn records it)
             st.live = None
+            st.end_regeneration()
             st.pending = False
             st.stop.clear()
         if ending is Ending.DONE and done is None:
@@ -403,8 +406,8 @@ class ChatController(LibraryCallbacks):
     def act(self, state: SessionState | None, action: str | None) -> Reply:
         """A click in the page: ``tok TURN I`` (a token: its top-5 lists), ``word TURN N`` (the token behind the
         N-th visible character of that turn's aligned answer: ``pick.token_at``), ``turn TURN`` (inspect that
-        turn's tokens), ``edit TURN`` (edit its message) or ``vote TURN A|B|tie`` (arena); a trailing word (the
-        page's click time) is ignored."""
+        turn's tokens), ``edit TURN`` (edit its message), ``vote TURN A|B|tie`` (arena) or ``version TURN N`` (‹ ›:
+        show that version of the turn); a trailing word (the page's click time) is ignored."""
         st = state or SessionState()
         parts = (action or "").split()
         try:
@@ -414,6 +417,8 @@ class ChatController(LibraryCallbacks):
             return Reply(status=notice("Notice", "that click did not name a turn"))
         if kind == "vote" and len(parts) > 2:
             return self._vote(st, turn_no, parts[2])
+        if kind == "version" and len(parts) > 2 and parts[2].isdigit():
+            return self._show_version(st, turn_no, int(parts[2]))
         if kind == "edit" and 1 <= turn_no <= len(st.turns):
             return self._edit(st, turn_no)
         if kind not in ("tok", "turn", "word") or not 1 <= turn_no <= len(st.turns):

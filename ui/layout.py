@@ -74,6 +74,7 @@ def _conversation(w: Widgets) -> None:
             w["stop_btn"] = gr.Button("Stop", variant="stop", elem_id="sda-stop")
     with gr.Row():
         w["regen_btn"] = gr.Button("Regenerate aligned", size="sm", elem_id="sda-regenerate")
+        w["regen_base_btn"] = gr.Button("Regenerate base", size="sm", elem_id="sda-regenerate-base")
         w["clear_btn"] = gr.Button("New chat", size="sm", elem_id="sda-clear")
         w["export_btn"] = gr.Button("Export JSON", size="sm", elem_id="sda-export")
         w["file"] = gr.UploadButton("Import JSON", file_types=[".json"], type="filepath", size="sm",

@@ -1,10 +1,10 @@
 """The page script (run once when the page loads): clicks, copying, the conversation pane's scrolling.
 
-- A click on anything carrying ``data-act`` (a token, "inspect tokens", "edit", a vote button) writes that action and
-  the click time into the hidden ``#sda-action`` box, which runs ``ChatController.act``.  A click on a word of an
-  aligned answer (an element with ``data-pick="TURN"``) sends ``word TURN N``: N counts the visible non-space
-  characters before the clicked one, which ``pick.token_at`` maps to the token.  A click in the conversation that
-  asks for the inspector scrolls the page to it (opening its accordion if it was closed).
+- A click on anything carrying ``data-act`` (a token, "inspect tokens", "edit", a version's ‹ ›, a vote button)
+  writes that action and the click time into the hidden ``#sda-action`` box, which runs ``ChatController.act``.
+  A click on a word of an aligned answer (an element with ``data-pick="TURN"``) sends ``word TURN N``: N counts
+  the visible non-space characters before the clicked one, which ``pick.token_at`` maps to the token.  A click in
+  the conversation that asks for the inspector scrolls the page to it (opening its accordion if it was closed).
 - The evaluator's choices get their one-line tooltips (``controls.EVALUATOR_TIPS``).
 - A code block's Copy button copies the block's text; an answer's **Copy answer** button its whole text.
 - The conversation (``#sda-chat``) scrolls in its own pane and sticks to its bottom while an answer streams,
@@ -73,7 +73,7 @@ PAGE_JS = """() => {
     if (el) {
       const a = el.dataset.act;
       if (a.startsWith('edit')) document.querySelector('#sda-input textarea')?.focus();
-      else if (el.closest('#sda-chat') && !a.startsWith('vote')) revealInspector();
+      else if (el.closest('#sda-chat') && !a.startsWith('vote') && !a.startsWith('version')) revealInspector();
       act(a);
       return;
     }

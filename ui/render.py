@@ -15,6 +15,7 @@ from sda_local.session import TurnRecord
 from .arena import shown_as
 from .markdown import render_markdown
 from .state import LiveTurn, SessionState
+from .versions import Versions
 
 CSS = """
 .sda-chat { display: flex; flex-direction: column; gap: 14px; }
@@ -71,6 +72,10 @@ CSS = """
 .sda-md[data-pick] { cursor: text; }
 .sda-answer { border-radius: 8px; padding: 8px 10px; min-height: 2.5em; background: var(--background-fill-secondary); }
 .sda-nocase { text-transform: none; }
+.sda-versions { margin-left: 8px; white-space: nowrap; }
+.sda-versions .sda-act { margin-left: 2px; padding: 0 5px; }
+.sda-ver-off { opacity: .35; cursor: default; }
+.sda-ver-n { margin: 0 2px; font-variant-numeric: tabular-nums; }
 .sda-cut { margin-top: 4px; font-size: .8em; color: var(--body-text-color-subdued); font-style: italic; }
 .sda-md { overflow-x: auto; }
 .sda-md table { border-collapse: collapse; margin: 6px 0; }
@@ -112,10 +117,26 @@ def _wait(text: str) -> str:
     return f'<div class="sda-wait">{escape(text)}</div>'
 
 
-def _user(text: str, edit: int | None = None) -> str:
-    """The user's message; ``edit`` (its turn number) adds the button that puts it back in the box to change."""
+def _user(text: str, edit: int | None = None, versions: Versions | None = None) -> str:
+    """The user's message; ``edit`` (its turn number) adds the button that puts it back in the box to change, and
+    ``versions`` the turn's ‹ 1/2 ›."""
     button = _act(f"edit {edit}", "edit") if edit is not None else ""
-    return f'<div class="sda-user"><div class="sda-who">You{button}</div>{_txt(text)}</div>'
+    nav = _versions_nav(edit, versions) if edit is not None and versions is not None else ""
+    return f'<div class="sda-user"><div class="sda-who">You{button}{nav}</div>{_txt(text)}</div>'
+
+
+VERSIONS_TIP = "Versions of this turn (each regeneration keeps the one before): the chat continues from the one shown"
+
+
+def _versions_nav(turn: int, v: Versions) -> str:
+    """‹ N/M ›: the version shown of turn ``turn``, and buttons to the one before and after (``version TURN N``)."""
+    n, m = v.shown + 1, v.count
+    back = _act(f"version {turn} {n - 1}", "‹", "sda-act sda-ver-back") if n > 1 else \
+        '<span class="sda-act sda-ver-off">‹</span>'
+    on = _act(f"version {turn} {n + 1}", "›", "sda-act sda-ver-next") if n < m else \
+        '<span class="sda-act sda-ver-off">›</span>'
+    return (f'<span class="sda-versions" data-version="{n}" data-versions="{m}" title="{VERSIONS_TIP}">{back}'
+            f'<span class="sda-ver-n">{n}/{m}</span>{on}</span>')
 
 
 def _warnings(warnings: list[str]) -> str:
@@ -195,14 +216,14 @@ def _turn_foot(r: TurnRecord) -> str:
             f'evaluator {escape(r.evaluator or "none")}</div>')
 
 
-def _record_html(i: int, r: TurnRecord) -> str:
+def _record_html(i: int, r: TurnRecord, versions: Versions | None = None) -> str:
     s = r.score or {}
     detail = f"{s.get('evaluator', '')}: {s.get('raw', '')} ({s.get('latency_s', 0):.2f} s)" if s else ""
     preset = (r.settings.get("preset") or {}).get("name", "")
     regen = f" · regenerated {r.regenerations}×" if r.regenerations else ""
     inspect = _act(f"turn {i}", "inspect tokens")
     return (f'<div class="sda-turn" data-turn="{i}" data-phase="{_phase(r)}">'
-            + _user(r.user, i)
+            + _user(r.user, i, versions)
             + _meta(s.get("value"), detail, r.lam, r.lam_source, r.settings.get("mapping", "")) +
             '<div class="sda-pair">'
             f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}{_copy_answer()}</div>{_md(r.base)}'
@@ -245,7 +266,9 @@ def _live_html(i: int, t: LiveTurn, mapping: str, arena: bool = False, k: float 
         base = _wait("waiting for the model (another chat is generating)…")
     else:
         base = (_md(t.base) if t.base else _wait("…")) + _cut(t.base_finish)
-    if t.phase == "queued" and t.regenerating:
+    if t.phase == "queued" and t.fresh_base:
+        aligned = _wait("waiting for the model to draw the base answer again, then this one…")
+    elif t.phase == "queued" and t.regenerating:
         aligned = _wait("waiting for the model to sample this answer again…")
     elif t.phase in ("queued", "base"):
         aligned = _wait("starts after the base answer is scored")
@@ -273,11 +296,12 @@ def chat_html(state: SessionState | None) -> str:
     cls = "sda-chat" + ("" if state is None or state.show_base or arena else " hide-base") + (" arena" if arena else "")
     turns = list(state.turns) if state else []
     arenas = state.arenas() if state else []
+    versions = state.versions() if state else []
     live = state.live if state else None
     if live is not None and live.regenerating and turns:
         turns = turns[:-1] if turns[-1] is live.previous else turns
-    body = [_arena_html(i + 1, r, a) if arena else _record_html(i + 1, r)
-            for i, (r, a) in enumerate(zip(turns, arenas))]
+    body = [_arena_html(i + 1, r, a) if arena else _record_html(i + 1, r, v)
+            for i, (r, a, v) in enumerate(zip(turns, arenas, versions))]
     if live is not None:
         mapping = state.chat.settings.mapping if state.chat else ""
         k = state.chat.settings.sampling.k if state.chat else None

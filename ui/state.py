@@ -13,11 +13,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from sda_local.errors import SdaError
 from sda_local.judges.spec import UnavailableEvaluator
 from sda_local.session import INTERRUPTED, ChatSession, TurnRecord
 
 from .arena import new_arena
 from .host import ModelHost
+from .versions import Versions, record_from
 
 INSPECT_K = 5  # each aligned token records its step's top-5 lists (the token inspector)
 
@@ -38,6 +40,7 @@ class LiveTurn:
     regenerating: bool = False
     previous: TurnRecord | None = None  # the record a regeneration replaces (its base answer is shown)
     base_finish: str = ""        # the base answer's finish reason once it is done ("length": cut at max tokens)
+    fresh_base: bool = False     # a regeneration of the base answer (and so of score, λ and aligned answer)
 
     def record(self, settings: dict, evaluator: str) -> TurnRecord:
         """What the turn has so far, as a record marked "interrupted" (saved while it runs)."""
@@ -46,6 +49,19 @@ class LiveTurn:
                           lam=self.lam, lam_source=self.lam_source, evaluator=evaluator,
                           warnings=list(self.warnings), settings=settings, timings={},
                           finish_reason=INTERRUPTED, base_finish_reason=self.base_finish)
+
+
+@dataclass
+class Replacing:
+    """A regeneration of the last turn under way: ``record`` (turn ``pos`` + 1) becomes an older version of it once
+    the new answer is recorded.  ``kept``: what ``ChatSession.regenerate`` had for it; ``taken_out``: the turn is
+    out of the chat while its base answer is drawn again (put back if no new answer comes)."""
+
+    record: TurnRecord
+    pos: int
+    kept: object | None
+    arena: dict
+    taken_out: bool = False
 
 
 class SessionState:
@@ -63,9 +79,12 @@ class SessionState:
         self.show_base = True
         self.conv_id: str | None = None     # the saved conversation this session writes to (None: not saved yet)
         self.title = ""
+        self.search = ""                    # what the conversation list is filtered by (its search box)
         self.arena_mode = False             # show base and aligned blind as A and B, with vote buttons
         self.inspected: tuple[int, int | None] | None = None  # (turn, token) the inspector shows
         self._arena: list[tuple[TurnRecord, dict]] = []        # each turn's arena entry, kept with its record
+        self._versions: list[tuple[TurnRecord, Versions]] = []  # the turns with more than one version (ui.versions)
+        self._replacing: Replacing | None = None
 
     def __deepcopy__(self, memo):  # Gradio may copy state values; a session is never duplicated
         return self
@@ -97,11 +116,26 @@ class SessionState:
         self._arena = [(r, old.get(id(r)) or new_arena()) for r in self.turns]
         return [a for _, a in self._arena]
 
+    def _arena_of(self, r: TurnRecord) -> dict:
+        if self._replacing is not None and r is self._replacing.record:
+            return self._replacing.arena
+        return next((a for x, a in self._arena if x is r), None) or new_arena()
+
+    def turn_dict(self, r: TurnRecord, own: bool = True) -> dict:
+        """A turn as saved: its record, its arena entry and (``own``) its versions."""
+        d = r.to_dict()
+        d["arena"] = dict(self._arena_of(r))
+        versions = next((v for x, v in self._versions if x is r), None) if own else None
+        if versions is not None:
+            d.update(versions.to_dict())
+        return d
+
     def data(self) -> dict:
-        """The conversation as exported and saved: ``ChatSession.export()`` with each turn's arena entry."""
+        """The conversation as exported and saved: ``ChatSession.export()`` with each turn's arena entry and
+        versions."""
         data = self.chat.export()
-        for t, a in zip(data["turns"], self.arenas()):
-            t["arena"] = dict(a)
+        self.arenas(), self.versions()
+        data["turns"] = [self.turn_dict(r) for r in self.turns]
         if self.controls:
             data["controls"] = dict(self.controls)  # the settings as the page had them (no API key)
         return data
@@ -113,8 +147,9 @@ class SessionState:
         if live is None or live.phase == "queued":
             return data
         if live.regenerating:  # until the new answer is recorded, the previous one stands
-            if live.previous is not None and all(r is not live.previous for r in self.turns):
-                data["turns"].append(live.previous.to_dict())
+            if self._replacing is not None and live.previous is self._replacing.record \
+                    and all(r is not live.previous for r in self.turns):
+                data["turns"].append(self.turn_dict(live.previous))
             return data
         settings = self.chat.settings.to_dict()
         data["turns"].append(live.record(settings, self.chat.evaluator.name).to_dict())
@@ -133,15 +168,18 @@ class SessionState:
         chat.load(data)
         saved = [t.get("arena") if isinstance(t, dict) else None for t in data.get("turns", [])]
         self._arena = [(r, dict(a) if isinstance(a, dict) else new_arena()) for r, a in zip(chat.turns, saved)]
+        self._versions = [(r, v) for r, t in zip(chat.turns, data.get("turns", []))
+                          if isinstance(t, dict) and (v := Versions.parse(t)) is not None]
+        self._replacing = None
         self.conv_id, self.title, self.inspected, self.editing = conv_id, title, None, None
         self.controls = dict(data["controls"]) if isinstance(data.get("controls"), dict) else {}
 
     def snapshot(self) -> tuple:
         """What ``rewind`` puts back (an import that turns out damaged leaves the session as it was)."""
-        return list(self.turns), self.conv_id, self.title, list(self._arena), dict(self.controls)
+        return list(self.turns), self.conv_id, self.title, list(self._arena), dict(self.controls), list(self._versions)
 
     def rewind(self, snap: tuple) -> None:
-        turns, self.conv_id, self.title, self._arena, self.controls = snap
+        turns, self.conv_id, self.title, self._arena, self.controls, self._versions = snap
         if self.chat is not None:
             self.chat.turns = turns
 
@@ -158,4 +196,65 @@ class SessionState:
         if self.chat is not None:
             self.chat.clear()
         self._arena, self.conv_id, self.title, self.inspected = [], None, "", None
-        self.controls, self.editing = {}, None
+        self.controls, self.editing, self._versions, self._replacing = {}, None, [], None
+
+    # -- versions (ui.versions) ------------------------------------------------------------------------------
+    def versions(self) -> list[Versions | None]:
+        """One entry per turn: its versions (None: it has one).  A regeneration whose new answer is recorded
+        makes the answer it replaced an older version here."""
+        self._settle()
+        shown = {id(r) for r in self.turns}
+        held = self._replacing.record if self._replacing else None
+        self._versions = [(r, v) for r, v in self._versions if id(r) in shown or r is held]
+        known = {id(r): v for r, v in self._versions}
+        return [known.get(id(r)) for r in self.turns]
+
+    def version_count(self, turn_no: int) -> int:
+        versions = self.versions()[turn_no - 1] if 1 <= turn_no <= len(self.turns) else None
+        return versions.count if versions else 1
+
+    def begin_version(self, kept: object | None, taken_out: bool = False) -> None:
+        """A regeneration of the last turn starts (``kept``: the chat's ``kept`` for it; ``taken_out``: the caller
+        takes the turn out of the chat next)."""
+        self.arenas()
+        self._replacing = Replacing(self.turns[-1], len(self.turns) - 1, kept, self._arena[-1][1], taken_out)
+
+    def _settle(self) -> None:
+        rep = self._replacing
+        if rep is None or len(self.turns) <= rep.pos or self.turns[rep.pos] is rep.record:
+            return  # no new answer yet
+        versions = next((v for x, v in self._versions if x is rep.record), None) or Versions([None])
+        versions.hide_shown([self.turn_dict(rep.record, own=False)], rep.kept)
+        versions.add_shown()
+        self._versions = [(r, v) for r, v in self._versions if r is not rep.record] + [(self.turns[rep.pos], versions)]
+        self._replacing = None
+
+    def end_regeneration(self) -> None:
+        """A regeneration ended: its new answer is the shown version; stopped before one was recorded, the turn
+        it was to replace is shown again, as it was."""
+        self._settle()
+        rep, self._replacing = self._replacing, None
+        if rep is not None and rep.taken_out and self.chat is not None and len(self.turns) == rep.pos:
+            self.chat.switch(self.turns + [rep.record], rep.kept)
+
+    def show_version(self, turn_no: int, number: int) -> None:
+        """Show version ``number`` of turn ``turn_no`` and continue from it: the branch shown until now (that
+        turn and those after it) is put away as its version.  ``SdaError`` if there is no such version."""
+        versions = self.versions()[turn_no - 1] if 1 <= turn_no <= len(self.turns) else None
+        if versions is None or not 1 <= number <= versions.count:
+            raise SdaError(f"turn {turn_no} has no version {number}")
+        if number - 1 == versions.shown:
+            return
+        branch = versions.branches[number - 1]
+        records = [record_from(t) for t in branch]  # a damaged version changes nothing
+        self.arenas()
+        head, mine = self.turns[:turn_no - 1], self.turns[turn_no - 1:]
+        versions.hide_shown([self.turn_dict(mine[0], own=False)] + [self.turn_dict(r) for r in mine[1:]],
+                            self.chat.kept)
+        _, kept = versions.take(number - 1)
+        self.chat.switch(head + records, kept)
+        self._arena = self._arena[:turn_no - 1] + [
+            (r, dict(t["arena"]) if isinstance(t.get("arena"), dict) else new_arena()) for r, t in zip(records, branch)]
+        self._versions = [(r, v) for r, v in self._versions if any(r is h for h in head)] + [(records[0], versions)] \
+            + [(r, v) for r, t in zip(records[1:], branch[1:]) if (v := Versions.parse(t)) is not None]
+        self.inspected = self.editing = None
