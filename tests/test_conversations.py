@@ -97,3 +97,41 @@ def test_an_unwritable_location_is_a_store_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot be used"):
         ConversationStore(blocker / "chats.sqlite3")  # its folder would be inside a file
+
+
+# -- the sidebar: search and distinct titles -------------------------------------------------------------------------
+def _chat(*turns: dict) -> dict:
+    return {"format": "sda-local-chat/1", "turns": list(turns)}
+
+
+@pytest.mark.parametrize("make", [lambda p: ConversationStore(p), lambda p: MemoryStore()])
+def test_search_finds_conversations_by_title_and_by_message_text(tmp_path, make):
+    store = make(tmp_path / "chats.sqlite3")
+    store.save("tea", "Green TEA brewing", _chat({"user": "How hot?", "base": "Hot.", "aligned": "About 80 °C."}))
+    store.save("bike", "Bikes", _chat({"user": "Fix a flat TYRE?", "base": "Patch it.", "aligned": "Use levers."}))
+    older = {"user": "Zebra?", "base": "Stripes.", "aligned": "Äpfel und Birnen"}  # only in an older version
+    store.save("zoo", "Zoo", _chat({"user": "Zebra?", "base": "b", "aligned": "a", "version": 2,
+                                    "versions": [[older], None]}))
+    found = lambda q: sorted(s.id for s in store.search(q))  # noqa: E731
+    assert found("tea") == ["tea"]                   # the title, ignoring case
+    assert found("tyre") == ["bike"]                 # the user's message
+    assert found("80 °c") == ["tea"] and found("PATCH") == ["bike"]  # the aligned and the base answer
+    assert found("äPFEL") == ["zoo"]                 # another version's answer, case folded beyond ASCII
+    assert found("nowhere") == [] and found("format") == []  # JSON keys and values outside the turns are not text
+    assert found("  ") == ["bike", "tea", "zoo"]     # an empty search lists them all
+    assert [s.id for s in store.search("e")] == [s.id for s in store.list() if s.id in {"tea", "bike", "zoo"}]
+
+
+@pytest.mark.parametrize("make", [lambda p: ConversationStore(p), lambda p: MemoryStore()])
+def test_titles_are_made_distinct_on_save_and_on_rename(tmp_path, make):
+    store = make(tmp_path / "chats.sqlite3")
+    assert [store.save(i, "Hello", DATA) for i in ("a", "b", "c")] == ["Hello", "Hello (2)", "Hello (3)"]
+    assert store.save("b", "ignored", DATA) == "Hello (2)"  # a saved one keeps its title
+    assert store.rename("c", "Hello") == "Hello (3)" and store.load("c")[0] == "Hello (3)"  # its own is free
+    assert store.rename("a", "Hello") == "Hello"     # its own title is not taken
+    assert store.rename("a", "Other") == "Other" and store.save("d", "Hello", DATA) == "Hello"
+    assert sorted(s.title for s in store.list()) == ["Hello", "Hello (2)", "Hello (3)", "Other"]
+    long = "x" * 200
+    assert store.save("e", long, DATA) == "x" * (conversations.TITLE_MAX - 1) + "…"
+    second = store.save("f", long, DATA)
+    assert second.endswith("… (2)") and len(second) == conversations.TITLE_MAX

@@ -143,6 +143,8 @@ def _wire_library(wire: Wiring, c: ChatController) -> None:
             api_name="delete_conversation", **LIGHT)
     wire.on(w["rename_btn"].click, c.rename_conversation, ("status", "conv_pick", "conv_key", "conv_title"),
             ("state", "conv_title"), api_name="rename_conversation", **LIGHT)
+    wire.on(w["conv_search"].input, c.search_conversations, ("state", "conv_pick"), ("state", "conv_search"),
+            api_name="search_conversations", trigger_mode="always_last", **LIGHT)
     wire.on(w["prefs_btn"].click, c.export_preferences, ("prefs_file", "prefs_report", "status"), ("state",),
             api_name="export_preferences", **LIGHT)
     w["conv_key"].change(None, inputs=[w["conv_key"]], outputs=None, js=WRITE_KEY, show_api=False, queue=False)

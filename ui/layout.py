@@ -108,6 +108,8 @@ def _diagnostics(w: Widgets) -> None:
 
 def _library(w: Widgets, note: str) -> None:
     with gr.Accordion("Conversations", open=True, elem_id="sda-library"):
+        w["conv_search"] = gr.Textbox(placeholder="Search titles and messages…", show_label=False, max_lines=1,
+                                      container=False, elem_id="sda-conv-search")
         with gr.Row():
             w["conv_pick"] = gr.Dropdown(choices=[], value=None, label="Saved conversations", scale=4,
                                          elem_id="sda-conv-pick")

@@ -52,7 +52,7 @@ class LibraryCallbacks:
         if st.conv_id is None:
             st.conv_id, st.title = new_id(), title_from(st.first_user())
         try:
-            self.store.save(st.conv_id, st.title, data)
+            st.title = self.store.save(st.conv_id, st.title, data)  # a new one's title is made distinct
         except StoreError as exc:
             return str(exc)
         return None
@@ -70,11 +70,13 @@ class LibraryCallbacks:
         return None
 
     def _conversations(self, st: SessionState) -> Choices:
+        """The conversation list, filtered by the session's search (the picker shows this chat when listed)."""
         try:
-            listed = self.store.list()
+            listed = self.store.search(st.search) if st.search else self.store.list()
         except StoreError:
             listed = []
-        return Choices([(s.label, s.id) for s in listed], st.conv_id)
+        shown = st.conv_id if any(s.id == st.conv_id for s in listed) else None
+        return Choices([(s.label, s.id) for s in listed], shown)
 
     def library_values(self, st: SessionState) -> Reply:
         return Reply(conv_pick=self._conversations(st), conv_key=st.conv_id or "", conv_title=st.title)
@@ -114,11 +116,17 @@ class LibraryCallbacks:
             msg = "send a message first (a chat is saved at its first turn)" if st.conv_id is None else "type a title"
             return Reply(status=notice("Not renamed", msg)).inform(msg)
         try:
-            self.store.rename(st.conv_id, title)
+            st.title = self.store.rename(st.conv_id, title)
         except StoreError as exc:
             return Reply(status=notice("Not renamed", str(exc))).warn(str(exc))
-        st.title = title_from(title)
-        return Reply(status=notice("Renamed", plain(st.title)), **self.library_values(st))
+        taken = "" if st.title == title_from(title) else " (another chat has that title)"
+        return Reply(status=notice("Renamed", plain(st.title) + taken), **self.library_values(st))
+
+    def search_conversations(self, state: SessionState | None, conv_search: str | None) -> Reply:
+        """Filter the conversation list by title and message text (ignoring case; empty: all of them)."""
+        st = state or SessionState()
+        st.search = (conv_search or "").strip()
+        return Reply(state=st, conv_pick=self._conversations(st))
 
     def delete_conversation(self, state: SessionState | None, conv_pick: str | None) -> Reply:
         st = state or SessionState()
