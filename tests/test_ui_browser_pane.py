@@ -3,9 +3,10 @@ built in this process with SmolLM2: the conversation scrolls in its own pane and
 unless the user scrolled up, so the message box stays on screen after many turns and after a reload; a click on
 a word of an aligned answer opens the token inspector on that word's token and scrolls to it, and so does
 "inspect tokens"; Enter while an answer is on its way says so and keeps the message (nothing is sent later);
-regenerate keeps the base answer's timings; a reload brings back the settings the conversation was answered
-with; Copy answer copies it; an edited message replaces its turn and those after it; the evaluator's choices have tooltips and an edited instruction shows the preset as
-(custom); opening the plot and then a new chat logs no JavaScript error (the page must log none at all)."""
+regenerate keeps the base answer's timings and the old answer as a version (‹ shows it, › the new one); a
+reload brings back the settings the conversation was answered with; Copy answer copies it; an edited message
+replaces its turn and those after it; the evaluator's choices have tooltips and an edited instruction shows the
+preset as (custom); opening the plot and then a new chat logs no JavaScript error (the page must log none at all)."""
 from __future__ import annotations
 
 import re
@@ -148,13 +149,25 @@ def _inspect_tokens(page) -> None:
 
 
 def _regenerate_keeps_base_timings(page, turn: int) -> None:
+    """Regenerate keeps the base answer's timings, and the old answer as version 1: ‹ shows it, › the new one."""
     timings = page.locator(f'#sda-chat .sda-turn[data-turn="{turn}"] .sda-timings')
     before = re.match(r"base \d+\.\d\d s", timings.inner_text()).group(0)
+    shown = page.locator(f'#sda-chat .sda-turn[data-turn="{turn}"] .sda-aligned .sda-md')
+    first = shown.get_attribute("data-text")
     page.locator("#sda-regenerate").click()
     page.locator(f'#sda-chat .sda-turn[data-turn="{turn}"] .sda-aligned .sda-who',
                  has_text="regenerated 1×").wait_for(timeout=TIMEOUT_MS)
     after = timings.inner_text()
     assert after.startswith(before) and before != "base 0.00 s", (before, after)
+    second = shown.get_attribute("data-text")
+    header = page.locator(f'#sda-chat .sda-turn[data-turn="{turn}"] .sda-versions')
+    assert header.locator(".sda-ver-n").inner_text() == "2/2"
+    header.locator(".sda-ver-back").click()
+    header.locator(".sda-ver-n", has_text="1/2").wait_for()
+    assert shown.get_attribute("data-text") == first
+    header.locator(".sda-ver-next").click()
+    header.locator(".sda-ver-n", has_text="2/2").wait_for()
+    assert shown.get_attribute("data-text") == second
 
 
 def _settings_came_back(page) -> None:
