@@ -150,3 +150,20 @@ def test_regenerate_base_draws_a_new_base_and_aligned_answer_as_a_new_version(ho
     assert "Stopped" in stopped["status"] and st.turns == [new] and st.versions()[0].count == 2
     nothing = list(c.regenerate_base(SessionState(), **FAST))  # no turn yet: said, nothing runs
     assert len(nothing) == 1 and "send a message first" in nothing[0]["status"]
+
+
+def test_regenerate_base_scores_the_new_base_answer_before_its_lambda(host):
+    from sda_local.ui.state import SessionState
+
+    judged = {**FAST, "evaluator": "self"}  # the self-score reads the base answer: λ follows from it
+    c = controller(host)
+    st = SessionState()
+    c.begin_send(st, "Hello?")
+    list(c.send(st, "", **judged))
+    first = st.turns[0]
+    c.begin_regenerate_base(st)
+    replies = list(c.regenerate_base(st, **judged))
+    new = st.turns[0]
+    assert any('data-phase="judge"' in r.get("chat", "") for r in replies)  # scored after the new base answer
+    assert new.lam_source == "score" and new.base != first.base and new.score["raw"] != first.score["raw"]
+    assert st.versions()[0].branches[0][0]["score"] == first.score  # version 1 keeps its own score and λ
