@@ -248,13 +248,14 @@ def test_app_runs_generations_in_one_queue_of_one(served):
     from sda_local.ui.app import ENGINE_GROUP
 
     url, demo = served
-    engine_users = {"send", "regenerate", "load_model", "apply_control"}
+    engine_users = {"send", "regenerate", "regenerate_base", "load_model", "apply_control"}
     fns = [f for f in demo.fns.values() if f.name in engine_users]
     assert {f.name for f in fns} == engine_users
     for f in fns:  # every event that runs the model shares one queue slot
         assert f.concurrency_id == ENGINE_GROUP and f.concurrency_limit == 1 and f.queue is not False, f.name
     info = client(url).view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/send", "/regenerate", "/stop", "/clear", "/export", "/import", "/load_model"} <= set(info)
+    assert {"/send", "/regenerate", "/regenerate_base", "/stop", "/clear", "/export", "/import", "/load_model",
+            "/search_conversations"} <= set(info)
     params = [p["parameter_name"] for p in info["/send"]["parameters"]]
     assert params[:4] == ["message", "preset", "instruction", "rubric"] and "openai_api_key" in params
     # every Advanced setting is a named parameter, the plausibility α included
