@@ -92,16 +92,16 @@ ANSWERS = ["the sea is salty", "the sea is not salty", "the sea", "No", "the tru
 
 
 def test_shared_prefix_forcing_matches_the_default_layout(tiny_engine):
-    plain = TeacherForcer.for_engine(tiny_engine, n_ctx=1024, n_seq_max=10)
-    shared = TeacherForcer.for_engine(tiny_engine, n_ctx=1024, n_seq_max=6, share_prefixes=True)  # 2 rounds
+    plain = TeacherForcer.for_engine(tiny_engine, n_ctx=1024, n_seq_max=10, share_prefixes=False)
+    shared = TeacherForcer.for_engine(tiny_engine, n_ctx=1024, n_seq_max=6)  # shared is the default; 2 rounds
     try:
         a, b = plain.force_tree(Q, INSTR, ANSWERS), shared.force_tree(Q, INSTR, ANSWERS)
         assert b.logits_with.shape[0] < a.logits_with.shape[0] == sum(len(t) for t in a.targets)
         for i in range(len(ANSWERS)):
             fa, fb = a.forced_answer(i), b.forced_answer(i)
             assert fa.targets == fb.targets
-            np.testing.assert_allclose(fa.logits_with, fb.logits_with, atol=1e-2)
-            np.testing.assert_allclose(fa.logits_without, fb.logits_without, atol=1e-2)
+            assert np.array_equal(fa.logits_with, fb.logits_with)  # micro-batches under 64 rows: the same bits
+            assert np.array_equal(fa.logits_without, fb.logits_without)
         # scoring a tree gives what scoring its answers one by one gives
         settings = default_settings(lams=(0.5,), modes=("ln2",))
         lp, _ = edge_logprobs(b.logits_with, b.logits_without, b.edge_rows, b.edge_targets, settings)

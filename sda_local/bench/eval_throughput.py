@@ -2,7 +2,7 @@
 teacher forcing (llama.cpp) and scoring (numpy), as JSON.  Run on an idle machine and compare runs made under
 the same load.
 
-    sda-local bench-eval ../shared/datasets/truthfulqa.dev.jsonl --limit 20 --model smollm2-135m [--share-prefixes]
+    sda-local bench-eval ../shared/datasets/truthfulqa.dev.jsonl --limit 20 --model smollm2-135m [--each-answer] [--ubatch 512]
 """
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("data", help="TruthfulQA JSONL")
     ap.add_argument("--limit", type=int, default=20, help="questions (default 20)")
     ap.add_argument("--model", default="smollm2-135m", help="registry id, file or path (default smollm2-135m)")
-    ap.add_argument("--share-prefixes", action="store_true", help="decode each distinct answer prefix once")
+    ap.add_argument("--each-answer", action="store_true",
+                    help="feed every answer on its own instead of each distinct prefix once (same numbers, slower)")
+    ap.add_argument("--ubatch", type=int, default=None, metavar="N", help="llama.cpp's micro-batch (default 63)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> dict:
     eng = Engine(args.model)
     try:
         with tempfile.TemporaryDirectory() as out:
-            rep = run_truthfulqa(eng, ds, cfg, out, progress=False, share_prefixes=args.share_prefixes)
+            rep = run_truthfulqa(eng, ds, cfg, out, progress=False, share_prefixes=not args.each_answer,
+                                 ubatch=args.ubatch)
     finally:
         eng.close()
     return {"model": args.model, "n_questions": rep["summary"]["n_questions"],

@@ -299,10 +299,12 @@ def render_markdown(report: dict) -> str:
 
 
 def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str | Path, *,
-                   progress: bool = True, forcer: TeacherForcer | None = None, share_prefixes: bool = False) -> dict:
+                   progress: bool = True, forcer: TeacherForcer | None = None, share_prefixes: bool = True,
+                   ubatch: int | None = None) -> dict:
     """Score every question of ``dataset``; write items.jsonl, truthfulqa.json and truthfulqa.md in ``out_dir``.
-    ``share_prefixes``: feed each distinct answer prefix once (faster; llama.cpp rounds differently in that
-    batch layout, so the numbers move slightly: see ``TeacherForcer``)."""
+    ``share_prefixes``: feed each distinct answer prefix once (the default) or every answer on its own (False):
+    the same numbers bit for bit, see ``TeacherForcer``.  ``ubatch``: llama.cpp's micro-batch (``TeacherForcer``'s
+    ``n_ubatch``)."""
     if cfg.sampling.echo_block:
         raise SdaError("the echo block acts on an answer's own history, which teacher-forced multiple-choice "
                        "scoring does not model: leave --echo-block at 0 for eval truthfulqa")
@@ -311,7 +313,7 @@ def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str
     refs = cfg.instruction_refs()
     first_ref = with_placement(INSTRUCTION_ONLY, cfg.placement_grid()[0], cfg.placement_grid())
     out = Path(out_dir)
-    tf = forcer or TeacherForcer.for_engine(engine, share_prefixes=share_prefixes)
+    tf = forcer or TeacherForcer.for_engine(engine, share_prefixes=share_prefixes, n_ubatch=ubatch)
     timer: dict[str, float] = {}
     rows: list[dict] = []
     bar = Progress("truthfulqa", len(dataset.items), enabled=progress)
@@ -334,7 +336,8 @@ def run_truthfulqa(engine, dataset: Dataset, cfg: TruthfulQAConfig, out_dir: str
               "dataset": dataset.summary(),
               "timing": {"seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(rows)), 3),
                          **{f"{k}_seconds": round(v, 2) for k, v in timer.items()},
-                         "share_prefixes": bool(getattr(tf, "share_prefixes", False))},
+                         "share_prefixes": bool(getattr(tf, "share_prefixes", False)),
+                         "ubatch": getattr(tf, "n_ubatch", None)},
               "summary": summarise(rows, settings, refs)}
     write_report(out, "truthfulqa", report, render_markdown(report))
     return report

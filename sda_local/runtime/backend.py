@@ -154,15 +154,17 @@ class Context:
 
     def __init__(self, model: LoadedModel, n_ctx: int, n_seq_max: int = 1, n_threads: int | None = None,
                  n_batch: int = 512, kv_unified: bool = False, n_outputs_max_per_seq: int = 1, cb_eval=None,
-                 flash_attn: int | None = None):
-        """``flash_attn``: llama.cpp's ``flash_attn_type`` (-1 auto, the default; 0 off; 1 on)."""
+                 flash_attn: int | None = None, n_ubatch: int | None = None):
+        """``flash_attn``: llama.cpp's ``flash_attn_type`` (-1 auto, the default; 0 off; 1 on).  ``n_ubatch``: the
+        most tokens llama.cpp computes at once (default ``n_batch``); it splits larger batches itself."""
         self.model = model
         cp = llama_cpp.llama_context_default_params()
         if flash_attn is not None:
             cp.flash_attn_type = int(flash_attn)
         cp.n_seq_max = int(n_seq_max)
         cp.n_ctx = int(n_ctx) * int(n_seq_max)
-        cp.n_batch = cp.n_ubatch = int(n_batch)
+        cp.n_batch = int(n_batch)
+        cp.n_ubatch = min(int(n_ubatch or n_batch), int(n_batch))
         threads = int(n_threads or default_threads())
         cp.n_threads = cp.n_threads_batch = threads
         cp.kv_unified = bool(kv_unified)

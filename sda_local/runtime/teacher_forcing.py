@@ -13,10 +13,14 @@ many sequences, tokens that belong to several sequences at once):
 2. Each answer gets two work sequences that start as copies of seq 0 / seq 1 (in a unified cache a copy
    shares the cells: no compute, no memory).  The answers form a prefix tree (``answer_tree``): each distinct
    prefix is fed once per stream, as one token of every work sequence whose answer starts with it, with logits
-   requested.  The prompt tokens the cache lacks go into the same batch, as tokens of seq 0 (seq 1) and of the
-   work sequences — the part the two prompts share as one token of all of them.  So a question is usually one
-   ``llama_decode`` (split only when it exceeds ``n_batch`` tokens), the prompt is never evaluated twice, and
-   an answer prefix once per stream.
+   requested.  The prompts are never evaluated twice, and an answer prefix once per stream.
+   llama.cpp computes every batch in micro-batches of at most ``UBATCH_ROWS`` (63) tokens.  From 64 query rows
+   up, its CPU flash attention switches to a tiled kernel (another summation order, so other rounding), and one
+   large batch gives numbers that depend on how many answers share it and on which prompt prefix was cached
+   (up to about one logit; 0.05 MC2 on one question of SmolLM2).  Below 64 rows it uses its row-by-row kernel,
+   whatever the layout.  On SmolLM2 the logits are then bit for bit those of decoding each answer alone in a
+   fresh one-sequence context, shared prefixes or not, in any question order (tests/test_forcing_exactness.py).
+   Qwen's Q4_K/Q6_K matmuls still round by batch size in the last bits (docs/evaluation.md has the numbers).
 3. The work sequences are removed (``seq_rm``) before the next round or question.
 
 Answers are tokenized on their own (no special tokens parsed, no BOS), as the model would emit them after
@@ -34,6 +38,8 @@ from .answer_tree import AnswerTree
 from .backend import Context, LoadedModel
 from .kvprefix import KvStream, load_shared_prefix
 from .prompts import ChatPrompter, Message, Placement
+
+UBATCH_ROWS = 63  # tokens llama.cpp computes at once: below its 64-row tiled flash-attention kernel
 
 
 @dataclass
@@ -88,18 +94,23 @@ class TeacherForcer:
     """
 
     def __init__(self, model: LoadedModel, prompter: ChatPrompter, *, n_ctx: int = 4096, n_seq_max: int = 34,
-                 n_batch: int = 512, n_threads: int | None = None, share_prefixes: bool = False):
-        """``share_prefixes``: feed each distinct answer prefix once (fewer tokens to decode; see the module
-        docstring) instead of every answer on its own.  The logits are the same computation, but llama.cpp's CPU
-        kernels round differently with another batch layout, by up to about one logit on the 135M and 1.5B
-        models here, so results are not bit-identical to the default layout."""
+                 n_batch: int = 512, n_threads: int | None = None, share_prefixes: bool = True,
+                 n_ubatch: int | None = None):
+        """``share_prefixes``: feed each distinct answer prefix once (the default; fewer tokens to decode) or, when
+        False, every answer on its own.  On models whose matmuls do not round by batch size (SmolLM2) both give
+        the same logits bit for bit (see the module docstring); the per-answer layout is kept to check that.
+        ``n_ubatch``: tokens llama.cpp computes at once (default ``UBATCH_ROWS``, 63); 512 is ~15% faster on Qwen,
+        where 63 does not make the numbers exact either, but lets the batch layout move SmolLM2's numbers too."""
         if n_seq_max < 4:
             raise ValueError("n_seq_max must be ≥ 4 (two prompt sequences + one answer pair)")
+        if n_ubatch is not None and int(n_ubatch) < 1:
+            raise ValueError("n_ubatch must be ≥ 1")
         self.model = model
         self.prompter = prompter
+        self.n_ubatch = min(int(n_ubatch or UBATCH_ROWS), int(n_batch))
         per_seq = -(-int(n_ctx) // int(n_seq_max))
         self.ctx = Context(model, per_seq, n_seq_max=n_seq_max, n_threads=n_threads, n_batch=n_batch,
-                           kv_unified=True, n_outputs_max_per_seq=n_batch)
+                           kv_unified=True, n_outputs_max_per_seq=n_batch, n_ubatch=self.n_ubatch)
         self.n_cells = per_seq * int(n_seq_max)  # the unified cache's capacity, shared by all sequences
         self.n_seq_max = int(n_seq_max)
         self.n_batch = int(n_batch)
@@ -128,8 +139,8 @@ class TeacherForcer:
         self._without.tokens.clear()
 
     def _run(self, items: list[tuple[int, int, list[int], int]], out: tuple[np.ndarray, np.ndarray]) -> None:
-        """Decode (token, pos, seqs, where) items in batches of n_batch; where ≥ 0: copy the item's logits to row
-        ``where >> 1`` of ``out[where & 1]``."""
+        """Decode (token, pos, seqs, where) items in order, n_batch per ``llama_decode``; where ≥ 0: copy the
+        item's logits to row ``where >> 1`` of ``out[where & 1]``."""
         for start in range(0, len(items), self.n_batch):
             chunk = items[start:start + self.n_batch]
             idx = [self.ctx.add_seqs(t, p, s, w >= 0) for t, p, s, w in chunk]
