@@ -73,9 +73,11 @@ def _send(page, text: str, n: int) -> None:
 
 
 def _busy_enter(page) -> None:
-    """Enter while the first answer is on its way: a notice, the message stays, Send is Stop; nothing is sent."""
+    """Enter while the first answer is on its way: a notice, the message stays, Send is Stop; nothing is sent.
+    (A long answer, so that it is still on its way when the second Enter lands, however busy the machine.)"""
+    _max_tokens(page, 200)
     entry = page.locator("#sda-input textarea")
-    entry.fill("Name a colour.")
+    entry.fill("Write a long story about a lighthouse keeper and his cat.")
     entry.press("Enter")
     page.locator("#sda-chat .sda-live").wait_for()
     assert entry.input_value() == ""  # taken: the box is free for the next message at once
@@ -89,6 +91,7 @@ def _busy_enter(page) -> None:
     assert page.locator("#sda-chat .sda-turn").count() == 1
     assert page.locator("#sda-send").is_visible() and page.locator("#sda-stop").is_hidden()
     entry.fill("")
+    _max_tokens(page, 24)
 
 
 def _pane_follows_the_answer(page) -> None:
@@ -231,7 +234,6 @@ def test_pane_word_clicks_busy_enter_and_regenerate_in_headless_chromium(tmp_pat
             page.goto(url)
             page.wait_for_selector("#sda-chat .sda-empty")
             page.locator("#sda-evaluator label", has_text="Fixed score / λ").click()
-            _max_tokens(page, 24)
             _busy_enter(page)
             for n in range(2, 6):
                 _send(page, f"Tell me one fact about the number {n}.", n)
