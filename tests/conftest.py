@@ -37,6 +37,17 @@ def tiny_engine(tiny_gguf):
     eng.close()
 
 
+@pytest.fixture(scope="module")
+def host(tiny_gguf):
+    """The chat's model host on the tiny GGUF (mechanics; one per module).  Modules whose chat needs the
+    embedded SmolLM2 define their own ``host``."""
+    from sda_local.ui.host import ModelHost
+
+    h = ModelHost(str(tiny_gguf), n_ctx=1024, n_threads=1)
+    yield h
+    h.close()
+
+
 @pytest.fixture(scope="session")
 def smol_engine():
     from sda_local.runtime.engine import Engine

@@ -7,23 +7,9 @@ from __future__ import annotations
 
 import pytest
 from sda_local.ui.conversations import ConversationStore
+from ui_support import controller
 
 FAST = dict(evaluator="fixed", fixed_by="lam", fixed_lam=0.6, max_tokens=6, seed=3)
-
-
-@pytest.fixture(scope="module")
-def host(tiny_gguf):
-    from sda_local.ui.host import ModelHost
-
-    h = ModelHost(str(tiny_gguf), n_ctx=1024, n_threads=1)
-    yield h
-    h.close()
-
-
-def controller(host, store=None):
-    from sda_local.ui.controller import ChatController
-
-    return ChatController(host, stream_interval_s=0, store=store)
 
 
 def toks(*texts: str) -> list[dict]:

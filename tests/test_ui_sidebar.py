@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import pytest
 from sda_local.ui.conversations import ConversationStore, MemoryStore
+from ui_support import controller
 
 FAST = dict(evaluator="fixed", fixed_by="lam", fixed_lam=0.6, max_tokens=4, seed=3)
-
-
-@pytest.fixture(scope="module")
-def host(tiny_gguf):
-    from sda_local.ui.host import ModelHost
-
-    h = ModelHost(str(tiny_gguf), n_ctx=1024, n_threads=1)
-    yield h
-    h.close()
 
 
 def chat(c, text: str):
@@ -29,10 +21,8 @@ def chat(c, text: str):
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
 def test_the_search_box_filters_the_list_and_titles_stay_distinct(host, tmp_path, kind):
-    from sda_local.ui.controller import ChatController
-
     store = ConversationStore(tmp_path / "chats.sqlite3") if kind == "sqlite" else MemoryStore()
-    c = ChatController(host, stream_interval_s=0, store=store)
+    c = controller(host, store)
     tea, again, bike = chat(c, "Brewing green tea?"), chat(c, "Brewing green tea?"), chat(c, "A flat tyre?")
     assert (tea["conv_title"], again["conv_title"]) == ("Brewing green tea?", "Brewing green tea? (2)")
     st = bike["state"]

@@ -11,26 +11,12 @@ import warnings
 
 import pytest
 from sda_local.ui.conversations import ConversationStore
+from ui_support import controller
 
 from sda_local.session import TurnRecord
 
 FAST = dict(evaluator="fixed", fixed_by="lam", fixed_lam=0.6, max_tokens=6, seed=3)
 LONG = dict(FAST, max_tokens=120)  # a few of these fit in the tiny model's 1024-token context
-
-
-@pytest.fixture(scope="module")
-def host(tiny_gguf):
-    from sda_local.ui.host import ModelHost
-
-    h = ModelHost(str(tiny_gguf), n_ctx=1024, n_threads=1)
-    yield h
-    h.close()
-
-
-def controller(host, store=None, **kw):
-    from sda_local.ui.controller import ChatController
-
-    return ChatController(host, stream_interval_s=0, store=store, **kw)
 
 
 def record(**kw) -> TurnRecord:

@@ -9,24 +9,9 @@ from pathlib import Path
 
 import pytest
 from sda_local.ui.conversations import ConversationStore
+from ui_support import controller
 
 FAST = dict(evaluator="fixed", fixed_by="lam", fixed_lam=0.6, max_tokens=6, seed=3)
-
-
-@pytest.fixture(scope="module")
-def host(tiny_gguf):
-    from sda_local.ui.host import ModelHost
-
-    h = ModelHost(str(tiny_gguf), n_ctx=1024, n_threads=1)
-    yield h
-    h.close()
-
-
-def controller(host, store=None, tmp_path=None):
-    from sda_local.ui.controller import ChatController
-
-    kw = {"export_dir": tmp_path} if tmp_path else {}
-    return ChatController(host, stream_interval_s=0, store=store, **kw)
 
 
 def send(c, st, text):
@@ -101,7 +86,7 @@ def test_versions_are_saved_reloaded_and_exported_and_old_chats_still_load(host,
     from sda_local.ui.state import SessionState
 
     path = tmp_path / "chats.sqlite3"
-    c = controller(host, ConversationStore(path), tmp_path)
+    c = controller(host, ConversationStore(path), export_dir=tmp_path)
     st = SessionState()
     send(c, st, "Hello?")
     first = st.turns[0]
@@ -112,7 +97,7 @@ def test_versions_are_saved_reloaded_and_exported_and_old_chats_still_load(host,
     saved = ConversationStore(path).load(key)[1]["turns"][0]
     assert saved["version"] == 1 and len(saved["versions"]) == 3 and saved["versions"][0] is None
     assert saved["aligned"] == first.aligned and saved["versions"][2][0]["base"] == third.base
-    resumed = controller(host, ConversationStore(path), tmp_path).on_load(key)  # a reload, or a restart
+    resumed = controller(host, ConversationStore(path), export_dir=tmp_path).on_load(key)  # a reload, or a restart
     again = resumed["state"]
     assert again.turns[0].aligned == first.aligned and ">1/3<" in resumed["chat"]
     c.act(again, "version 1 3 1700000001")

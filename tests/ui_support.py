@@ -18,6 +18,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def controller(host, store=None, **kw):
+    """A ``ChatController`` that streams without pauses (``kw``: its other options, e.g. ``export_dir``)."""
+    from sda_local.ui.controller import ChatController
+
+    return ChatController(host, stream_interval_s=0, store=store, **kw)
+
+
 def require_browser():
     """Playwright's sync API, for a browser test module to call at import: the module is skipped where
     Chromium or Playwright is missing outside CI, and fails under CI (there it must run)."""
