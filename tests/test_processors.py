@@ -296,3 +296,44 @@ def test_equal_processors_are_applied_once():
     out = dict(core.apply_shared(chains + [ProcessorChain([Temperature(0.7)])], StepState.of(lw, lw.copy())))
     assert len(out) == 4 and len(calls) == 1
     assert out[3].temperature == 0.7 and out[0].temperature.shape == (2,)
+
+
+# -- adaptive guidance (AdaCAD): the step's weight from the streams' JS divergence ---------------------------------
+
+def test_adaptive_steer_scales_each_tokens_guidance_by_the_js_divergence_in_bits():
+    p, q = np.array([0.5, 0.5]), np.array([0.75, 0.25])
+    m = (p + q) / 2
+    js = 0.5 * (p * np.log(p / m)).sum() + 0.5 * (q * np.log(q / m)).sum()  # nats
+    s = state_of(p, q)
+    core.AdaptiveSteer(0.5, k=2.0)(s)  # k·λ = 1, times JS/ln2
+    expected = np.log(p) + (js / LN2) * (np.log(p) - np.log(q))
+    np.testing.assert_allclose(s.scores, expected, rtol=1e-5)
+    assert s.js == pytest.approx(js, abs=1e-6)  # kept for the temperature
+
+
+def test_adaptive_steer_leaves_agreeing_streams_alone_and_bounds_with_a_clip():
+    same = state_of([0.7, 0.2, 0.1], [0.7, 0.2, 0.1])
+    core.AdaptiveSteer(0.9, k=2.0)(same)
+    np.testing.assert_allclose(same.scores, np.log(np.float32([0.7, 0.2, 0.1])), rtol=1e-6)  # JS = 0: no lift
+    p, q = np.array([0.9, 0.05, 0.05]), np.array([0.05, 0.05, 0.9])
+    s = state_of(p, q)
+    core.AdaptiveSteer(0.5, k=2.0, clip=1.0)(s)
+    w = s.js / LN2
+    np.testing.assert_allclose(s.scores, np.log(p) + w * np.clip(np.log(p) - np.log(q), -1, 1), rtol=1e-5)
+
+
+def test_adaptive_chain_rows_equal_steps_and_off_is_the_plain_sda_chain():
+    rng = np.random.default_rng(5)
+    zw, zn = rng.normal(size=(4, 16)).astype(np.float32), rng.normal(size=(4, 16)).astype(np.float32)
+    params = SamplingParams(adaptive_guidance="jsd", guidance_clip=3.0)
+    chain = build_chain(params, 0.75)
+    assert isinstance(chain.processors[0], core.AdaptiveSteer)
+    rows = chain.apply(chain.start_rows(zw, zn))
+    for i in range(4):
+        one = chain.apply(chain.start(zw[i], zn[i]))
+        np.testing.assert_array_equal(rows.scores[i], one.scores)
+        assert rows.temperature[i] == pytest.approx(one.temperature)
+    off = build_chain(SamplingParams(), 0.75)
+    assert [type(p) for p in off] == [Steer, JsTemperature]  # off: the paper's chain, unchanged
+    with pytest.raises(ValueError, match="adaptive_guidance"):
+        SamplingParams(adaptive_guidance="sometimes").check()

@@ -32,6 +32,7 @@ from .distributions import (
 from .inspect import TopK, top_k_lists
 from .lambdas import LAMBDA_MAPPINGS, lambda_from_score
 from .params import (
+                            ADAPTIVE_MODES,
                             CONTRASTS,
                             TEMPERATURE_MODES,
                             Option,
@@ -39,6 +40,7 @@ from .params import (
                             sampling_options,
 )
 from .processors import (
+                            AdaptiveSteer,
                             BoundedSteer,
                             EchoBlock,
                             JsTemperature,
@@ -58,6 +60,8 @@ from .sampling import sample_top_p
 __all__ = [
     "LAMBDA_MAPPINGS",
     "TEMPERATURE_MODES",
+    "ADAPTIVE_MODES",
+    "AdaptiveSteer",
     "CONTRASTS",
     "CV_STREAMS",
     "SamplingParams",

@@ -14,6 +14,8 @@ from typing import Any
 TEMPERATURE_MODES = ("ln2", "sharp", "off")
 # What the stream without the instruction gets in its place (runtime/prompts.py explains each).
 CONTRASTS = ("auto", "none", "neutral", "ignore", "opposite")
+# Per-token guidance weight: "off" (the paper's constant k·λ) or "jsd" (scaled by the streams' JS divergence).
+ADAPTIVE_MODES = ("off", "jsd")
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class SamplingParams:
     guidance_clip: float | None = _opt(None, help="bounded guidance: clip each token's lp_with − lp_without to ±c "
                                                   "nats before steering (none = off, c = ∞)",
                                        lo=0.0, lo_open=True, step=0.5, ui_max=10.0, optional=True)
+    adaptive_guidance: str = _opt("off", help="adaptive guidance (AdaCAD): jsd = each token's k·λ scaled by the two "
+                                              "streams' JS divergence in bits (0 where they agree, full where they "
+                                              "disagree completely); off = the same k·λ for every token (the paper's)",
+                                  choices=ADAPTIVE_MODES)
     max_tokens: int = _opt(256, help="most tokens to generate", lo=1, step=1, ui_max=2048)
     seed: int | None = _opt(None, help="fixed seed: the same output every run (none = random)", lo=0,
                             optional=True)

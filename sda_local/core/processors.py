@@ -10,7 +10,8 @@ changed: every processor sees the two unconstrained distributions.
 Chains (``build_chain``):
 
 - plain decoding: ``[PlausibilityConstraint(α)?, Temperature(T0)]`` — one stream;
-- SDA:            ``[Steer(λ, k) | BoundedSteer(λ, k, c), PlausibilityConstraint(α)?, EchoBlock(n)?,
+- SDA:            ``[Steer(λ, k) | BoundedSteer(λ, k, c) | AdaptiveSteer(λ, k, c?), PlausibilityConstraint(α)?,
+                  EchoBlock(n)?,
                   JsTemperature(T0, mode)]`` — both streams;
 
 the plausibility constraint is left out at α = 0, so those chains do exactly the arithmetic of the paper's
@@ -41,7 +42,7 @@ from .distributions import (
     log_softmax32,
     steer_add,
 )
-from .params import TEMPERATURE_MODES, SamplingParams
+from .params import ADAPTIVE_MODES, TEMPERATURE_MODES, SamplingParams
 
 
 @dataclass
@@ -186,12 +187,43 @@ class BoundedSteer(Steer):
         return f"BoundedSteer(λ={self.lam:g}, k={self.k:g}, c={self.clip:g})"
 
 
+LN2 = math.log(2.0)
+
+
 def _per_row(state: StepState, f) -> float | np.ndarray:
     """``f(lp_with row, lp_without row)`` for one step, or an array of it for each row."""
     if not state.rows:
         return f(state.lp_with, state.lp_without)
     without = state.lp_without if state.lp_without is not None else (None,) * state.lp_with.shape[0]
     return np.array([f(a, b) for a, b in zip(state.lp_with, without)])
+
+
+class AdaptiveSteer(Steer):
+    """Adaptive guidance (AdaCAD, arXiv 2409.07394): each token's steering weight is the two (unconstrained)
+    streams' Jensen–Shannon divergence in bits, JS/ln 2 ∈ [0, 1]: scores + k·λ·(JS/ln 2)·(lp_with − lp_without),
+    bounded to ±c first when ``clip`` is given.  Where the streams agree the token is left as the instructed
+    stream has it; where they disagree completely it gets the full k·λ.  (k = 2, λ = 0.5 is AdaCAD's own
+    (1 + α)·z_with − α·z_without with α = JSD.)  The step's JS is kept for the temperature that follows."""
+
+    def __init__(self, lam: float, k: float = 2.0, clip: float | None = None):
+        super().__init__(lam, k)
+        self.clip = None if clip is None else _positive("guidance clip c", clip)
+
+    def __call__(self, state: StepState) -> StepState:
+        if state.js is None:
+            state.js = _per_row(state, js_from_logprobs)
+        w = np.asarray(state.js, dtype=np.float64) / LN2
+        factor = self.lam * (w[:, None] if state.rows else float(w))
+        state.scores = steer_add(state.scores, state.lp_with, state.lp_without, factor, self.k, self.clip)
+        return state
+
+    @property
+    def key(self) -> tuple:
+        return ("AdaptiveSteer", self.lam, self.k, self.clip)
+
+    def __repr__(self) -> str:
+        c = "" if self.clip is None else f", c={self.clip:g}"
+        return f"AdaptiveSteer(λ={self.lam:g}, k={self.k:g}{c}, ×JS/ln2)"
 
 
 class JsTemperature(Processor):
@@ -402,10 +434,17 @@ def plain_chain(temperature: float, plausibility: float = 0.0, echo: EchoBlock |
 
 
 def sda_chain(lam: float, *, k: float = 2.0, t0: float = 0.6, mode: str = "ln2",
-              plausibility: float = 0.0, echo: EchoBlock | None = None, clip: float | None = None) -> ProcessorChain:
-    """SDA: steer by λ (bounded to ±``clip`` per token when given), optionally constrain to the plausible tokens
-    of the stream with the instruction, then divide by the JS temperature."""
-    procs: list[Processor] = [Steer(lam, k) if clip is None else BoundedSteer(lam, k, clip)]
+              plausibility: float = 0.0, echo: EchoBlock | None = None, clip: float | None = None,
+              adaptive: str = "off") -> ProcessorChain:
+    """SDA: steer by λ (bounded to ±``clip`` per token when given; each token's weight scaled by the streams' JS
+    divergence with ``adaptive="jsd"``), optionally constrain to the plausible tokens of the stream with the
+    instruction, then divide by the JS temperature."""
+    if adaptive not in ADAPTIVE_MODES:
+        raise ValueError(f"adaptive guidance must be one of {', '.join(ADAPTIVE_MODES)}, got {adaptive!r}")
+    if adaptive == "jsd":
+        procs: list[Processor] = [AdaptiveSteer(lam, k, clip)]
+    else:
+        procs = [Steer(lam, k) if clip is None else BoundedSteer(lam, k, clip)]
     if plausibility:
         procs.append(PlausibilityConstraint(plausibility))
     if echo:
@@ -421,4 +460,4 @@ def build_chain(params: SamplingParams, lam: float | None,
     if lam is None:
         return plain_chain(params.t0, params.plausibility, echo)
     return sda_chain(lam, k=params.k, t0=params.t0, mode=params.temperature_mode, plausibility=params.plausibility,
-                     echo=echo, clip=params.guidance_clip)
+                     echo=echo, clip=params.guidance_clip, adaptive=params.adaptive_guidance)
