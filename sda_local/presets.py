@@ -59,9 +59,25 @@ def user_presets_path() -> Path:
     return config_dir() / "presets.json"
 
 
-def builtin_presets() -> dict[str, Preset]:
+CUSTOM = "custom"  # presets.toml's table of settings for a custom instruction (not a preset of its own)
+
+
+def _presets_data() -> dict:
     text = importlib.resources.files("sda_local").joinpath("data/presets.toml").read_text("utf-8")
-    data = tomllib.loads(text)
+    return tomllib.loads(text)
+
+
+def custom_defaults() -> dict:
+    """How a custom instruction (``--instruction``, the chat's own instruction, the server's ``sda.instruction``,
+    a system prompt steered toward) is steered: ``lam``, ``placement`` and ``contrast`` from presets.toml's
+    ``[custom]`` table (chosen on IFEval's dev split, docs/defaults.md)."""
+    d = _presets_data().get(CUSTOM, {})
+    return {"lam": None if d.get("lam") is None else float(d["lam"]), "placement": d.get("placement"),
+            "contrast": d.get("contrast")}
+
+
+def builtin_presets() -> dict[str, Preset]:
+    data = {k: v for k, v in _presets_data().items() if k != CUSTOM}
     return {
         name: Preset(name=name, instruction=v["instruction"].strip(), rubric=v["rubric"].strip(),
                      label=v.get("label", ""), criterion=v.get("criterion", name),
@@ -106,11 +122,12 @@ def get_preset(name: str) -> Preset:
     return presets[name]
 
 
-def custom_preset(instruction: str, rubric: str | None = None, name: str = "custom") -> Preset:
+def custom_preset(instruction: str, rubric: str | None = None, name: str = CUSTOM) -> Preset:
     instruction = (instruction or "").strip()
     if not instruction:
         raise PresetError("the custom instruction is empty")
-    return Preset(name=name, instruction=instruction, rubric=(rubric or GENERIC_RUBRIC).strip(), builtin=False)
+    return Preset(name=name, instruction=instruction, rubric=(rubric or GENERIC_RUBRIC).strip(), builtin=False,
+                  **custom_defaults())
 
 
 def choose_preset(name: str | None = None, instruction: str | None = None, default: str = DEFAULT_PRESET) -> Preset:

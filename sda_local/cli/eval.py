@@ -18,6 +18,7 @@ from ..evaluation.refusal import RefusalConfig, run_refusal
 from ..evaluation.truthfulqa import TruthfulQAConfig, print_headline, run_truthfulqa
 from ..presets import Preset
 from ..runtime.engine import Engine
+from .eval_ifeval import add_ifeval_command
 from .eval_judge import add_judge_command, positive_int
 from .eval_samples import add_samples_command
 from .eval_winrate import add_winrate_command
@@ -113,11 +114,11 @@ def _common(default_preset: str, default_out: str) -> list[argparse.ArgumentPars
 def add_commands(subparsers) -> argparse.ArgumentParser:
     """Create ``sda-local eval`` with its subcommands; returns the ``eval`` parser."""
     ev = subparsers.add_parser("eval", help="measure alignment on a dataset (truthfulqa, refusal, winrate, judge, "
-                                            "samples)",
+                                            "samples, ifeval)",
                                description="Alignment measurements on JSONL prompt sets (truthfulqa and refusal are "
                                            "judge-free; winrate uses a judge); reports as JSON + Markdown.")
     sub = ev.add_subparsers(dest="eval_command", required=True,
-                            metavar="{truthfulqa,refusal,winrate,judge,samples}")
+                            metavar="{truthfulqa,refusal,winrate,judge,samples,ifeval}")
 
     t = sub.add_parser("truthfulqa", help="teacher-forced TruthfulQA MC1/MC2: base vs instruction vs SDA grid",
                        description="Score every reference answer of each question under base, instruction-only and "
@@ -161,4 +162,5 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
     add_winrate_command(sub)
     add_judge_command(sub)
     add_samples_command(sub)
+    add_ifeval_command(sub)
     return ev
