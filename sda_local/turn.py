@@ -32,10 +32,11 @@ from .judges import (
     decide_lambda,
     decide_without_answer,
 )
-from .presets import DEFAULT_PRESET, Preset, get_preset
+from .presets import DEFAULT_PRESET, Preset, custom_preset, get_preset
 from .runtime.engine import Engine, Finished, TokenEvent
 from .runtime.prompts import PLACEMENTS
 
+STEER_TARGETS = ("preset", "system")
 _THINK = re.compile(r"^\s*<think>.*?(</think>|$)\s*", re.S)
 
 
@@ -64,7 +65,12 @@ class TurnSettings:
                                             "user turn, a system message, matched system lines in both streams, or "
                                             "auto = the preset's own choice (presets.toml; user when it has none)",
                                choices=("auto", *PLACEMENTS))
-    system_prompt: str = _turn_opt("", help="a system message for both streams")
+    system_prompt: str = _turn_opt("", help="a system message for both streams (unless steered toward: steer_toward)")
+    steer_toward: str = _turn_opt("preset", help="what the aligned answer is steered toward: the preset (or your own "
+                                                 "instruction), or the conversation's system message (system: it "
+                                                 "becomes the instruction, steered with the custom-instruction "
+                                                 "settings; the stream without it gets the contrast in its place, "
+                                                 "never the same message)", choices=STEER_TARGETS)
 
     @property
     def effective_placement(self) -> str:
@@ -173,6 +179,22 @@ class LambdaChosen:
 BASE_CHOICES = ("auto", "always", "never")
 
 
+def steer_target(msgs: list[dict], settings: TurnSettings) -> tuple[list[dict], TurnSettings]:
+    """(the conversation both SDA streams share, the settings that steer it).  With ``steer_toward="system"`` the
+    conversation's first system message is taken out and becomes the instruction (a custom instruction, in the
+    system placement, so the instructed stream sees the conversation exactly as written and the other stream
+    the contrast in its place: with "none", no system message, i.e. the chat template's default); otherwise the
+    conversation and settings as they are."""
+    if settings.steer_toward != "system":
+        return msgs, settings
+    at = next((i for i, m in enumerate(msgs) if m.get("role") == "system"), None)
+    if at is None or not str(msgs[at].get("content") or "").strip():
+        raise SdaError("steering toward the system prompt needs one: give a system message (--system TEXT, the "
+                       "chat's system prompt, or a system message in the request)")
+    preset = custom_preset(msgs[at]["content"], settings.preset.rubric, name="system prompt")
+    return msgs[:at] + msgs[at + 1:], replace(settings, preset=preset, placement="system")
+
+
 def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict], settings: TurnSettings, *,
            base: str = "auto", decision: LambdaDecision | None = None, seed_offset: int = 0,
            inspect: int = 0, extras=None, together: bool = True) -> Iterator:
@@ -194,22 +216,35 @@ def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict], setti
     if not msgs or msgs[-1].get("role") != "user":
         raise SdaError("a turn answers a user message: the conversation must end with one")
     settings.check()
-    engine.check_prompt(msgs, settings.preset.instruction, settings.effective_placement,
+    steer_msgs, settings = steer_target(msgs, settings)
+    engine.check_prompt(steer_msgs, settings.preset.instruction, settings.effective_placement,
                         settings.effective_contrast, settings.preset.opposite)
+    if steer_msgs is not msgs:
+        engine.check_prompt(msgs)
     fresh = decision is None
     if fresh:
         decision = decide_without_answer(evaluator, settings.preset, settings.mapping)
     if decision is None and base == "never":
         raise SdaError(f"evaluator {evaluator.name} rates the base answer, so the turn needs one")
     want_base = decision is None or base == "always"
+    convo = _Convo(msgs, steer_msgs)
     if want_base and decision is not None and together and engine.can_pair:
-        return _paired_turn(engine, msgs, settings, decision, fresh, seed_offset, inspect, extras)
-    return _turn(engine, evaluator, msgs, settings, want_base, decision, fresh, seed_offset, inspect, extras)
+        return _paired_turn(engine, convo, settings, decision, fresh, seed_offset, inspect, extras)
+    return _turn(engine, evaluator, convo, settings, want_base, decision, fresh, seed_offset, inspect, extras)
 
 
-def _turn(engine: Engine, evaluator: Evaluator, msgs: list[dict], s: TurnSettings, want_base: bool,
+@dataclass(frozen=True)
+class _Convo:
+    """A turn's conversation as the base answer sees it (``msgs``, as written) and as the SDA streams share it
+    (``steer``: the same, but for the system message taken out when it is what they steer toward)."""
+
+    msgs: list[dict]
+    steer: list[dict]
+
+
+def _turn(engine: Engine, evaluator: Evaluator, convo: _Convo, s: TurnSettings, want_base: bool,
           decision: LambdaDecision | None, fresh: bool, seed_offset: int, inspect: int, extras=None) -> Iterator:
-    base_done = None
+    base_done, msgs = None, convo.msgs
     if want_base:
         for ev in engine.generate_plain(msgs, params=s.params(), record=True):
             if isinstance(ev, Finished):
@@ -221,19 +256,20 @@ def _turn(engine: Engine, evaluator: Evaluator, msgs: list[dict], s: TurnSetting
         decision = decide_lambda(evaluator, msgs[-1]["content"], strip_think(base_done.text), s.preset, s.mapping,
                                  s.fallback_lam, base=BaseAnswer(msgs, engine, base_done.record))
     yield from decision_events(decision, s.mapping, warnings=fresh)
-    for ev in engine.generate(msgs, s.preset.instruction, decision.lam, placement=s.effective_placement,
+    for ev in engine.generate(convo.steer, s.preset.instruction, decision.lam, placement=s.effective_placement,
                               params=s.params(seed_offset), inspect=inspect, opposite=s.preset.opposite,
                               extras=extras):
         yield PhaseDone("aligned", ev) if isinstance(ev, Finished) else AlignedToken(ev)
 
 
-def _paired_turn(engine: Engine, msgs: list[dict], s: TurnSettings, decision: LambdaDecision, fresh: bool,
+def _paired_turn(engine: Engine, convo: _Convo, s: TurnSettings, decision: LambdaDecision, fresh: bool,
                  seed_offset: int, inspect: int, extras=None) -> Iterator:
     """A turn whose λ is known before the base answer: both answers in one batch (``Engine.generate_pair``)."""
     yield from decision_events(decision, s.mapping, warnings=fresh)
-    for who, ev in engine.generate_pair(msgs, s.preset.instruction, decision.lam, placement=s.effective_placement,
-                                        params=s.params(seed_offset), base_params=s.params(), inspect=inspect,
-                                        opposite=s.preset.opposite, extras=extras, record_base=True):
+    for who, ev in engine.generate_pair(convo.steer, s.preset.instruction, decision.lam,
+                                        placement=s.effective_placement, params=s.params(seed_offset),
+                                        base_params=s.params(), inspect=inspect, opposite=s.preset.opposite,
+                                        extras=extras, record_base=True, base_messages=convo.msgs):
         if isinstance(ev, Finished):
             yield PhaseDone(who, ev)
         else:

@@ -440,14 +440,16 @@ class Engine:
     def generate_pair(self, messages: Sequence[Message], instruction: str, lam: float, *,
                       placement: Placement = "user", params: SamplingParams | None = None,
                       base_params: SamplingParams | None = None, inspect: int = 0, opposite: str = "",
-                      extras: DecodeExtras | None = None, record_base: bool = False) -> Iterator[tuple[str, object]]:
+                      extras: DecodeExtras | None = None, record_base: bool = False,
+                      base_messages: Sequence[Message] | None = None) -> Iterator[tuple[str, object]]:
         """The unsteered base answer and the SDA answer of one conversation, decoded together: per step one
         ``llama_decode`` of three rows (stream A and B for SDA, a third sequence for the base answer) until one
         ends, then of the others.  Yields ``("base" | "aligned", TokenEvent | Finished)``; each answer samples
         from its own distribution with its own random stream, so its tokens are those ``generate_plain``
         (``base_params``, default ``params``) and ``generate`` would draw alone.  Both ``Finished`` carry the
         one joint prompt time; ``record_base`` records the base answer (``generate_plain``'s ``record``);
-        ``inspect`` and ``extras`` apply to the aligned answer.  Needs ``can_pair``."""
+        ``inspect`` and ``extras`` apply to the aligned answer; ``base_messages``: the base answer's conversation
+        when it is not ``messages`` (a system prompt steered toward).  Needs ``can_pair``."""
         if not self.can_pair:
             raise SdaError("decoding the base and aligned answers together needs the batched layout with both "
                            "streams steered alike")
@@ -457,7 +459,7 @@ class Engine:
         rec = LogprobRecorder() if record_base else None
         base = AnswerDraw(self.model, self._plain_chain(pb, instruction, rec, None), pb)
         ta, tb = self.prompter.pair(messages, instruction, placement, p.contrast, opposite)
-        tc = self.prompt_tokens(messages)
+        tc = self.prompt_tokens(messages if base_messages is None else base_messages)
         for t, what in ((ta, "prompt with the instruction"), (tb, "prompt"), (tc, "prompt")):
             self._check_fits(t, what)
         gen = self._decode_pair(sda, base, ta, tb, tc)
