@@ -42,9 +42,11 @@ def test_schema_publishes_the_ranges(server):
         assert (props["temperature"]["minimum"], props["temperature"]["maximum"]) == (0.0, 2.0)
         assert (props["top_p"]["exclusiveMinimum"], props["top_p"]["maximum"]) == (0.0, 1.0)
         assert props["max_tokens"]["minimum"] == props["max_completion_tokens"]["minimum"] == 1
-        assert props["seed"]["minimum"] == 0
+        assert "minimum" not in props["seed"]  # any integer, as OpenAI's (a negative one mapped: engine_seed)
         assert (props["presence_penalty"]["minimum"], props["presence_penalty"]["maximum"]) == (-2.0, 2.0)
     assert schemas["ChatRequest"]["properties"]["top_logprobs"]["maximum"] == 20
+    message = schemas["ChatMessage"]
+    assert "content" in message["required"] and {"type": "null"} not in message["properties"]["content"]["anyOf"]
     assert schemas["SdaOptions"]["properties"]["plausibility"]["exclusiveMaximum"] == 1.0
 
 

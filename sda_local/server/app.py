@@ -214,9 +214,10 @@ def _body(name: str) -> dict:
 
 def _standard_ranges() -> dict:
     """The OpenAI fields whose values ``request`` checks against an ``Option`` (temperature's own, the others
-    ``SamplingParams``'): their ranges go into the schema, as the ``sda`` fields' do."""
+    ``SamplingParams``'): their ranges go into the schema, as the ``sda`` fields' do.  (``seed`` is not one:
+    any integer is taken, a negative one mapped into the engine's range, ``request.engine_seed``.)"""
     opts = {name: opt for name, _annotation, _default, opt in sampling_options()}
-    return {"temperature": TEMPERATURE_OPTION, "top_p": opts["top_p"], "seed": opts["seed"],
+    return {"temperature": TEMPERATURE_OPTION, "top_p": opts["top_p"],
             "max_tokens": opts["max_tokens"], "max_completion_tokens": opts["max_tokens"]}
 
 

@@ -203,8 +203,11 @@ def _messages(req: ChatRequest) -> list[dict]:
                                         "no images or audio)", f"{where}.content[{j}]")
                 texts.append(part.text)
             content = "\n".join(texts)
+        elif m.content is None:  # (as OpenAI: an assistant message may lack content only beside tool calls)
+            raise ApiError(400, f"{where}.content is missing or null: every {m.role} message needs its text "
+                                "(a string, or a list of text parts)", f"{where}.content")
         else:
-            content = m.content or ""
+            content = m.content
         out.append({"role": role, "content": content})
     return _end_with_user(out)
 
@@ -232,9 +235,10 @@ def _sampling(req: ChatRequest, sda: SdaOptions | None, base: SamplingParams,
     if req.temperature is not None:
         _check(TEMPERATURE_OPTION, "temperature", req.temperature)
         values["t0"] = max(float(req.temperature), MIN_T0)
-    for name in ("top_p", "seed"):
-        if getattr(req, name) is not None:
-            values[name] = getattr(req, name)
+    if req.top_p is not None:
+        values["top_p"] = req.top_p
+    if req.seed is not None:
+        values["seed"] = engine_seed(req.seed)
     max_name = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
     if getattr(req, max_name) is not None:
         values["max_tokens"] = getattr(req, max_name)
@@ -252,6 +256,15 @@ def _sampling(req: ChatRequest, sda: SdaOptions | None, base: SamplingParams,
         return params.check()
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
+
+
+SEED_MOD = 2 ** 64
+
+
+def engine_seed(seed: int) -> int:
+    """The engine's seed (≥ 0) for a request's ``seed``: OpenAI takes any 64-bit integer, so a negative one is
+    used as its unsigned 64-bit form (``seed mod 2**64``: -1 → 2**64 - 1), one seed for each; others as they are."""
+    return seed % SEED_MOD if seed < 0 else seed
 
 
 def _stops(stop) -> list[str]:
@@ -396,6 +409,8 @@ def build_text_plan(req: CompletionRequest, cfg: ServerConfig, served: set[str])
             raise ApiError(400, f"prompt: give one string (or a list of one), got a list of {len(prompt)}",
                            "prompt")
         prompt = prompt[0]
+    if not prompt:
+        raise ApiError(400, "prompt is empty: give at least one character of text to continue", "prompt")
     plan = _plan(req, cfg, served, prompt=prompt)
     _no_judge(plan, "a text completion")
     return plan

@@ -44,8 +44,18 @@ class TextPart(BaseModel):
     text: StrictStr | None = None
 
 
+def _content_required(schema: dict) -> None:
+    """The published schema says what is valid: ``content`` present and not null.  The model itself takes a null
+    or missing ``content`` so that ``request`` answers it with a 400 naming ``messages[i].content``, as OpenAI."""
+    content = schema["properties"]["content"]
+    content["anyOf"] = [t for t in content["anyOf"] if t != {"type": "null"}]
+    content.pop("default", None)
+    schema["required"] = [*schema.get("required", []), "content"]
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")  # name, tool_calls, … (tool_calls are refused in ``request``)
+    # extra: name, tool_calls, … (tool_calls are refused in ``request``)
+    model_config = ConfigDict(extra="allow", json_schema_extra=_content_required)
     role: StrictStr
     content: StrictStr | list[TextPart] | None = None
 

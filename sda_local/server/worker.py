@@ -127,7 +127,7 @@ class Runner:
         if turn.decision is None:  # cancelled before λ was chosen
             return Result("cancelled", 0, 0)
         self._count_prompt(ans, plan, settings)
-        info = self._diagnostics(plan, sda, turn, ans, evaluator, cv)
+        info = self._diagnostics(plan, settings, turn, ans, evaluator, cv)
         info["timings"] = {"lambda_s": round(turn.t_lambda - t0, 3),
                            "answer_s": round(time.perf_counter() - turn.t_lambda, 3)}
         return self._result(ans, info)
@@ -219,15 +219,15 @@ class Runner:
         finish = {"context": "length"}.get(ans.finish, ans.finish)
         return Result(finish, n_prompt, ans.n_tokens, info, "".join(ans.pieces), ans.logprobs)
 
-    def _diagnostics(self, plan: RequestPlan, sda: SdaPlan, turn: "_TurnSeen", ans: _Answer, evaluator,
+    def _diagnostics(self, plan: RequestPlan, settings: TurnSettings, turn: "_TurnSeen", ans: _Answer, evaluator,
                      cv: str | None) -> dict:
-        p, d = plan.params, turn.decision
+        sda, p, d = plan.sda, settings.params(), turn.decision
         for w in d.warnings:  # the operator's log keeps the whole text (the judge's URL); the client does not
             log.warning("evaluator %s: %s", evaluator.name, w)
         info = {"preset": sda.preset.name, "lam": round(d.lam, 6), "lam_source": d.source,
                 "score": d.score_value, "evaluator": public_name(evaluator), "mapping": sda.mapping,
                 "warnings": [public_text(w, evaluator) for w in d.warnings], "k": p.k, "t0": p.t0,
-                "temperature_mode": p.temperature_mode, "placement": sda.placement,
+                "temperature_mode": p.temperature_mode, "contrast": p.contrast, "placement": sda.placement,
                 "mean_js": round(sum(ans.js) / len(ans.js), 6) if ans.js else None,
                 "prompt_tokens_per_stream": ans.n_prompt, "control_vectors": cv}
         if turn.base is not None:
