@@ -37,7 +37,7 @@ from .answer_logprobs import AnswerRecord, LogprobRecorder, target_logprobs
 from .backend import Context, LoadedModel, default_threads
 from .drawing import AnswerDraw, Finished, TokenEvent
 from .grammar import GrammarConstraint, check_grammar
-from .kvprefix import MIN_SHARED_PREFIX, KvStream, common_prefix, load_shared_prefix
+from .kvprefix import PROMPT_CHUNK, KvStream, chunk_floor, common_prefix
 from .layouts import DEFAULT_VARIANT, VARIANTS, Variant
 from .logprobs import DecodeExtras
 from .models import ModelChoice, resolve_model
@@ -226,62 +226,67 @@ class Engine:
             self._check_fits(tb, "message")
         self._check_fits(self.prompt_tokens(messages), "message")
 
-    def _evaluate(self, jobs: list[tuple[KvStream, Sequence[int], bool]]) -> list[np.ndarray | None]:
-        """Append tokens to streams; one decode per context per batch-full. Returns last-token logits copies."""
-        out: list[np.ndarray | None] = [None] * len(jobs)
+    def _prefill(self, s: KvStream, toks: Sequence[int], want: bool = True) -> np.ndarray | None:
+        """Evaluate the rest of prompt ``toks`` after what ``s`` holds (a chunk boundary) in chunks of
+        ``PROMPT_CHUNK`` tokens at fixed boundaries from position 0, one decode of ``s``'s rows each: the same
+        batches whatever the cache held, so the same numbers.  The last token's logits (a copy) when ``want``."""
+        start, ctx, out = len(s.tokens), s.ctx, None
+        if start % PROMPT_CHUNK:
+            raise SdaError(f"internal: a prompt resumes at token {start}, not at a chunk boundary")
         try:
-            for ctx in dict.fromkeys(s.ctx for s, _, _ in jobs):
-                pending: list[tuple[int, int]] = []
-                for j, (s, toks, want) in enumerate(jobs):
-                    if s.ctx is not ctx:
-                        continue
-                    pos0 = len(s.tokens)
-                    for i, t in enumerate(toks):
-                        if ctx.batch_free == 0:
-                            ctx.decode()
-                            for jj, bi in pending:
-                                out[jj] = ctx.logits(bi).copy()
-                            pending = []
-                        last = want and i == len(toks) - 1
-                        bi = ctx.add(t, pos0 + i, s.seq, last)
-                        if last:
-                            pending.append((j, bi))
-                    s.tokens.extend(toks)
+            for lo in range(start, len(toks), PROMPT_CHUNK):
+                hi = min(lo + PROMPT_CHUNK, len(toks))
+                rows = [ctx.add(toks[i], i, s.seq, want and i == len(toks) - 1) for i in range(lo, hi)]
                 ctx.decode()
-                for jj, bi in pending:
-                    out[jj] = ctx.logits(bi).copy()
+                s.tokens.extend(toks[lo:hi])
+                if want and hi == len(toks):
+                    out = ctx.logits(rows[-1]).copy()
         except Exception:
-            for s, _, _ in jobs:  # the caches no longer match what we track: start clean next time
-                s.reset()
+            s.reset()  # the cache no longer matches what we track: start clean next time
             raise
+        s.canonical = len(s.tokens)
         return out
 
-    def _evaluate_prefix(self, s: KvStream, toks: Sequence[int]) -> None:
-        self._evaluate([(s, toks, False)])
+    def _keep(self, s: KvStream, toks: Sequence[int]) -> int:
+        """``s`` keeps the part of prompt ``toks`` it can reuse exactly (never the last token); how much."""
+        return s.trim(s.canonical_prefix(toks, len(toks) - 1))
 
-    def _load_pair(self, ta: list[int], tb: list[int]) -> tuple[list[np.ndarray], int]:
+    def _adopt(self, s: KvStream, src: KvStream, toks: Sequence[int]) -> int:
+        """``s`` takes ``src``'s exactly reusable prefix of ``toks`` when that is longer than its own (never across
+        differently steered contexts); how many tokens ``s`` holds."""
+        n = src.canonical_prefix(toks, len(toks) - 1)
+        if not self._cv_split and n > len(s.tokens):
+            s.copy_from(src, n)
+        return len(s.tokens)
+
+    def _load_pair(self, ta: list[int], tb: list[int],
+                   sources: Sequence[KvStream] = ()) -> tuple[list[np.ndarray], int]:
+        """Streams A and B hold ``ta`` and ``tb``: each keeps (or takes from ``sources``) what it can reuse exactly,
+        the chunks the two prompts share are evaluated once and copied, the rest evaluated in each stream's own
+        chunks.  → (both last-token logits, tokens evaluated)."""
         a, b = self._a, self._b
-        evaluated = load_shared_prefix(a, b, ta, tb, self._evaluate_prefix,
-                                       share=self.share_prefix and not self._cv_split)
+        self._keep(a, ta)
+        self._keep(b, tb)
+        for src in sources:
+            self._adopt(b, src, tb)
+            self._adopt(a, src, ta)
+        evaluated = 0
+        c = chunk_floor(min(common_prefix(ta, tb), len(ta) - 1, len(tb) - 1))
+        if self.share_prefix and not self._cv_split and c and min(len(a.tokens), len(b.tokens)) < c:
+            src, dst, tsrc = (b, a, tb) if len(b.tokens) >= len(a.tokens) else (a, b, ta)
+            if len(src.tokens) < c:
+                evaluated += c - len(src.tokens)
+                self._prefill(src, tsrc[:c], want=False)
+            if len(dst.tokens) < c:
+                dst.copy_from(src, c)
         ra, rb = len(a.tokens), len(b.tokens)
-        la, lb = self._evaluate([(a, ta[ra:], True), (b, tb[rb:], True)])
-        evaluated += (len(ta) - ra) + (len(tb) - rb)
-        return [la, lb], evaluated
-
-    def _reuse_prefix(self, s: KvStream, other: KvStream, toks: list[int]) -> int:
-        """Make ``s`` hold the longest cached prefix of ``toks`` (never all of it): its own, or ``other``'s copied
-        over when that is at least ``MIN_SHARED_PREFIX`` tokens longer.  Returns how many tokens ``s`` keeps."""
-        r = min(common_prefix(s.tokens, toks), len(toks) - 1)
-        ro = min(common_prefix(other.tokens, toks), len(toks) - 1)
-        if not self._cv_split and ro >= r + MIN_SHARED_PREFIX:
-            s.copy_from(other, ro)
-            return ro
-        return s.trim(r)
+        la, lb = self._prefill(a, ta), self._prefill(b, tb)
+        return [la, lb], evaluated + (len(ta) - ra) + (len(tb) - rb)
 
     def _load_one(self, s: KvStream, other: KvStream, toks: list[int]) -> tuple[list[np.ndarray], int]:
-        r = self._reuse_prefix(s, other, toks)
-        (logits,) = self._evaluate([(s, toks[r:], True)])
-        return [logits], len(toks) - r
+        self._keep(s, toks)
+        r = self._adopt(s, other, toks)
+        return [self._prefill(s, toks)], len(toks) - r
 
     def _step(self, streams: tuple[KvStream, ...], tok: int) -> list[np.ndarray]:
         """Append ``tok`` to every stream: one ``llama_decode`` per context.  Views of each stream's new logits."""
@@ -466,21 +471,13 @@ class Engine:
         return gen if rec is None else _pair_with_record(gen, rec, tc)
 
     def _load_three(self, ta: list[int], tb: list[int], tc: list[int]) -> tuple[list[np.ndarray], int, int]:
-        """Streams A, B and the base stream C hold ``ta``, ``tb``, ``tc``, evaluated batch for batch as a base
-        answer on B followed by an SDA answer would evaluate them (llama.cpp's numbers depend on how a batch is
-        laid out): C first, as ``generate_plain`` loads B; B then takes the part of its prompt C holds, as B
-        would still hold it; then A and B as ``generate`` loads them.  → (the three last-token logits, tokens
-        evaluated for A and B, for C)."""
-        a, b, c = self._a, self._b, self._c
-        rc = self._reuse_prefix(c, b, tc)
-        (lc,) = self._evaluate([(c, tc[rc:], True)])
-        nb = min(common_prefix(c.tokens, tb), len(tb) - 1)
-        if nb > common_prefix(b.tokens, tb):
-            b.copy_from(c, nb)
-        ev_ab = load_shared_prefix(a, b, ta, tb, self._evaluate_prefix, share=self.share_prefix)
-        ra, rb = len(a.tokens), len(b.tokens)
-        la, lb = self._evaluate([(a, ta[ra:], True), (b, tb[rb:], True)])
-        return [la, lb, lc], ev_ab + (len(ta) - ra) + (len(tb) - rb), len(tc) - rc
+        """Streams A, B and the base stream C hold ``ta``, ``tb``, ``tc`` (each prompt in its own chunks, as
+        ``_load_pair`` and ``_load_one`` load them, so each answer's numbers are those it gets alone); C may
+        lend A and B the chunks it shares with their prompts.  → (the three last-token logits, tokens evaluated
+        for A and B, for C)."""
+        (lc,), ev_c = self._load_one(self._c, self._b, tc)
+        (la, lb), ev_ab = self._load_pair(ta, tb, sources=(self._c,))
+        return [la, lb, lc], ev_ab, ev_c
 
     def _decode_pair(self, sda: AnswerDraw, base: AnswerDraw, ta: list[int], tb: list[int],
                      tc: list[int]) -> Iterator[tuple[str, object]]:
@@ -526,7 +523,8 @@ class Engine:
         self._check_fits(ta + y, "prompt with the instruction plus the answer")
         self._acquire()
         try:
-            r = self._reuse_prefix(self._a, self._b, ta)
+            self._keep(self._a, ta)
+            r = self._adopt(self._a, self._b, ta)
             lps = self._force(self._a, ta[r:] + y[:-1], y)
             self._a.trim(r)
             return lps

@@ -14,6 +14,16 @@ if TYPE_CHECKING:
     from .backend import Context
 
 MIN_SHARED_PREFIX = 4  # shorter shared prefixes are cheaper to evaluate twice than to copy
+# The engine evaluates a prompt in chunks of this many tokens at fixed boundaries from position 0, each chunk a
+# decode of its own stream's rows only, and reuses a cache only up to a chunk boundary that such an evaluation
+# reached: llama.cpp's numbers depend on how a batch is composed, so this is what makes a prompt's keys, values
+# and logits the same whatever the cache held before (the same seed, the same answer).
+PROMPT_CHUNK = 32
+
+
+def chunk_floor(n: int) -> int:
+    """``n`` rounded down to a chunk boundary (``PROMPT_CHUNK``)."""
+    return n - n % PROMPT_CHUNK
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -32,6 +42,12 @@ class KvStream:
     ctx: "Context"
     seq: int = 0
     tokens: list[int] = field(default_factory=list)
+    canonical: int = 0  # leading tokens evaluated as a prompt in chunks (``PROMPT_CHUNK``): reusable exactly
+
+    def canonical_prefix(self, toks: Sequence[int], limit: int) -> int:
+        """How many leading tokens of ``toks`` (at most ``limit``) this sequence can lend exactly: cached, evaluated
+        as a prompt in chunks, and ending at a chunk boundary."""
+        return chunk_floor(min(common_prefix(self.tokens, toks), self.canonical, limit))
 
     def trim(self, n: int) -> int:
         """Keep the first ``n`` cached tokens; returns how many are kept (0 when the memory cannot cut, as in
@@ -41,6 +57,7 @@ class KvStream:
                 self.ctx.seq_rm(self.seq, 0, -1)
                 n = 0
             del self.tokens[n:]
+        self.canonical = min(self.canonical, len(self.tokens))
         return len(self.tokens)
 
     def reuse(self, toks: Sequence[int], limit: int | None = None) -> int:
@@ -52,6 +69,7 @@ class KvStream:
     def reset(self) -> None:
         self.ctx.seq_rm(self.seq, 0, -1)
         self.tokens.clear()
+        self.canonical = 0
 
     def copy_from(self, src: "KvStream", n: int) -> None:
         """Hold the first ``n`` tokens of ``src`` (a cell-sharing copy in one context, a state copy across)."""
@@ -61,6 +79,7 @@ class KvStream:
             self.ctx.seq_rm(self.seq, 0, -1)
             self.ctx.set_seq_state(self.seq, src.ctx.seq_state(src.seq))
         self.tokens = list(src.tokens)
+        self.canonical = src.canonical
         self.trim(n)
 
 
