@@ -31,6 +31,7 @@ from .config import ServerConfig
 from .errors import ApiError
 from .request import (
     TEMPERATURE_OPTION,
+    SYSTEM_ALIAS,
     RequestPlan,
     build_plan,
     build_text_plan,
@@ -163,7 +164,7 @@ def _model_routes(app: FastAPI, engine: Engine, served: set[str], auth) -> None:
 
     @app.get("/v1/models", dependencies=[auth])
     async def models() -> dict:
-        ids = [engine.name] + [f"{engine.name}+{p}" for p in _preset_names()]
+        ids = [engine.name] + [f"{engine.name}+{p}" for p in [*_preset_names(), SYSTEM_ALIAS]]
         return {"object": "list", "data": [card(i) for i in ids]}
 
     @app.get("/v1/models/{model_id:path}", dependencies=[auth])

@@ -22,7 +22,7 @@ from ..judges.spec import JudgeSpec
 from ..runtime.logprobs import DecodeExtras
 from ..runtime.schema_grammar import SchemaError, json_object_gbnf, schema_gbnf
 from ..presets import DEFAULT_PRESET, Preset, custom_preset, get_preset
-from ..turn import TurnSettings, resolve_placement, turn_options
+from ..turn import STEER_TARGETS, TurnSettings, resolve_placement, turn_options
 from .config import ServerConfig
 from .errors import ApiError
 from .schemas import SDA_SAMPLING, ChatRequest, CompletionRequest, SdaOptions
@@ -44,6 +44,13 @@ class SdaPlan:
     cv_layers: str | None = None
     cv_streams: str = "aligned"
     return_base: bool = False
+    steer_toward: str = "preset"           # "system": toward the conversation's own system message
+
+    def turn_settings(self, params: SamplingParams) -> TurnSettings:
+        """The turn these settings describe, with the request's sampling."""
+        return TurnSettings(preset=self.preset, sampling=params, mapping=self.mapping,
+                            fallback_lam=self.fallback_lam, placement=self.placement,
+                            steer_toward=self.steer_toward)
 
 
 @dataclass
@@ -274,14 +281,21 @@ def _stops(stop) -> list[str]:
     return [s for s in stops if s]
 
 
-def split_model(name: str, served: set[str]) -> tuple[str, Preset | None]:
-    """``MODEL`` or ``MODEL+PRESET`` → (model, preset or None); an unknown model is a 404 listing the served one."""
+# ``MODEL+system``: steer toward the request's own system message (for clients that can only pick a model)
+SYSTEM_ALIAS = "system"
+
+
+def split_model(name: str, served: set[str]) -> tuple[str, Preset | str | None]:
+    """``MODEL``, ``MODEL+PRESET`` or ``MODEL+system`` → (model, the preset, ``SYSTEM_ALIAS`` or None); an unknown
+    model is a 404 listing the served one."""
     base, plus, preset = name.rpartition("+") if "+" in name else (name, "", "")
     if base not in served:
         raise ApiError(404, f"model {name!r} is not served here; use {sorted(served)[0]!r} or "
                             f"{sorted(served)[0]}+PRESET (GET /v1/models lists them)", "model", code="model_not_found")
     if not plus:
         return base, None
+    if preset == SYSTEM_ALIAS:
+        return base, SYSTEM_ALIAS
     try:
         return base, get_preset(preset)
     except SdaError as exc:
@@ -347,10 +361,16 @@ def _control(sda: SdaOptions, cv_dir: Path | None) -> tuple[tuple[str, float], .
     return tuple(out)
 
 
-def _sda_plan(sda: SdaOptions | None, from_model: Preset | None, cfg: ServerConfig) -> SdaPlan | None:
+def _sda_plan(sda: SdaOptions | None, from_model: Preset | str | None, cfg: ServerConfig) -> SdaPlan | None:
     if sda is None and from_model is None:
         return None
     opts = sda or SdaOptions()
+    steer = SYSTEM_ALIAS if from_model == SYSTEM_ALIAS else (opts.steer_toward or "preset")
+    if steer not in STEER_TARGETS:
+        raise ApiError(400, f"sda.steer_toward must be one of {', '.join(STEER_TARGETS)}; got {steer!r}",
+                       "sda.steer_toward")
+    if from_model == SYSTEM_ALIAS:
+        from_model = None
     d: TurnSettings = cfg.defaults
     own = {"mapping": opts.mapping or d.mapping, "placement": opts.placement or d.placement,
            "fallback_lam": d.fallback_lam if opts.fallback_lam is None else float(opts.fallback_lam)}
@@ -358,8 +378,8 @@ def _sda_plan(sda: SdaOptions | None, from_model: Preset | None, cfg: ServerConf
         _check(opt, f"sda.{name}", own[name])
     preset = _preset(sda, from_model)
     return SdaPlan(preset, _judge(opts, cfg.evaluator or JudgeSpec()), own["mapping"], own["fallback_lam"],
-                   resolve_placement(own["placement"], preset), _control(opts, cfg.cv_dir), float(opts.cv_scale), opts.cv_layers,
-                   opts.cv_streams, opts.return_base)
+                   resolve_placement(own["placement"], preset), _control(opts, cfg.cv_dir), float(opts.cv_scale),
+                   opts.cv_layers, opts.cv_streams, opts.return_base, steer)
 
 
 def _turn_fields():
@@ -375,6 +395,7 @@ def build_plan(req: ChatRequest, cfg: ServerConfig, served: set[str]) -> Request
                  grammar=_grammar(req.response_format), prefill=prefill)
     if prefill is not None:
         _no_judge(plan, "continuing an assistant message (prefill)")
+        _no_system_steer(plan, "continuing an assistant message (prefill) is steered toward a preset only")
     return plan
 
 
@@ -413,7 +434,14 @@ def build_text_plan(req: CompletionRequest, cfg: ServerConfig, served: set[str])
         raise ApiError(400, "prompt is empty: give at least one character of text to continue", "prompt")
     plan = _plan(req, cfg, served, prompt=prompt)
     _no_judge(plan, "a text completion")
+    _no_system_steer(plan, "a text completion has no system message")
     return plan
+
+
+def _no_system_steer(plan: RequestPlan, why: str) -> None:
+    if plan.sda is not None and plan.sda.steer_toward == SYSTEM_ALIAS:
+        raise ApiError(400, f"steering toward the system prompt needs a chat request with one: {why}",
+                       "sda.steer_toward")
 
 
 def _no_judge(plan: RequestPlan, what: str) -> None:

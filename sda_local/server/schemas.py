@@ -134,6 +134,9 @@ class _SdaFields(BaseModel):
     cv_layers: StrictStr | None = None
     cv_streams: StrictStr = "aligned"
     return_base: StrictBool = False
+    steer_toward: StrictStr | None = Field(None, description="preset (the default) or system: steer toward the "
+                                           "request's own system message (the model MODEL+system does the same)",
+                                           json_schema_extra={"enum": ["preset", "system"]})
     stream_logprobs: StrictBool = Field(False, description="with logprobs: true, each token's entry also carries "
                                         "sda.top_logprobs_with / sda.top_logprobs_without (the two unsteered streams)")
 

@@ -21,7 +21,7 @@ from ..judges.spec import Judges
 from ..palrs.cvec import control_vectors
 from ..runtime.engine import Engine, Finished, TokenEvent
 from ..runtime.text_prompts import text_pair, text_tokens
-from ..turn import TurnSettings, answer
+from ..turn import TurnSettings, answer, steer_target
 from .errors import ApiError
 from .logprobs import LogprobTrack
 from .request import RequestPlan, SdaPlan
@@ -117,8 +117,7 @@ class Runner:
             ans = self._stream(gen, plan, cancel, emit)
             self._count_prompt(ans, plan, None)
             return self._result(ans, None)
-        settings = TurnSettings(preset=sda.preset, sampling=plan.params, mapping=sda.mapping,
-                                fallback_lam=sda.fallback_lam, placement=sda.placement)
+        settings = sda.turn_settings(plan.params)
         evaluator = self.judges.get(sda.judge)
         events = answer(self.engine, evaluator, plan.messages, settings, base="always" if sda.return_base else "auto",
                         extras=plan.extras)
@@ -142,8 +141,7 @@ class Runner:
                                emit)
             ans.n_prompt = ans.n_prompt or [len(toks)]
             return self._result(ans, None)
-        settings = TurnSettings(preset=sda.preset, sampling=plan.params, mapping=sda.mapping,
-                                fallback_lam=sda.fallback_lam, placement=sda.placement)
+        settings = sda.turn_settings(plan.params)
         evaluator = self.judges.get(sda.judge)
         decision = decide_without_answer(evaluator, sda.preset, sda.mapping)
         if decision is None:  # (refused when the request was read; a judge's λ needs a chat answer)
@@ -208,8 +206,9 @@ class Runner:
         if settings is None:
             ans.n_prompt = [len(self.engine.prompt_tokens(plan.messages))]
             return
+        msgs, settings = steer_target(plan.messages, settings)
         preset = settings.preset
-        ta, tb = self.engine.prompter.pair(plan.messages, preset.instruction, settings.effective_placement,
+        ta, tb = self.engine.prompter.pair(msgs, preset.instruction, settings.effective_placement,
                                            settings.effective_contrast, preset.opposite)
         ans.n_prompt = [len(ta), len(tb)]
 
@@ -221,14 +220,16 @@ class Runner:
 
     def _diagnostics(self, plan: RequestPlan, settings: TurnSettings, turn: "_TurnSeen", ans: _Answer, evaluator,
                      cv: str | None) -> dict:
-        sda, p, d = plan.sda, settings.params(), turn.decision
+        sda, d = plan.sda, turn.decision
+        settings = steer_target(plan.messages, settings)[1]  # (toward the system prompt: what that steers with)
+        p = settings.params()
         for w in d.warnings:  # the operator's log keeps the whole text (the judge's URL); the client does not
             log.warning("evaluator %s: %s", evaluator.name, w)
-        info = {"preset": sda.preset.name, "lam": round(d.lam, 6), "lam_source": d.source,
+        info = {"preset": settings.preset.name, "steer_toward": sda.steer_toward, "lam": round(d.lam, 6), "lam_source": d.source,
                 "score": d.score_value, "evaluator": public_name(evaluator), "mapping": sda.mapping,
                 "warnings": [public_text(w, evaluator) for w in d.warnings], "k": p.k, "t0": p.t0,
-                "temperature_mode": p.temperature_mode, "contrast": p.contrast, "placement": sda.placement,
-                "mean_js": round(sum(ans.js) / len(ans.js), 6) if ans.js else None,
+                "temperature_mode": p.temperature_mode, "contrast": p.contrast,
+                "placement": settings.effective_placement, "mean_js": round(sum(ans.js) / len(ans.js), 6) if ans.js else None,
                 "prompt_tokens_per_stream": ans.n_prompt, "control_vectors": cv}
         if turn.base is not None:
             info["base_tokens"] = turn.base.n_tokens
@@ -310,14 +311,17 @@ def check_grammar(engine: Engine, plan: RequestPlan) -> None:
 
 def check_prompt_fits(engine: Engine, plan: RequestPlan) -> None:
     """A 400 with the token counts when the prompt (with the instruction, for SDA) does not fit the context."""
-    instruction, placement = (plan.sda.preset.instruction, plan.sda.placement) if plan.sda else ("", "user")
     param = "messages" if plan.prompt is None else "prompt"
     try:
         if plan.prompt is not None or plan.prefill is not None:
             for toks in prompt_tokens(engine, plan):
                 engine.check_tokens(toks)
             return
-        engine.check_prompt(plan.messages, instruction, placement)
+        if plan.sda is not None:
+            msgs, s = steer_target(plan.messages, plan.sda.turn_settings(plan.params))
+            engine.check_prompt(msgs, s.preset.instruction, s.effective_placement, s.effective_contrast,
+                                s.preset.opposite)
+        engine.check_prompt(plan.messages)
     except PromptTooLongError as exc:
         raise ApiError(400, f"the {exc.stream} is {exc.n_prompt} tokens but the context holds {exc.n_ctx} per "
                             f"stream (at least one more is needed to answer); shorten the {param}",
