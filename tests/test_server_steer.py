@@ -80,3 +80,11 @@ def test_a_seeded_steered_answer_is_the_same_after_other_requests(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_adaptive_guidance_is_a_request_option(server):  # noqa: F811
+    ok = post(server, {"model": f"{MODEL}+helpfulness", "messages": CONVO[1:], "max_tokens": 4, "seed": 2,
+                       "sda": {"adaptive_guidance": "jsd"}})
+    assert ok.status_code == 200, ok.text
+    bad = post(server, {"model": MODEL, "messages": CONVO[1:], "max_tokens": 4, "sda": {"adaptive_guidance": "x"}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "sda.adaptive_guidance"

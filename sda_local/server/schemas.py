@@ -87,7 +87,8 @@ class StreamOptions(BaseModel):
 
 
 # SamplingParams fields a request sets in ``sda`` (temperature, top_p, seed and max_tokens are OpenAI's own)
-SDA_SAMPLING = ("k", "temperature_mode", "plausibility", "echo_block", "contrast", "guidance_clip")
+SDA_SAMPLING = ("k", "temperature_mode", "plausibility", "echo_block", "contrast", "guidance_clip",
+                "adaptive_guidance")
 _PY = {float: Number, int: StrictInt, str: StrictStr}
 
 
