@@ -5,8 +5,13 @@ both 1-100 against the preset's rubric; |Δ| ≤ 3 is a tie; a comparison's scor
     python tools/blind_pairs.py make samples.jsonl OUTDIR --vs "sda contrast=ignore:instruction" ... [--batches 4]
         writes OUTDIR/batch_K.json (what a judge sees: ids, prompt, rubric, A, B — no system names) and
         OUTDIR/key.json (which system is A and B; never shown to a judge)
+    python tools/blind_pairs.py make-ifeval items.jsonl ifeval.dev.jsonl OUTDIR --vs "sda:inline" [--batches 4]
+        the same for `sda-local eval ifeval` answers: each pair shows the request and its constraints, and the
+        judge scores two criteria (IFEVAL_CRITERIA): the answer to the request itself, constraints ignored
+        ("request"), and the answer as a whole, constraints included ("overall")
     python tools/blind_pairs.py score OUTDIR
-        reads OUTDIR/scores_K.json ([{"id", "score_a", "score_b"}]) and prints the table as JSON
+        reads OUTDIR/scores_K.json ([{"id", "score_a", "score_b"}], or per criterion "request_a", "request_b",
+        "overall_a", "overall_b") and prints the table as JSON, per criterion
 """
 from __future__ import annotations
 
@@ -45,17 +50,57 @@ def make(samples: Path, out: Path, comparisons: list[tuple[str, str]], batches: 
     print(f"{len(pairs)} pairs in {batches} batches under {out}")
 
 
+IFEVAL_CRITERIA = {
+    "request": "How good is the answer to the request itself, ignoring the constraints: correct, useful, complete "
+               "for its length, clear and natural (keyword stuffing, repetition or padding count against it). 1-100.",
+    "overall": "How good is the answer as a whole, for a user who asked for the request with these constraints: "
+               "following the constraints matters, and so does the quality of the answer itself. 1-100.",
+}
+
+
+def make_ifeval(items: Path, data: Path, out: Path, comparisons: list[tuple[str, str]], batches: int,
+                seed: int) -> None:
+    rows = {}
+    for x in items.read_text("utf-8").splitlines():
+        if x.strip():
+            r = json.loads(x)
+            rows.setdefault(r["key"], {})[r["system"]] = r["text"]
+    prompts = {r["key"]: r for r in (json.loads(x) for x in data.read_text("utf-8").splitlines() if x.strip())}
+    rng = random.Random(seed)
+    pairs, key = [], {}
+    for k in sorted(rows):
+        for x, y in comparisons:
+            if x not in rows[k] or y not in rows[k]:
+                continue
+            pid = f"p{len(pairs):04d}"
+            a, b = (x, y) if rng.random() < 0.5 else (y, x)
+            key[pid] = {"row": k, "preset": "ifeval", "a": a, "b": b, "x": x, "y": y}
+            pairs.append({"id": pid, "request": prompts[k]["request"], "constraints": prompts[k]["constraints"],
+                          "criteria": IFEVAL_CRITERIA, "A": rows[k][a], "B": rows[k][b]})
+    rng.shuffle(pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    for b in range(batches):
+        (out / f"batch_{b}.json").write_text(json.dumps(pairs[b::batches], indent=1, ensure_ascii=False))
+    (out / "key.json").write_text(json.dumps(key, indent=1))
+    print(f"{len(pairs)} pairs in {batches} batches under {out}")
+
+
+def _outcome(s: dict, k: dict, crit: str) -> int:
+    d = float(s[f"{crit}_a"]) - float(s[f"{crit}_b"])
+    x_minus_y = d if k["a"] == k["x"] else -d
+    return 0 if abs(x_minus_y) <= TIE else (1 if x_minus_y > 0 else -1)
+
+
 def score(out: Path) -> dict:
     key = json.loads((out / "key.json").read_text())
     results: dict[str, dict] = {}
     for f in sorted(out.glob("scores_*.json")):
         for s in json.loads(f.read_text()):
             k = key[s["id"]]
-            d = float(s["score_a"]) - float(s["score_b"])
-            x_minus_y = d if k["a"] == k["x"] else -d
-            outcome = 0 if abs(x_minus_y) <= TIE else (1 if x_minus_y > 0 else -1)
-            for group in (k["preset"], "all"):
-                results.setdefault(f"{k['x']} vs {k['y']}", {}).setdefault(group, []).append(outcome)
+            for crit in [c for c in ("score", *IFEVAL_CRITERIA) if f"{c}_a" in s]:
+                name = f"{k['x']} vs {k['y']}" + ("" if crit == "score" else f" [{crit}]")
+                for group in (k["preset"], "all"):
+                    results.setdefault(name, {}).setdefault(group, []).append(_outcome(s, k, crit))
     table = {}
     for comp, groups in results.items():
         table[comp] = {}
@@ -77,11 +122,20 @@ def main() -> None:
     m.add_argument("--vs", nargs="+", required=True, help='comparisons "X:Y" (system names of samples.jsonl)')
     m.add_argument("--batches", type=int, default=4)
     m.add_argument("--seed", type=int, default=0)
+    mi = sub.add_parser("make-ifeval")
+    mi.add_argument("items", type=Path)
+    mi.add_argument("data", type=Path)
+    mi.add_argument("out", type=Path)
+    mi.add_argument("--vs", nargs="+", required=True, help='comparisons "X:Y" (system names of items.jsonl)')
+    mi.add_argument("--batches", type=int, default=4)
+    mi.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("score")
     s.add_argument("out", type=Path)
     a = ap.parse_args()
     if a.cmd == "make":
         make(a.samples, a.out, [tuple(v.split(":", 1)) for v in a.vs], a.batches, a.seed)
+    elif a.cmd == "make-ifeval":
+        make_ifeval(a.items, a.data, a.out, [tuple(v.split(":", 1)) for v in a.vs], a.batches, a.seed)
     else:
         print(json.dumps(score(a.out), indent=1, ensure_ascii=False))
 
