@@ -254,7 +254,7 @@ def _turn(engine: Engine, evaluator: Evaluator, convo: _Convo, s: TurnSettings, 
         yield PhaseDone("base", base_done)  # the engine is free again here: a consumer may use it in between
     if decision is None:
         decision = decide_lambda(evaluator, msgs[-1]["content"], strip_think(base_done.text), s.preset, s.mapping,
-                                 s.fallback_lam, base=BaseAnswer(msgs, engine, base_done.record))
+                                 s.fallback_lam, base=BaseAnswer(convo.steer, engine, base_done.record))
     yield from decision_events(decision, s.mapping, warnings=fresh)
     for ev in engine.generate(convo.steer, s.preset.instruction, decision.lam, placement=s.effective_placement,
                               params=s.params(seed_offset), inspect=inspect, opposite=s.preset.opposite,
