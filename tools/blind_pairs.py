@@ -28,6 +28,16 @@ from sda_local.presets import get_preset  # noqa: E402
 TIE = 3
 
 
+def write_batches(out: Path, pairs: list[dict], key: dict, batches: int, rng: random.Random) -> None:
+    """The pairs shuffled into ``batches`` files (what the judges see) and the key beside them."""
+    rng.shuffle(pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(batches):
+        (out / f"batch_{k}.json").write_text(json.dumps(pairs[k::batches], indent=1, ensure_ascii=False))
+    (out / "key.json").write_text(json.dumps(key, indent=1))
+    print(f"{len(pairs)} pairs in {batches} batches under {out}")
+
+
 def make(samples: Path, out: Path, comparisons: list[tuple[str, str]], batches: int, seed: int) -> None:
     rows = [json.loads(x) for x in samples.read_text("utf-8").splitlines() if x.strip()]
     rng = random.Random(seed)
@@ -42,12 +52,7 @@ def make(samples: Path, out: Path, comparisons: list[tuple[str, str]], batches: 
             key[pid] = {"row": r["id"], "preset": r["preset"], "a": a, "b": b, "x": x, "y": y}
             pairs.append({"id": pid, "prompt": r["prompt"], "rubric": rubric, "A": r["answers"][a],
                           "B": r["answers"][b]})
-    rng.shuffle(pairs)
-    out.mkdir(parents=True, exist_ok=True)
-    for k in range(batches):
-        (out / f"batch_{k}.json").write_text(json.dumps(pairs[k::batches], indent=1, ensure_ascii=False))
-    (out / "key.json").write_text(json.dumps(key, indent=1))
-    print(f"{len(pairs)} pairs in {batches} batches under {out}")
+    write_batches(out, pairs, key, batches, rng)
 
 
 IFEVAL_CRITERIA = {
@@ -77,12 +82,7 @@ def make_ifeval(items: Path, data: Path, out: Path, comparisons: list[tuple[str,
             key[pid] = {"row": k, "preset": "ifeval", "a": a, "b": b, "x": x, "y": y}
             pairs.append({"id": pid, "request": prompts[k]["request"], "constraints": prompts[k]["constraints"],
                           "criteria": IFEVAL_CRITERIA, "A": rows[k][a], "B": rows[k][b]})
-    rng.shuffle(pairs)
-    out.mkdir(parents=True, exist_ok=True)
-    for b in range(batches):
-        (out / f"batch_{b}.json").write_text(json.dumps(pairs[b::batches], indent=1, ensure_ascii=False))
-    (out / "key.json").write_text(json.dumps(key, indent=1))
-    print(f"{len(pairs)} pairs in {batches} batches under {out}")
+    write_batches(out, pairs, key, batches, rng)
 
 
 def _outcome(s: dict, k: dict, crit: str) -> int:
