@@ -6,7 +6,10 @@
 
 The history (``messages()``) holds the aligned answers of the turns that did not fail.  The last turn's base
 answer and λ decision are kept, so ``regenerate()`` resamples only the aligned answer.  A stopped turn keeps its
-partial answer (``finish_reason`` "stopped": the user ended it, and the model should see what it said); an engine
+partial answer (``finish_reason`` "stopped": the user ended it, and the model should see what it said) and its
+partial base answer; a sent message stopped before its aligned answer started is kept too, with what its base
+answer had and an empty aligned answer (``send(keep_stopped=False)``: not kept; a regeneration stopped before its
+new answer started keeps the answer it was to replace); an engine
 error in the aligned answer is recorded (``finish_reason`` "error", the message in ``warnings``), kept out of the
 history, and raised.  A turn saved while it ran and never finished (``finish_reason`` "interrupted": the app
 stopped or the page went away; the chat's saved conversations) is shown but kept out of the history too: its
@@ -36,7 +39,7 @@ class TurnRecord:
     base: str
     aligned: str
     score: dict | None
-    lam: float
+    lam: float | None     # None: stopped before λ was chosen
     lam_source: str
     evaluator: str
     warnings: list[str]
@@ -45,7 +48,7 @@ class TurnRecord:
     aligned_tokens: list[dict] = field(default_factory=list)  # per-token diagnostics (text, js, T, p; top lists)
     finish_reason: str = ""   # the engine's ("stop", "length", "context"), or "stopped" / "error" / "interrupted"
     regenerations: int = 0
-    base_finish_reason: str = ""  # the base answer's ("length": cut at max tokens)
+    base_finish_reason: str = ""  # the base answer's ("length": cut at max tokens; "stopped": cut by Stop)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,9 +66,11 @@ class _Kept:
 
     base: str
     base_done: Finished | None
-    decision: LambdaDecision
+    decision: LambdaDecision | None
     base_s: float
     regenerations: int = 0
+    base_finish: str = ""   # the base answer's finish reason when it has no ``base_done`` ("stopped")
+    base_tokens: int = 0    # its tokens then
 
 
 @dataclass
@@ -84,11 +89,16 @@ class _Watch:
     error: str | None = None
     ttft: float | None = None
     aligned: bool = False       # the aligned answer has started (a token or its end came)
+    base_pieces: list[str] = field(default_factory=list)  # the base answer's tokens (kept if it is stopped)
+    t_base: float | None = None  # when the last base token came
 
     def see(self, ev) -> None:
         now = time.perf_counter() - self.t_start
         k = ev.kind
-        if k == "phase_done" and ev.phase == "base":
+        if k == "base_token":
+            self.base_pieces.append(ev.token.text)
+            self.t_base = now
+        elif k == "phase_done" and ev.phase == "base":
             self.base_done, self.base_s = ev.finished, now
         elif k == "lambda":
             self.decision, self.t_lambda = ev.decision, now
@@ -152,8 +162,10 @@ class ChatSession:
         self.turns, self._last = list(turns), kept
 
     # -- turns -----------------------------------------------------------------------------------------------
-    def send(self, text: str, settings: TurnSettings | None = None) -> Iterator:
-        """Run one full turn.  Raises ``SdaError`` (before any event) for an empty or too-long message."""
+    def send(self, text: str, settings: TurnSettings | None = None, *, keep_stopped: bool = True) -> Iterator:
+        """Run one full turn.  Raises ``SdaError`` (before any event) for an empty or too-long message.  Closed
+        early (stopped) once it has started, the turn is recorded with what it has ("stopped"), unless
+        ``keep_stopped`` is False and its aligned answer had not started."""
         if settings is not None:
             self.settings = settings.check()
         text = (text or "").strip()
@@ -162,7 +174,7 @@ class ChatSession:
         msgs = self.messages() + [{"role": "user", "content": text}]
         events = answer(self.engine, self.evaluator, msgs, self.settings,
                         base="always" if self.show_base else "auto", inspect=self.inspect)
-        return self._run(events, text, None)
+        return self._run(events, text, None, keep_stopped)
 
     def regenerate(self, settings: TurnSettings | None = None) -> Iterator:
         """Resample the last turn's aligned answer, reusing its base answer and λ decision."""
@@ -188,49 +200,64 @@ class ChatSession:
                 self.turns.append(previous)  # stopped before a new answer was recorded: keep the previous one
                 self._last = kept
 
-    def _run(self, events, user: str, kept: _Kept | None) -> Iterator:
+    def _run(self, events, user: str, kept: _Kept | None, keep_stopped: bool = False) -> Iterator:
         w = _Watch(time.perf_counter())
+        closed = False
         try:
             for ev in events:
                 w.see(ev)
                 yield ev
+        except GeneratorExit:  # stopped: what was generated so far is kept (below)
+            closed = True
+            raise
         except Exception as exc:  # the engine failed mid-answer: record it as an error, then raise
             w.finish, w.error = "error", f"the answer stopped with an error: {exc}"
             raise
         finally:
             events.close()
-            if w.decision is not None and (w.aligned or w.error):  # a stopped turn keeps its partial answer
-                record, self._last = self._record(user, w, kept)
+            # a stopped turn keeps its partial answers; a message stopped before its answer, the message
+            if (w.decision is not None and (w.aligned or w.error)) or (closed and keep_stopped):
+                record, last = self._record(user, w, kept)
+                self._last = last if w.decision is not None else None  # no λ yet: nothing to regenerate from
                 self.turns.append(record)
         yield TurnDone(self.turns[-1])
 
     def _record(self, user: str, w: _Watch, kept: _Kept | None) -> tuple[TurnRecord, _Kept]:
+        t_end = time.perf_counter() - w.t_start
         if kept is None:
-            base = strip_think(w.base_done.text) if w.base_done else ""
-            kept = _Kept(base, w.base_done, w.decision, w.base_s)
+            if w.base_done is not None:
+                base, base_s, base_finish = strip_think(w.base_done.text), w.base_s, w.base_done.finish_reason
+            else:  # stopped while the base answer streamed: what it had is kept, as stopped
+                base, base_s = strip_think("".join(w.base_pieces)), (w.t_base or 0.0)
+                base_finish = "stopped" if w.base_pieces else ""
+            kept = _Kept(base, w.base_done, w.decision, base_s, base_finish=base_finish,
+                         base_tokens=len(w.base_pieces))
         else:
             kept.regenerations += 1
         d, base_done = w.decision, kept.base_done
-        t_end = time.perf_counter() - w.t_start
-        aligned_s = t_end - (w.t_lambda or 0.0)
+        aligned_s = t_end - (w.t_lambda or 0.0) if d is not None else 0.0
         n_aligned = w.done.n_tokens if w.done else len(w.tokens)
         # both answers decoded in one batch: λ came before the base answer ended (``turn.answer``'s together)
         together = w.base_done is not None and w.t_lambda is not None and w.t_lambda <= w.base_s
-        timings = {"base_s": round(kept.base_s, 3), "judge_s": round(d.seconds, 3), "aligned_s": round(aligned_s, 3),
-                   "total_s": round(t_end, 3), "together": together,
+        base_rate = round(base_done.tokens_per_second, 2) if base_done else \
+            round(kept.base_tokens / kept.base_s, 2) if kept.base_s > 0 else None
+        timings = {"base_s": round(kept.base_s, 3), "judge_s": round(d.seconds, 3) if d else 0.0,
+                   "aligned_s": round(aligned_s, 3), "total_s": round(t_end, 3), "together": together,
                    "first_aligned_token_s": None if w.ttft is None else round(w.ttft, 3),
-                   "base_tokens": base_done.n_tokens if base_done else 0,
-                   "base_tokens_per_s": round(base_done.tokens_per_second, 2) if base_done else None,
+                   "base_tokens": base_done.n_tokens if base_done else kept.base_tokens,
+                   "base_tokens_per_s": base_rate,
                    "aligned_tokens": n_aligned,
                    "aligned_tokens_per_s": round(w.done.tokens_per_second, 2) if w.done else
                    round(n_aligned / aligned_s, 2) if aligned_s > 0 else 0.0}
         text = w.done.text if w.done else "".join(w.pieces)
-        record = TurnRecord(user=user, base=kept.base, aligned=strip_think(text),
-                            score=d.score.to_dict() if d.score else None, lam=d.lam, lam_source=d.source,
-                            evaluator=self.evaluator.name, warnings=list(d.warnings) + ([w.error] if w.error else []),
+        score = d.score.to_dict() if d is not None and d.score else None
+        record = TurnRecord(user=user, base=kept.base, aligned=strip_think(text), score=score,
+                            lam=d.lam if d else None, lam_source=d.source if d else "",
+                            evaluator=self.evaluator.name,
+                            warnings=(list(d.warnings) if d else []) + ([w.error] if w.error else []),
                             settings=self.settings.to_dict(), timings=timings, aligned_tokens=w.tokens,
                             finish_reason=w.finish, regenerations=kept.regenerations,
-                            base_finish_reason=base_done.finish_reason if base_done else "")
+                            base_finish_reason=base_done.finish_reason if base_done else kept.base_finish)
         return record, kept
 
     # -- export / import -------------------------------------------------------------------------------------

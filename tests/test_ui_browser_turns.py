@@ -1,7 +1,7 @@
 """Issue 20's chat fixes in a real headless Chromium (Debian's /usr/bin/chromium, Playwright for Python), on the
 app built in this process with SmolLM2 and a conversation database under tmp_path: Advanced settings start with
 no seed (the turn is sampled afresh), the aligned header keeps a lowercase λ, Send becomes Stop only while an
-answer is on its way, a reload in the middle of an answer shows the question and the partial answer, an imported
+answer is on its way, a reload in the middle of an answer shows that answer going on (Stop there ends it), an imported
 answer with a pipe table, strikethrough and an image renders the table and shows the image as its alt text, and
 the page logs no JavaScript error.  The conversation pane, word clicks and a busy Enter: test_ui_browser_pane."""
 from __future__ import annotations
@@ -47,7 +47,8 @@ def _stop_looks_idle(page) -> bool:
 
 
 def _mid_answer_reload(page, store) -> None:
-    """Send, check the header and Stop while the aligned answer streams, reload: the turn is still there."""
+    """Send, check the header and Stop while the aligned answer streams, reload: the answer goes on in the reloaded
+    page (issue 29: it used to end, saved as stopped), which Stop then ends."""
     entry = page.locator("#sda-input textarea")
     entry.fill(QUESTION)
     entry.press("Enter")
@@ -58,16 +59,26 @@ def _mid_answer_reload(page, store) -> None:
     assert page.locator("#sda-stop").is_visible() and page.locator("#sda-send").is_hidden()  # Send became Stop
     shown = page.locator("#sda-chat .sda-live .sda-aligned .sda-txt").inner_text().strip()
     page.reload()
-    turn = page.locator('#sda-chat .sda-turn[data-turn="1"]')
-    turn.wait_for(timeout=60_000)
-    assert turn.locator(".sda-user .sda-txt").inner_text() == QUESTION
-    assert turn.get_attribute("data-phase") in ("stopped", "interrupted")
-    kept = turn.locator(".sda-aligned .sda-txt").inner_text().strip()
-    assert kept and kept[:30] == shown[:30], (kept, shown)
+    live = page.locator('#sda-chat .sda-turn.sda-live[data-turn="1"]')
+    live.wait_for(timeout=60_000)  # the answer is still being generated, here
+    assert live.locator(".sda-user .sda-txt").inner_text() == QUESTION
     assert "Resumed" in page.locator("#sda-status").inner_text()
+    assert page.locator("#sda-stop").is_visible() and page.locator("#sda-send").is_hidden()
+    grown = f"() => (document.querySelector('#sda-chat .sda-live .sda-aligned .sda-txt')?.innerText.trim().length " \
+            f"|| 0) > {len(shown) + 40}"
+    page.wait_for_function(grown, timeout=TIMEOUT_MS)  # it goes on growing in the reloaded page
+    following = page.locator("#sda-chat .sda-live .sda-aligned .sda-txt").inner_text().strip()
+    assert following[:30] == shown[:30], (following, shown)
+    page.locator("#sda-stop").click()  # Stop on the reloaded page ends it
+    turn = page.locator('#sda-chat .sda-turn[data-turn="1"][data-phase="stopped"]')
+    turn.wait_for(timeout=TIMEOUT_MS)
+    kept = turn.locator(".sda-aligned .sda-txt").inner_text().strip()
+    assert len(kept) >= len(following) and kept[:30] == shown[:30], (kept, shown)
+    assert "Stopped" in page.locator("#sda-status").inner_text()
     (summary,) = store.list()
     (saved,) = store.load(summary.id)[1]["turns"]
     assert saved["user"] == QUESTION and saved["settings"]["sampling"]["seed"] is None
+    assert saved["finish_reason"] == "stopped" and len(saved["aligned"]) > len(shown)
 
 
 def _table(page, tmp_path: Path) -> None:

@@ -221,8 +221,9 @@ def test_controller_refusals_keep_the_chat_usable(host):
     assert "nothing is being generated" in c.stop(st)["status"]
     c.begin_send(st, "Stop me while I wait.")  # Stop pressed while the turn waits in the queue
     assert "Stopping" in c.stop(st)["status"]
-    stopped = list(c.send(st, "Stop me while I wait.", **FAST))[-1]
-    assert "nothing new was kept" in stopped["status"] and not st.turns and not st.pending and st.live is None
+    stopped = list(c.send(st, "Stop me while I wait.", **FAST))[-1]  # the message stays, as a stopped turn
+    assert "your message was kept" in stopped["status"] and not st.pending and st.live is None
+    assert [(t.user, t.finish_reason, t.aligned) for t in st.turns] == [("Stop me while I wait.", "stopped", "")]
     c.begin_send(st, "Hi.")  # as the page sends: the message moves into the session, the box is emptied
     assert list(c.send(st, "", **FAST))[-1]["record"]["user"] == "Hi."
 

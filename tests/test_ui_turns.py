@@ -206,7 +206,8 @@ def test_after_a_restart_an_interrupted_turn_shows_as_such(host, tmp_path):
     assert again["status"].startswith("Done") and len(loaded["state"].turns) == 2
 
 
-def test_a_first_message_stopped_before_any_answer_leaves_no_conversation(host, tmp_path):
+def test_a_first_message_stopped_before_any_answer_keeps_its_conversation(host, tmp_path):
+    """(Issue 29: it used to vanish, conversation and all.)"""
     from sda_local.ui.state import SessionState
 
     store = ConversationStore(tmp_path / "chats.sqlite3")
@@ -217,14 +218,14 @@ def test_a_first_message_stopped_before_any_answer_leaves_no_conversation(host, 
     assert [s.id for s in store.list()] == [key]
     c.stop(st)
     final = list(replies)[-1]
-    assert "nothing new was kept" in final["status"] and final["conv_key"] == "" and store.list() == []
+    assert "your message was kept" in final["status"] and final["conv_key"] == key
+    (saved,) = saved_turns(store, key)
+    assert saved["user"] == "Never mind." and saved["finish_reason"] == "stopped"
 
 
-def test_a_reload_while_the_old_page_still_streams_takes_that_session_over(host, tmp_path, monkeypatch):
-    from sda_local.ui import controller as controller_module
+def test_a_reload_while_the_old_page_still_streams_takes_that_session_over(host, tmp_path):
     from sda_local.ui.state import SessionState
 
-    monkeypatch.setattr(controller_module, "RELOAD_SETTLE_S", 0.2)
     c = controller(host, ConversationStore(tmp_path / "chats.sqlite3"))
     st = SessionState()
     replies = c.send(st, "Still going?", **LONG)

@@ -36,7 +36,8 @@ CONV_KEY = "sda-local-conversation"  # this tab's conversation id, in its sessio
 READ_KEY = f"(k) => sessionStorage.getItem('{CONV_KEY}') || ''"
 WRITE_KEY = (f"(k) => {{ if (k) sessionStorage.setItem('{CONV_KEY}', k); "
              f"else sessionStorage.removeItem('{CONV_KEY}'); return []; }}")
-LOAD_OUTPUTS = (tuple(o for o in TURN_OUTPUTS if o != "message") + ("model_info", "db_info")
+FOLLOW_OUTPUTS = tuple(o for o in TURN_OUTPUTS if o != "message")  # the box stays the user's
+LOAD_OUTPUTS = (FOLLOW_OUTPUTS + ("model_info", "db_info")
                 + tuple(n for n in OPEN_OUTPUTS if n not in TURN_OUTPUTS))  # the settings, the preset included
 
 
@@ -143,7 +144,10 @@ def _wire_library(wire: Wiring, c: ChatController) -> None:
             api_name="delete_conversation", **LIGHT)
     wire.on(w["rename_btn"].click, c.rename_conversation, ("status", "conv_pick", "conv_key", "conv_title"),
             ("state", "conv_title"), api_name="rename_conversation", **LIGHT)
-    wire.on(w["conv_search"].input, c.search_conversations, ("state", "conv_pick"), ("state", "conv_search"),
+    wire.on(w["conv_title"].submit, c.rename_conversation, ("status", "conv_pick", "conv_key", "conv_title"),
+            ("state", "conv_title"), show_api=False, **LIGHT)  # Enter in the title renames too
+    wire.on(w["conv_search"].input, c.search_conversations, ("state", "conv_pick", "status"),
+            ("state", "conv_search"),
             api_name="search_conversations", trigger_mode="always_last", **LIGHT)
     wire.on(w["prefs_btn"].click, c.export_preferences, ("prefs_file", "prefs_report", "status"), ("state",),
             api_name="export_preferences", **LIGHT)
@@ -183,8 +187,11 @@ def build_app(host, controller: ChatController | None = None, *, store=None) -> 
             _wire_library(wire, controller)
             tips = {EVALUATORS[k]: tip for k, tip in EVALUATOR_TIPS.items() if k in EVALUATORS}
             demo.load(None, js=page_js(tips), show_api=False, queue=False)  # the page script, once per page load
-            wire.on(demo.load, controller.on_load, LOAD_OUTPUTS, ("conv_key",), js=READ_KEY, show_api=False,
-                    **LIGHT)
+            loaded = wire.on(demo.load, controller.on_load, LOAD_OUTPUTS, ("conv_key",), js=READ_KEY,
+                             show_api=False, **LIGHT)
+            # a reload while its answer is still being generated: the page shows that answer as it grows
+            loaded.then(**wire.args(controller.follow, FOLLOW_OUTPUTS, ("state",)), show_api=False,
+                        show_progress="hidden", **LIGHT)
     return demo
 
 

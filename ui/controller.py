@@ -28,7 +28,7 @@ from .controls import CUSTOM, RESTORED_NAMES, Controls, preset_choices, restored
 from .conversations import Store
 from .host import ModelHost
 from .inspector import inspector_html
-from .library import LibraryCallbacks, fallback_store, plain, store_note
+from .library import LibraryCallbacks, fallback_store, store_note, titled
 from .pick import token_at
 from .redraw import RedrawCallbacks
 from .render import chat_html, strength_warning, timings_text
@@ -39,7 +39,8 @@ log = logging.getLogger("sda_local.ui")
 
 STREAM_INTERVAL_S = 0.08  # at most ~12 page updates a second while tokens arrive
 SAVE_INTERVAL_S = 2.0     # while tokens arrive, the growing answer is saved at most every 2 s
-RELOAD_SETTLE_S = 3.0     # a reloaded tab waits this long for its old page's turn to end and be saved
+FOLLOW_POLL_S = 0.05      # a reloaded page looks for new tokens of the answer it follows this often
+FOLLOW_GRACE_S = 5.0      # and stops following one that ended without its status, after this long
 EXPORT_DIR = Path(tempfile.gettempdir()) / "sda-local-exports"
 TOKEN_EVENTS = ("base_token", "aligned_token")
 BUSY = "an answer is still being generated; stop it or wait"
@@ -279,7 +280,8 @@ class ChatController(LibraryCallbacks, RedrawCallbacks):
         try:
             events = chat.regenerate(settings)
         except SdaError as exc:  # the settings are checked above: what is left is "no turn to regenerate"
-            msg = f"{exc}: send a message first (after an import or a model switch, regenerate needs a new turn)"
+            msg = (f"{exc}: send a message first (after an import or a model switch, or a message stopped before "
+                   f"its λ was chosen, regenerate needs a new turn; Regenerate base answers the last message anew)")
             yield self._refuse(st, notice("Notice", msg)).inform(msg)
             return
         st.controls = saved_controls(controls)
@@ -299,15 +301,47 @@ class ChatController(LibraryCallbacks, RedrawCallbacks):
 
     def _run(self, st: SessionState, events, key: str | None, verb: str,
              message: str | None = None) -> Iterator[Reply]:
-        """Feed turn events into ``st.live`` and yield page updates; always leaves the chat usable.  The turn is
-        saved as it grows (at each phase, and every ``save_interval_s`` while tokens arrive); when the page goes
-        away mid-turn (Gradio closes this generator), what was generated is saved before it ends."""
+        """Feed turn events into ``st.live`` (``_feed``) and yield page updates; always leaves the chat usable.
+        When the page goes away mid-turn (Gradio closes this generator): a page's turn goes on in a thread of its
+        own (``ModelHost.detach``), saved as it grows, and a reloaded page follows it (``follow``); a turn run
+        through the API alone ends there, what was generated saved."""
+        feed = self._feed(st, events, key, verb, message)
+        try:
+            for item in feed:
+                yield item if isinstance(item, Reply) else self._stream_reply(st, item)
+        except GeneratorExit:
+            if st.from_page and st.live is not None:
+                self.host.detach(lambda: self._drain(feed), st.stop)
+            else:
+                feed.close()
+            raise
+
+    @staticmethod
+    def _drain(feed) -> None:
+        for _ in feed:  # the rest of the turn, with nobody to show it to (``follow`` shows it to a reloaded page)
+            pass
+
+    def _stream_reply(self, st: SessionState, warning: str) -> Reply:
+        """A page update while tokens arrive; the status line is left alone (a notice such as "still being
+        generated" or "Stopping" stays up until the turn ends)."""
+        with st.guard:
+            reply = self._turn_reply(st, "", inspect=False)
+        del reply["status"]
+        return reply.warn(warning) if warning else reply
+
+    def _feed(self, st: SessionState, events, key: str | None, verb: str, message: str | None):
+        """The turn itself: yields the first and the last ``Reply``, and between them, when the page should be
+        redrawn, a warning to pop up ("" for none).  The turn is saved as it grows (at each phase, and every
+        ``save_interval_s`` while tokens arrive); closed (the page went away, an API call cancelled), what was
+        generated is saved before it ends."""
         before = st.turns[-1] if st.turns else None
         done: TurnRecord | None = None
         ending, error = Ending.DONE, ""
         last_view, last_save, unsaved = 0.0, time.monotonic(), None
+        live = st.live  # (set by the caller) its ``ended`` tells a page following the turn that it is over
         try:
             yield self._start(st, message)
+            self.host.wait_detached()  # a turn still going on for a page that went away comes first
             for ev in events:
                 if st.stop.is_set():
                     ending = Ending.STOPPED
@@ -315,21 +349,22 @@ class ChatController(LibraryCallbacks, RedrawCallbacks):
                 if ev.kind == "done":
                     done = ev.turn
                     continue
-                warning = apply_event(st.live, ev, key)
-                if ev.kind == "lambda":
-                    warning = warning or strength_warning(st.chat.settings.sampling.k, ev.lam) or None
-                now = time.monotonic()
-                if ev.kind not in TOKEN_EVENTS or now - last_save >= self.save_interval_s:
-                    last_save, failed = now, self._persist(st)
-                    if failed and not unsaved:  # a database that fails is said once a turn (and at its end)
-                        warning = warning or failed
-                    unsaved = unsaved or failed
+                with st.guard:
+                    warning = apply_event(st.live, ev, key)
+                    if ev.kind == "lambda":
+                        warning = warning or strength_warning(st.chat.settings.sampling.k, ev.lam) or None
+                    now = time.monotonic()
+                    if ev.kind not in TOKEN_EVENTS or now - last_save >= self.save_interval_s:
+                        last_save, failed = now, self._persist(st)
+                        if failed and not unsaved:  # a database that fails is said once a turn (and at its end)
+                            warning = warning or failed
+                        unsaved = unsaved or failed
                 if ev.kind not in TOKEN_EVENTS or now - last_view >= self.stream_interval_s or warning:
                     last_view = now
-                    reply = self._turn_reply(st, "", inspect=False)
-                    yield reply.warn(warning) if warning else reply
+                    yield warning or ""
         except GeneratorExit:
             self._abandon(st, events, before)
+            live.ended = notice("Stopped", "the request for this answer went away; what was generated is kept")
             raise
         except SdaError as exc:
             ending, error = Ending.ERROR, scrub(str(exc), key)
@@ -338,39 +373,74 @@ class ChatController(LibraryCallbacks, RedrawCallbacks):
             ending, error = Ending.ERROR, scrub(f"{type(exc).__name__}: {exc}", key)
         finally:
             events.close()  # a stopped turn keeps what was generated so far (the turn records it)
-            st.live = None
-            st.end_regeneration()
-            st.pending = False
-            st.stop.clear()
-        if ending is Ending.DONE and done is None:
-            ending = Ending.STOPPED
-        st.inspected = None  # the inspector moves to the new answer
-        unsaved = self._persist(st)
-        reply = self._turn_reply(st, self._ending_status(st, ending, before, done, error, verb))
+            with st.guard:
+                st.live = None
+                st.end_regeneration()
+                st.pending = False
+                st.stop.clear()
+        with st.guard:
+            if ending is Ending.DONE and done is None:
+                ending = Ending.STOPPED
+            st.inspected = None  # the inspector moves to the new answer
+            unsaved = self._persist(st)
+            status = self._ending_status(st, ending, before, done, error, verb, live.previous)
+            reply = self._turn_reply(st, status)
+            live.ended = status  # a page following this turn (``follow``) ends with this status
         for text in (error, unsaved):
             if text:
                 reply.warn(text)
         yield reply
 
+    def follow(self, state: SessionState | None) -> Iterator[Reply]:
+        """A reloaded page whose conversation is still being answered (``on_load`` gave it that session) shows the
+        answer as it grows, until it ends (Stop on this page ends it); otherwise nothing to do."""
+        live = state.live if state is not None else None
+        if live is None or live.phase == "queued":
+            yield Reply()
+            return
+        seen, gone = None, None
+        while live.ended is None:
+            if state.live is not live:  # over, and its status should follow at once; a turn that failed to say so
+                gone = gone or time.monotonic()  # is not waited for long
+                if time.monotonic() - gone > FOLLOW_GRACE_S:
+                    break
+            now = (live.phase, len(live.base), len(live.aligned), live.lam, len(live.warnings))
+            if now != seen:
+                seen = now
+                with state.guard:
+                    reply = self._turn_reply(state, "", inspect=False)
+                del reply["status"]  # the page keeps saying that it resumed the answer
+                yield reply
+            time.sleep(max(self.stream_interval_s, FOLLOW_POLL_S))
+        with state.guard:
+            reply = self._turn_reply(state, live.ended or "")
+        yield reply
+
     def _abandon(self, st: SessionState, events, before: TurnRecord | None) -> None:
-        """The page went away mid-turn: end the turn and save it (recorded if its aligned answer had started,
-        else as the interrupted turn it is)."""
+        """The turn was closed mid-way (an API call that went away): end it and save it (recorded if it had
+        started, else as the interrupted turn it is)."""
         events.close()
-        if st.turns and st.turns[-1] is not before:
-            st.live = None  # recorded: the record replaces the live turn
-        unsaved = self._persist(st)
+        with st.guard:
+            if st.turns and st.turns[-1] is not before:
+                st.live = None  # recorded: the record replaces the live turn
+            unsaved = self._persist(st)
         if unsaved:
             log.warning("an abandoned turn was not saved: %s", unsaved)
 
     @staticmethod
     def _ending_status(st: SessionState, ending: Ending, before: TurnRecord | None, done: TurnRecord | None,
-                       error: str, verb: str) -> str:
+                       error: str, verb: str, previous: TurnRecord | None = None) -> str:
+        """The status line of a turn that ended (``previous``: the record a regeneration was to replace)."""
         if ending is Ending.ERROR:
             return notice("Error", error + " — the chat is still usable")
         if ending is Ending.STOPPED:
-            kept = bool(st.turns) and st.turns[-1] is not before and st.turns[-1].finish_reason == "stopped"
-            return notice("Stopped", "the partial answer was kept" if kept else
-                          "before the aligned answer started; nothing new was kept")
+            last = st.turns[-1] if st.turns else None
+            if last is None or last is before or last is previous or last.finish_reason != "stopped":
+                return notice("Stopped", "before the new answer started; the turn is as it was")
+            if last.aligned:
+                return notice("Stopped", "the partial answer was kept")
+            return notice("Stopped", "before the aligned answer started; your message was kept" +
+                          (" with the partial base answer" if last.base else ""))
         return f"{verb} · λ = {done.lam:.3f} ({done.lam_source}) · {timings_text(done.timings)}"
 
     def stop(self, state: SessionState | None) -> Reply:
@@ -449,7 +519,8 @@ class ChatController(LibraryCallbacks, RedrawCallbacks):
         presets saved since the page was built (the dropdown is left alone when there are none: re-rendering it
         could close it under the pointer)."""
         st, status = self._resume(conv_key)
-        reply = self._turn_reply(st, status)
+        with st.guard:
+            reply = self._turn_reply(st, status)
         reply.update(restored_controls(st.controls))  # the settings the conversation was last answered with
         reply.update(model_info=self.host.describe(), db_info=store_note(self.store))
         choices = preset_choices()
@@ -460,12 +531,13 @@ class ChatController(LibraryCallbacks, RedrawCallbacks):
         return reply
 
     def _resume(self, conv_key: str | None) -> tuple[SessionState, str]:
-        """The session a (re)opened tab gets: its saved conversation, or, while an answer of it is still being
-        generated for a tab that stays connected, that very session."""
+        """The session a (re)opened tab gets: while an answer of its conversation is still being generated (a
+        reload mid-answer), that very session (``follow`` then shows the answer as it grows); else its saved
+        conversation."""
         running = self._running.get(conv_key) if conv_key else None
-        if running is not None and not self._settled(running):
-            return running, notice("Resumed", f"{plain(running.title)}: an answer is still being generated (Stop "
-                                              f"ends it)")
+        if running is not None and running.live is not None and running.live.phase != "queued":
+            return running, notice("Resumed", f"{titled(running)} — an answer is still being generated; it goes on "
+                                              f"here (Stop ends it)")
         st = SessionState()
         if not conv_key:
             return st, ""
@@ -474,18 +546,7 @@ class ChatController(LibraryCallbacks, RedrawCallbacks):
         except SdaError:  # deleted meanwhile, or the database is not there: start afresh
             st.forget()
             return st, ""
-        return st, notice("Resumed", f"{plain(st.title)}: {len(st.turns)} turn(s)")
-
-    @staticmethod
-    def _settled(st: SessionState) -> bool:
-        """Whether ``st`` has no answer under way, waiting up to ``RELOAD_SETTLE_S`` for one whose page went away
-        (Gradio closes its generator at the next token, which saves it)."""
-        deadline = time.monotonic() + RELOAD_SETTLE_S
-        while st.live is not None and st.live.phase != "queued":
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return st, notice("Resumed", titled(st))
 
     # -- files -----------------------------------------------------------------------------------------------
     def export_chat(self, state: SessionState | None, openai_api_key: str | None = None) -> Reply:

@@ -3,6 +3,9 @@
 Generations on the engine run one at a time: the app queues every event that touches the engine in one
 Gradio concurrency group of size 1, and the engine's own lock backs that up.  Switching the model happens in
 the same group, so it never runs under a generation; a file that fails to load leaves the old model in place.
+
+A turn whose page went away (a reload, a closed tab) goes on in a thread of its own (``detach``), outside that
+group: the next generation waits for it (``wait_detached``), and a model switch or ``close`` stops it first.
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ class ModelHost:
         self.engine = self._load(model)
         self.generation = 1          # bumped at each model switch: sessions drop what belongs to the old one
         self.judges = Judges(self.engine)
+        self._detached: list[tuple[threading.Thread, threading.Event]] = []
+        self._detached_lock = threading.Lock()
 
     def _load(self, spec, control: dict | None = None) -> Engine:
         choice = resolve_model(spec)  # ModelFileError with a clear message for a missing / bad file
@@ -70,6 +75,7 @@ class ModelHost:
         spec = (spec or "").strip()
         if not spec:
             raise SdaError("choose a model or type a path to a .gguf file")
+        self.stop_detached()  # a turn going on for a page that went away ends here (and is saved), not under it
         with self._swap:
             new = self._load(spec, control)
             old = self.engine
@@ -82,6 +88,7 @@ class ModelHost:
 
     def set_control(self, control: dict | None) -> str:
         """Turn PaLRS control vectors on or off for the loaded model (the engine picks the layout they need)."""
+        self.stop_detached()
         with self._swap:
             self.engine.set_control(_control_vectors(control) if control else None)
         return self.describe()
@@ -109,7 +116,43 @@ class ModelHost:
         why in the turn, which goes on with the fallback λ)."""
         return self.judges.get(spec)
 
+    # -- turns whose page went away -----------------------------------------------------------------------------
+    def detach(self, run, stop: threading.Event, name: str = "sda-detached-turn") -> threading.Thread:
+        """Run ``run()`` (the rest of a turn) in a daemon thread; ``stop``: the event that ends it early."""
+        def body():
+            try:
+                run()
+            except Exception:  # the turn's own code catches what it can; anything left is a bug, logged
+                log.exception("a detached turn failed")
+
+        thread = threading.Thread(target=body, name=name, daemon=True)
+        with self._detached_lock:
+            self._detached = [(t, e) for t, e in self._detached if t.is_alive()] + [(thread, stop)]
+        thread.start()
+        return thread
+
+    def detached_running(self) -> bool:
+        with self._detached_lock:
+            return any(t.is_alive() for t, _ in self._detached)
+
+    def wait_detached(self, timeout: float | None = None) -> None:
+        """Wait for the turns going on for pages that went away (not the calling thread's own)."""
+        with self._detached_lock:
+            threads = [t for t, _ in self._detached if t is not threading.current_thread()]
+        for t in threads:
+            t.join(timeout)
+
+    def stop_detached(self, timeout: float = 60.0) -> None:
+        """End those turns (each keeps what it has, as a stopped turn) and wait for them."""
+        with self._detached_lock:
+            running = [(t, e) for t, e in self._detached if t is not threading.current_thread()]
+        for _, stop in running:
+            stop.set()
+        for t, _ in running:
+            t.join(timeout)
+
     def close(self) -> None:
+        self.stop_detached()
         self.judges.close()
         self.engine.close()
 

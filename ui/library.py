@@ -29,6 +29,12 @@ def plain(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!<>|~])", r"\\\1", text)
 
 
+def titled(st: SessionState) -> str:
+    """A conversation named in a status line: “its title” and how many turns it has."""
+    n = len(st.turns)
+    return f"“{plain(st.title)}” ({n} turn{'' if n == 1 else 's'})"
+
+
 def store_note(store: Store) -> str:
     """Where conversations are kept, for the page."""
     if store.persistent:
@@ -44,8 +50,8 @@ class LibraryCallbacks:
     # -- saving ----------------------------------------------------------------------------------------------
     def _persist(self, st: SessionState) -> str | None:
         """Save the session's conversation, the turn being generated included (given an id and a title when it
-        is first saved); one left with no turn (its first message stopped before any answer) is removed again.
-        A warning, or None."""
+        is first saved); one left with no turn (its first message ended by an error before any answer) is removed
+        again.  A warning, or None."""
         data = st.saved_data() if st.chat is not None else None
         if not data or not data["turns"]:
             return self._drop_unanswered(st)
@@ -97,7 +103,7 @@ class LibraryCallbacks:
             self._open(st, conv_pick)
         except SdaError as exc:
             return self._turn_reply(st, notice("Not opened", str(exc))).warn(str(exc))
-        reply = self._turn_reply(st, notice("Opened", f"{plain(st.title)}: {len(st.turns)} turn(s)"))
+        reply = self._turn_reply(st, notice("Opened", titled(st)))
         reply.update(restored_controls(st.controls))  # and the settings it was last answered with
         return reply
 
@@ -126,7 +132,12 @@ class LibraryCallbacks:
         """Filter the conversation list by title and message text (ignoring case; empty: all of them)."""
         st = state or SessionState()
         st.search = (conv_search or "").strip()
-        return Reply(state=st, conv_pick=self._conversations(st))
+        found = self._conversations(st)
+        missed, st.search_missed = st.search_missed, bool(st.search and not found.choices)
+        if st.search_missed:
+            return Reply(state=st, conv_pick=found,
+                         status=notice("Search", f"no saved conversation matches “{plain(st.search)}”"))
+        return Reply(state=st, conv_pick=found, **({"status": ""} if missed else {}))  # that notice is over
 
     def delete_conversation(self, state: SessionState | None, conv_pick: str | None) -> Reply:
         st = state or SessionState()

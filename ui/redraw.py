@@ -79,7 +79,7 @@ class RedrawCallbacks:
         st.begin_version(kept, taken_out=True)
         chat.switch(chat.turns[:-1])
         try:
-            return chat.send(previous.user, settings), previous
+            return chat.send(previous.user, settings, keep_stopped=False), previous  # stopped early: as it was
         except BaseException:
             st.end_regeneration()  # the turn is shown again, as it was
             raise

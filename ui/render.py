@@ -29,7 +29,7 @@ CSS = """
 .sda-chat.hide-base .sda-pair { grid-template-columns: 1fr; }
 .sda-chat.hide-base .sda-base { display: none; }
 .sda-base, .sda-aligned { border-radius: 8px; padding: 8px 10px; min-height: 2.5em; }
-.sda-base { background: var(--background-fill-secondary); opacity: .92; }
+.sda-base { background: var(--background-fill-secondary); }
 .sda-aligned { background: var(--color-accent-soft); }
 .sda-meta { display: flex; flex-wrap: wrap; gap: 6px; margin: 2px 0 6px 0; font-size: .85em; }
 .sda-badge { border: 1px solid var(--border-color-primary); border-radius: 999px; padding: 1px 8px; }
@@ -82,6 +82,18 @@ CSS = """
 .sda-md th, .sda-md td { border: 1px solid var(--border-color-primary); padding: 2px 8px; }
 .sda-img-alt { font-style: italic; border-bottom: 1px dotted var(--border-color-primary); }
 .sda-img-alt::before { content: "[image: "; } .sda-img-alt::after { content: "]"; }
+/* legible notes and controls (issue 29): muted text stays at 4.5:1 or more on its background in light and dark
+   themes (the theme's text colour mixed with the page's, not a fixed grey), at 12 px at least; buttons are 24 px
+   or more; a wide table scrolls inside its answer instead of widening the column */
+.sda-who, .sda-timings, .sda-cut, .sda-wait, .sda-empty, .sda-empty-insp {
+  color: color-mix(in srgb, var(--body-text-color) 78%, var(--background-fill-primary)); }
+.sda-who { font-size: 12px; }
+.sda-timings, .sda-cut { font-size: 12px; }
+.sda-act, .sda-copy { font-size: 12px; min-height: 24px; min-width: 24px; line-height: 22px; padding: 0 8px;
+                      box-sizing: border-box; vertical-align: middle; }
+.sda-versions .sda-act { font-size: 16px; padding: 0 6px; }
+.sda-pair > * { min-width: 0; }
+.sda-md table { display: block; max-width: 100%; overflow-x: auto; }
 /* Send becomes Stop while an answer is on its way (the live turn, queued included, is in the page) */
 .gradio-container:has(#sda-chat .sda-live) #sda-send { display: none !important; }
 .gradio-container:not(:has(#sda-chat .sda-live)) #sda-stop { display: none !important; }
@@ -181,9 +193,21 @@ def _lam(lam: float | None) -> str:
     return "" if lam is None else f' · <span class="sda-nocase">λ {lam:.3f}</span>'
 
 
+STOPPED = "stopped"
+NOT_STARTED = "stopped before this answer started"
+
+
 def _cut(finish_reason: str | None) -> str:
-    """The note under an answer that ended at the max-tokens limit (base or aligned alike)."""
-    return f'<div class="sda-cut">{CUT}</div>' if finish_reason == "length" else ""
+    """The note under an answer that ended at the max-tokens limit or was cut by Stop (base or aligned alike)."""
+    note = {"length": CUT, "stopped": STOPPED}.get(finish_reason or "")
+    return f'<div class="sda-cut">{note}</div>' if note else ""
+
+
+def _ended(text: str, finish_reason: str | None, pick: int | None = None) -> str:
+    """A finished answer and its note; one stopped before its first token says so."""
+    if not text and finish_reason == "stopped":
+        return _wait(NOT_STARTED)
+    return _md(text, pick) + _cut(finish_reason)
 
 
 def _phase(r: TurnRecord) -> str:
@@ -226,10 +250,10 @@ def _record_html(i: int, r: TurnRecord, versions: Versions | None = None) -> str
             + _user(r.user, i, versions)
             + _meta(s.get("value"), detail, r.lam, r.lam_source, r.settings.get("mapping", "")) +
             '<div class="sda-pair">'
-            f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}{_copy_answer()}</div>{_md(r.base)}'
-            f'{_cut(r.base_finish_reason)}</div><div class="sda-aligned">'
+            f'<div class="sda-base"><div class="sda-who">{BASE_HEAD}{_copy_answer()}</div>'
+            f'{_ended(r.base, r.base_finish_reason)}</div><div class="sda-aligned">'
             f'<div class="sda-who">Aligned (SDA) · {escape(preset)}{_lam(r.lam)}{regen}{inspect}{_copy_answer()}'
-            f'</div>{_md(r.aligned, i if r.aligned_tokens else None)}{_cut(r.finish_reason)}</div></div>'
+            f'</div>{_ended(r.aligned, r.finish_reason, i if r.aligned_tokens else None)}</div></div>'
             f'{_turn_foot(r)}</div>')
 
 

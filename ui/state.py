@@ -41,6 +41,7 @@ class LiveTurn:
     previous: TurnRecord | None = None  # the record a regeneration replaces (its base answer is shown)
     base_finish: str = ""        # the base answer's finish reason once it is done ("length": cut at max tokens)
     fresh_base: bool = False     # a regeneration of the base answer (and so of score, λ and aligned answer)
+    ended: str | None = None     # set when the turn is over: its status line (a reloaded page following it ends)
 
     def record(self, settings: dict, evaluator: str) -> TurnRecord:
         """What the turn has so far, as a record marked "interrupted" (saved while it runs)."""
@@ -72,6 +73,7 @@ class SessionState:
         self.generation = 0                 # the host's model generation the chat was made for
         self.live: LiveTurn | None = None
         self.stop = threading.Event()
+        self.guard = threading.RLock()      # a turn going on after its page went away vs. the page following it
         self.pending = False                # a send/regenerate was clicked and waits in the queue
         self.from_page = False              # sends come through begin_send (the page), not the API alone
         self.controls: dict = {}            # the settings widgets' values of the last turn (saved, restored)
@@ -80,6 +82,7 @@ class SessionState:
         self.conv_id: str | None = None     # the saved conversation this session writes to (None: not saved yet)
         self.title = ""
         self.search = ""                    # what the conversation list is filtered by (its search box)
+        self.search_missed = False          # the last search matched nothing (and the status line said so)
         self.arena_mode = False             # show base and aligned blind as A and B, with vote buttons
         self.inspected: tuple[int, int | None] | None = None  # (turn, token) the inspector shows
         self._arena: list[tuple[TurnRecord, dict]] = []        # each turn's arena entry, kept with its record
