@@ -207,14 +207,17 @@ def test_preset_evaluator_uses_each_presets_own_lambda(tmp_path, monkeypatch):
     from sda_local.judges import PresetLambdaEvaluator, make_evaluator
     from sda_local.judges.decision import decide_lambda
     from sda_local.judges.fixed import UNMEASURED_LAM
-    from sda_local.presets import Preset, custom_preset
+    from sda_local.presets import Preset, custom_defaults, custom_preset
 
     ev = make_evaluator("preset")
     assert isinstance(ev, PresetLambdaEvaluator)
     tuned = Preset(name="t", instruction="Be kind.", lam=0.3)
     d = decide_lambda(ev, "q", "any answer", tuned, "sigmoid", fallback_lam=0.9)
     assert (d.lam, d.source, d.score) == (0.3, "fixed", None)
-    assert decide_lambda(ev, "q", "a", custom_preset("Be brief."), "sigmoid").lam == UNMEASURED_LAM
+    # a custom instruction gets the λ chosen for custom instructions on IFEval (presets.toml [custom]) …
+    assert decide_lambda(ev, "q", "a", custom_preset("Be brief."), "sigmoid").lam == custom_defaults()["lam"]
+    # … and a preset without a λ of its own the middle of the mappings' range
+    assert decide_lambda(ev, "q", "a", Preset(name="u", instruction="Be brief."), "sigmoid").lam == UNMEASURED_LAM
     # a user preset file may carry its own λ
     monkeypatch.setenv("SDA_LOCAL_CONFIG", str(tmp_path))
     (tmp_path / "presets.json").write_text('{"mine": {"instruction": "Be calm.", "lam": 0.7}}')

@@ -13,7 +13,7 @@ import re
 
 import pytest
 from conftest import ARTIFACTS
-from ui_support import CHROMIUM, CHROMIUM_ARGS, require_browser, served
+from ui_support import CHROMIUM, CHROMIUM_ARGS, require_browser, served, set_max_tokens
 
 pytestmark = [
     pytest.mark.slow,
@@ -57,14 +57,6 @@ def _input_on_screen(page) -> bool:
     return 0 < page.evaluate(INPUT_BOTTOM) <= page.viewport_size["height"]
 
 
-def _max_tokens(page, n: int) -> None:
-    page.get_by_text("Advanced settings").click()
-    box = page.locator("#sda-max-tokens input[type=number]")
-    box.fill(str(n))
-    box.press("Enter")
-    page.get_by_text("Advanced settings").click()
-
-
 def _send(page, text: str, n: int) -> None:
     entry = page.locator("#sda-input textarea")
     entry.fill(text)
@@ -75,7 +67,7 @@ def _send(page, text: str, n: int) -> None:
 def _busy_enter(page) -> None:
     """Enter while the first answer is on its way: a notice, the message stays, Send is Stop; nothing is sent.
     (A long answer, so that it is still on its way when the second Enter lands, however busy the machine.)"""
-    _max_tokens(page, 200)
+    set_max_tokens(page, 200)
     entry = page.locator("#sda-input textarea")
     entry.fill("Write a long story about a lighthouse keeper and his cat.")
     entry.press("Enter")
@@ -91,13 +83,13 @@ def _busy_enter(page) -> None:
     assert page.locator("#sda-chat .sda-turn").count() == 1
     assert page.locator("#sda-send").is_visible() and page.locator("#sda-stop").is_hidden()
     entry.fill("")
-    _max_tokens(page, 24)
+    set_max_tokens(page, 24)
 
 
 def _pane_follows_the_answer(page) -> None:
     """While a long answer streams the pane stays at its bottom; scrolled up by the user, it stays put.  (The
     base column is hidden: the finished base answer, as long, would set the turn's height.)"""
-    _max_tokens(page, 500)
+    set_max_tokens(page, 500)
     page.locator("#sda-show-base input").uncheck()
     entry = page.locator("#sda-input textarea")
     entry.fill("Write a long story about a lighthouse keeper and his cat.")
@@ -123,7 +115,7 @@ def _pane_follows_the_answer(page) -> None:
     page.locator("#sda-stop").click()
     page.wait_for_function("() => !document.querySelector('#sda-chat .sda-live')", timeout=TIMEOUT_MS)
     page.locator("#sda-show-base input").check()
-    _max_tokens(page, 24)
+    set_max_tokens(page, 24)
 
 
 def _word_click(page, turn: int) -> None:
@@ -248,7 +240,7 @@ def test_pane_word_clicks_busy_enter_and_regenerate_in_headless_chromium(tmp_pat
             page.wait_for_function("() => document.querySelector('#sda-status').innerText.includes('Resumed')")
             assert _input_on_screen(page) and _at_bottom(page), page.evaluate(PANE)
             _settings_came_back(page)
-            _max_tokens(page, 24)
+            set_max_tokens(page, 24)
             _send(page, "One more fact, please.", 7)
             _word_click(page, 7)
             _inspect_tokens(page)

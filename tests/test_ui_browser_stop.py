@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ARTIFACTS
-from ui_support import CHROMIUM, CHROMIUM_ARGS, require_browser, served
+from ui_support import CHROMIUM, CHROMIUM_ARGS, require_browser, served, set_max_tokens
 
 pytestmark = [
     pytest.mark.slow,
@@ -27,14 +27,6 @@ STORY = "Write a long story about a dragon."
 QUESTION = "What is the capital of Peru?"
 LIVE_BASE = "() => document.querySelector('#sda-chat .sda-live .sda-base .sda-md')?.innerText.trim().length || 0"
 IDLE = "() => !document.querySelector('#sda-chat .sda-live')"
-
-
-def _max_tokens(page, n: int) -> None:
-    page.get_by_text("Advanced settings").click()
-    box = page.locator("#sda-max-tokens input[type=number]")
-    box.fill(str(n))
-    box.press("Enter")
-    page.get_by_text("Advanced settings").click()
 
 
 def _stop_keeps_the_base_answer(page, store) -> None:
@@ -175,7 +167,7 @@ def test_stop_keeps_what_was_on_screen_in_headless_chromium(tmp_path):
         try:
             page.goto(url)
             page.wait_for_selector("#sda-chat .sda-empty")
-            _max_tokens(page, 600)
+            set_max_tokens(page, 600)
             _stop_keeps_the_base_answer(page, store)
             _stop_right_after_enter_keeps_the_message(page, store)
             _legible(page)

@@ -74,7 +74,9 @@ def _mid_answer_reload(page, store) -> None:
     turn.wait_for(timeout=TIMEOUT_MS)
     kept = turn.locator(".sda-aligned .sda-txt").inner_text().strip()
     assert len(kept) >= len(following) and kept[:30] == shown[:30], (kept, shown)
-    assert "Stopped" in page.locator("#sda-status").inner_text()
+    # the status line says so once the stopped turn is recorded (it reads "Stopping…" until then)
+    page.wait_for_function("() => document.querySelector('#sda-status').innerText.includes('Stopped')",
+                           timeout=TIMEOUT_MS)
     (summary,) = store.list()
     (saved,) = store.load(summary.id)[1]["turns"]
     assert saved["user"] == QUESTION and saved["settings"]["sampling"]["seed"] is None

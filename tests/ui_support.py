@@ -25,6 +25,15 @@ def controller(host, store=None, **kw):
     return ChatController(host, stream_interval_s=0, store=store, **kw)
 
 
+def set_max_tokens(page, n: int) -> None:
+    """Set Advanced settings → max tokens to ``n`` in the chat page (opening and closing the accordion)."""
+    page.get_by_text("Advanced settings").click()
+    box = page.locator("#sda-max-tokens input[type=number]")
+    box.fill(str(n))
+    box.press("Enter")
+    page.get_by_text("Advanced settings").click()
+
+
 def require_browser():
     """Playwright's sync API, for a browser test module to call at import: the module is skipped where
     Chromium or Playwright is missing outside CI, and fails under CI (there it must run)."""

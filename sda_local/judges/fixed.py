@@ -50,14 +50,15 @@ class FixedEvaluator(Evaluator):
         return self._score(criterion)
 
 
-# λ for a custom instruction, which has no measured λ of its own: the middle of the mappings' range.
+# λ for a preset without a measured λ of its own (a user's preset saved without one): the middle of the mappings'
+# range.  (A custom instruction carries the λ chosen for custom instructions: presets.toml's [custom].)
 UNMEASURED_LAM = 0.5
 
 
 class PresetLambdaEvaluator(Evaluator):
     """Sets λ to the preset's own ``lam`` (``sda_local/data/presets.toml``), chosen on the dev splits where no
-    local judge's score carried enough signal (see README, "Evaluators").  A preset without one (a custom
-    instruction) gets ``UNMEASURED_LAM``."""
+    local judge's score carried enough signal (see README, "Evaluators").  A preset without one gets
+    ``UNMEASURED_LAM``."""
 
     name = "preset"
 
