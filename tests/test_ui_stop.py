@@ -10,7 +10,7 @@ import threading
 import time
 
 from sda_local.ui.conversations import ConversationStore
-from ui_support import controller
+from ui_support import controller, start_saved_turn
 
 FAST = dict(evaluator="fixed", fixed_by="lam", fixed_lam=0.6, max_tokens=6, seed=3)
 LONG = dict(FAST, max_tokens=120)  # both answers stream together (λ is known first), well past a few tokens
@@ -30,13 +30,7 @@ def until(replies, cond) -> None:
 
 # -- 1. Stop keeps the base answer that was on screen ----------------------------------------------------------
 def test_stop_while_both_answers_stream_keeps_the_base_answer_shown_and_saved(host, tmp_path):
-    from sda_local.ui.state import SessionState
-
-    store = ConversationStore(tmp_path / "chats.sqlite3")
-    c = controller(host, store)
-    st = SessionState()
-    replies = c.send(st, "Write a long story about a dragon.", **LONG)
-    key = next(replies)["conv_key"]
+    c, st, store, replies, key = start_saved_turn(host, tmp_path, "Write a long story about a dragon.", **LONG)
     until(replies, lambda: st.live is not None and len(st.live.base) > 10 and len(st.live.aligned) > 5)
     shown = st.live.base
     assert st.live.base_finish == ""  # the base answer was still streaming
@@ -54,13 +48,7 @@ def test_stop_while_both_answers_stream_keeps_the_base_answer_shown_and_saved(ho
 
 # -- 2. a message stopped before its answer stays -------------------------------------------------------------
 def test_stop_while_a_judge_waits_for_the_base_answer_keeps_the_message_and_the_partial_base(host, tmp_path):
-    from sda_local.ui.state import SessionState
-
-    store = ConversationStore(tmp_path / "chats.sqlite3")
-    c = controller(host, store)
-    st = SessionState()
-    replies = c.send(st, "What is the capital of Peru?", **JUDGED)
-    key = next(replies)["conv_key"]
+    c, st, store, replies, key = start_saved_turn(host, tmp_path, "What is the capital of Peru?", **JUDGED)
     until(replies, lambda: st.live is not None and len(st.live.base) > 10)
     assert st.live.phase == "base"  # no score, no λ yet
     shown = st.live.base
@@ -78,6 +66,8 @@ def test_stop_while_a_judge_waits_for_the_base_answer_keeps_the_message_and_the_
     assert again["status"].startswith("Done") and [t.user for t in st.turns] == [rec.user, "And of Chile?"]
     assert {"role": "user", "content": rec.user} in st.chat.messages()
     # Regenerate aligned has no λ to reuse for it; Regenerate base answers it afresh
+    from sda_local.ui.state import SessionState
+
     c2 = controller(host)
     st2 = SessionState()
     replies = c2.send(st2, "Stopped at once?", **JUDGED)

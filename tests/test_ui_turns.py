@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 from sda_local.ui.conversations import ConversationStore
-from ui_support import controller
+from ui_support import controller, start_saved_turn
 
 from sda_local.session import TurnRecord
 
@@ -208,13 +208,7 @@ def test_after_a_restart_an_interrupted_turn_shows_as_such(host, tmp_path):
 
 def test_a_first_message_stopped_before_any_answer_keeps_its_conversation(host, tmp_path):
     """(Issue 29: it used to vanish, conversation and all.)"""
-    from sda_local.ui.state import SessionState
-
-    store = ConversationStore(tmp_path / "chats.sqlite3")
-    c = controller(host, store)
-    st = SessionState()
-    replies = c.send(st, "Never mind.", **LONG)
-    key = next(replies)["conv_key"]
+    c, st, store, replies, key = start_saved_turn(host, tmp_path, "Never mind.", **LONG)
     assert [s.id for s in store.list()] == [key]
     c.stop(st)
     final = list(replies)[-1]

@@ -25,6 +25,19 @@ def controller(host, store=None, **kw):
     return ChatController(host, stream_interval_s=0, store=store, **kw)
 
 
+def start_saved_turn(host, tmp_path, text: str, **settings):
+    """A controller saving to a fresh SQLite store, a new session, and a turn on ``text`` started (its first
+    reply read): (controller, state, store, the turn's remaining replies, the conversation's key)."""
+    from sda_local.ui.conversations import ConversationStore
+    from sda_local.ui.state import SessionState
+
+    store = ConversationStore(tmp_path / "chats.sqlite3")
+    c = controller(host, store)
+    st = SessionState()
+    replies = c.send(st, text, **settings)
+    return c, st, store, replies, next(replies)["conv_key"]
+
+
 def set_max_tokens(page, n: int) -> None:
     """Set Advanced settings → max tokens to ``n`` in the chat page (opening and closing the accordion)."""
     page.get_by_text("Advanced settings").click()
