@@ -12,8 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS
-from ui_support import CHROMIUM, CHROMIUM_ARGS, require_browser, served, set_max_tokens
+from ui_support import chat_page, require_browser, set_max_tokens
 
 pytestmark = [
     pytest.mark.slow,
@@ -158,25 +157,10 @@ def test_stop_keeps_what_was_on_screen_in_headless_chromium(tmp_path):
     from sda_local.ui.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "chats.sqlite3")
-    errors: list[str] = []
-    with served(store) as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(url)
-            page.wait_for_selector("#sda-chat .sda-empty")
-            set_max_tokens(page, 600)
-            _stop_keeps_the_base_answer(page, store)
-            _stop_right_after_enter_keeps_the_message(page, store)
-            _legible(page)
-            _title_and_search(page)
-            _wide_table_and_arrows(page, tmp_path)
-        except Exception:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "ui-stop-failed.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
-    assert not errors, errors  # the page logged no JavaScript error
+    with chat_page(store, "ui-stop-failed.png") as page:
+        set_max_tokens(page, 600)
+        _stop_keeps_the_base_answer(page, store)
+        _stop_right_after_enter_keeps_the_message(page, store)
+        _legible(page)
+        _title_and_search(page)
+        _wide_table_and_arrows(page, tmp_path)

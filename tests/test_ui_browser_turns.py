@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS
-from ui_support import CHROMIUM, CHROMIUM_ARGS, require_browser, served
+from ui_support import chat_page, require_browser
 
 pytestmark = [
     pytest.mark.slow,
@@ -103,25 +102,10 @@ def test_seed_header_stop_reload_and_tables_in_headless_chromium(tmp_path):
     from sda_local.ui.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "chats.sqlite3")
-    errors: list[str] = []
-    with served(store) as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(url)
-            page.wait_for_selector("#sda-chat .sda-empty")
-            assert _stop_looks_idle(page)  # nothing is being generated: Send, no Stop
-            _settings(page)
-            _mid_answer_reload(page, store)
-            page.wait_for_function("() => !document.querySelector('#sda-chat .sda-live')")
-            assert _stop_looks_idle(page)
-            _table(page, tmp_path)
-        except Exception:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "ui-turns-failed.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
-    assert not errors, errors  # the page logged no JavaScript error
+    with chat_page(store, "ui-turns-failed.png") as page:
+        assert _stop_looks_idle(page)  # nothing is being generated: Send, no Stop
+        _settings(page)
+        _mid_answer_reload(page, store)
+        page.wait_for_function("() => !document.querySelector('#sda-chat .sda-live')")
+        assert _stop_looks_idle(page)
+        _table(page, tmp_path)

@@ -38,6 +38,33 @@ def start_saved_turn(host, tmp_path, text: str, **settings):
     return c, st, store, replies, next(replies)["conv_key"]
 
 
+@contextmanager
+def chat_page(store, shot: str):
+    """The chat, served on the tiny model with ``store``, open in headless Chromium (1400×900, 60 s timeouts) at the
+    empty conversation: the page.  A failing block leaves a screenshot ``ARTIFACTS/shot``; afterwards the page must
+    have logged no JavaScript error."""
+    from conftest import ARTIFACTS
+    from playwright import sync_api
+
+    errors: list[str] = []
+    with served(store) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(url)
+            page.wait_for_selector("#sda-chat .sda-empty")
+            yield page
+        except Exception:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+            raise
+        finally:
+            browser.close()
+    assert not errors, errors  # the page logged no JavaScript error
+
+
 def set_max_tokens(page, n: int) -> None:
     """Set Advanced settings → max tokens to ``n`` in the chat page (opening and closing the accordion)."""
     page.get_by_text("Advanced settings").click()
