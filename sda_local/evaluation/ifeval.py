@@ -169,11 +169,15 @@ class IfevalConfig:
 def _sda_settings(row: dict, system: System, p: SamplingParams) -> tuple[TurnSettings, float]:
     """The turn settings and λ of an SDA system: the shipped custom-instruction settings, with the system's."""
     preset = custom_preset(row["constraints"], name="ifeval")
-    lam = float(system.setting("lam", preset.lam))
     overrides = {k: v for k, v in system.sda if k in ("contrast", "guidance_clip", "plausibility", "adaptive_guidance")}
     settings = TurnSettings(preset=preset, sampling=replace(p, **overrides).check(),
                             placement=system.setting("placement", "auto"))
-    return settings, lam
+    return settings, sda_lam(system)
+
+
+def sda_lam(system: System) -> float:
+    """An SDA system's λ: its own, or the shipped custom-instruction λ."""
+    return float(system.setting("lam", custom_defaults()["lam"]))
 
 
 def answer_row(engine, row: dict, system: System, p: SamplingParams):
@@ -297,7 +301,7 @@ def run_ifeval(engine, rows: Sequence[dict], cfg: IfevalConfig, out_dir: str | P
                 p = replace(cfg.sampling, seed=None if cfg.sampling.seed is None else cfg.sampling.seed + row["key"])
                 for system in systems:
                     if (row["key"], system.name) not in done:
-                        lam = _sda_settings(row, system, p)[1] if system.kind == "sda" else None
+                        lam = sda_lam(system) if system.kind == "sda" else None
                         r = item_row(row, system, answer_row(engine, row, system, p), lam)
                         w.write(r)
                         new_rows.append(r)
