@@ -4,7 +4,8 @@ refactor: run it on two checkouts (or before and after a change) and `diff` the 
     .venv/bin/python tools/seeded_outputs.py OUT.json [--model smollm2-135m] [--tokens 40]
 
 Covers λ ∈ {0, 0.25}, both engine layouts (batched, contexts), with and without the base answer, the
-self-score evaluator (its engine shortcut), the server (plain and SDA, streamed and not) and `eval samples`.
+self-score evaluator (its engine shortcut), the server (plain and SDA, streamed and not; text completions and
+prefill) and `eval samples`.
 Only texts and token ids are kept (no timings), so two runs of the same code give identical files.
 """
 from __future__ import annotations
@@ -38,8 +39,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def post(port: int, body: dict) -> dict | str:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", json.dumps(body).encode(),
+def post(port: int, body: dict, path: str = "/v1/chat/completions") -> dict | str:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(),
                                  {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=300) as r:
         raw = r.read().decode()
@@ -52,6 +53,9 @@ def post(port: int, body: dict) -> dict | str:
         return text
     d = json.loads(raw)
     sda = d.get("sda") or {}
+    if "text" in d["choices"][0]:  # a text completion
+        return {"text": d["choices"][0]["text"], "finish": d["choices"][0]["finish_reason"], "usage": d["usage"],
+                "lam": sda.get("lam")}
     return {"text": d["choices"][0]["message"]["content"], "finish": d["choices"][0]["finish_reason"],
             "usage": d["usage"], "lam": sda.get("lam"), "lam_source": sda.get("lam_source")}
 
@@ -74,6 +78,12 @@ def serve_outputs(model: str, tokens: int) -> dict:
             body = {**base, "sda": {"preset": "harmlessness", "lam": lam}}
             out[f"sda_lam{lam}"] = post(port, body)
             out[f"sda_lam{lam}_stream"] = post(port, {**body, "stream": True})
+        text = {"model": model, "prompt": "The best way to calm down is", "max_tokens": tokens, "seed": 3}
+        out["text_plain"] = post(port, text, "/v1/completions")
+        out["text_sda"] = post(port, {**text, "sda": {"preset": "harmlessness", "lam": 0.25}}, "/v1/completions")
+        prefill = {**base, "messages": msgs + [{"role": "assistant", "content": "Here is"}]}
+        out["prefill_plain"] = post(port, prefill)
+        out["prefill_sda"] = post(port, {**prefill, "sda": {"preset": "harmlessness", "lam": 0.25}})
         out["sda_self_base"] = post(port, {**base, "sda": {"preset": "harmlessness", "evaluator": "self",
                                                            "return_base": True}})
         return out
