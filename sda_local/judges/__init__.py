@@ -32,16 +32,17 @@ from .decision import (
                    decide_lambda,
                    decide_without_answer,
 )
-from .digits import GEvalEvaluator
 from .factory import (
                    DEFAULT_EVALUATOR,
                    EVALUATOR_KINDS,
+                   EVALUATOR_LABELS,
                    JUDGE_KINDS,
-                   LOCAL_JUDGES,
+                   LOCAL_JUDGE_KINDS,
+                   PAIRWISE_JUDGE_KINDS,
                    make_evaluator,
 )
-from .factory import LABELS as EVALUATOR_LABELS
 from .fixed import FixedEvaluator, PresetLambdaEvaluator
+from .geval import GEvalEvaluator
 from .local import LocalEvaluator
 from .openai_judge import OpenAIEvaluator
 from .reasoned import ReasonedEvaluator
@@ -50,5 +51,5 @@ from .yesno import YesNoEvaluator
 
 __all__ = ["BaseAnswer", "LambdaDecision", "LAMBDA_SOURCES", "decide_lambda", "decide_without_answer", "DEFAULT_EVALUATOR", "EVALUATOR_LABELS", "Evaluator", "EvaluatorError", "Score", "Reply", "FixedLambda", "FixedEvaluator", "PresetLambdaEvaluator", "LocalEvaluator",
            "GEvalEvaluator", "ReasonedEvaluator", "YesNoEvaluator", "SelfScoreEvaluator", "OpenAIEvaluator",
-           "make_evaluator", "EVALUATOR_KINDS", "JUDGE_KINDS", "LOCAL_JUDGES", "LAMBDA_OPTION", "SCORE_OPTION",
+           "make_evaluator", "EVALUATOR_KINDS", "LOCAL_JUDGE_KINDS", "PAIRWISE_JUDGE_KINDS", "JUDGE_KINDS", "LAMBDA_OPTION", "SCORE_OPTION",
            "judge_messages", "parse_fields"]
