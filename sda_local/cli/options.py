@@ -4,7 +4,8 @@
                        the field's ``Option`` (``sampling_options()``), so a new field is a new option everywhere;
 - ``turn_parent``      ``TurnSettings``' own options (λ mapping, fallback λ, placement, system prompt), the same way;
 - ``model_parent``     which GGUF and how llama.cpp runs it (``model_options``, light: the chat's ``--help``);
-- ``evaluator_parent`` where λ comes from (a judge, or a given λ / score): a ``judges.JudgeSpec``;
+- ``evaluator_parent`` where λ comes from (a judge, or a given λ / score): one option per ``JudgeSpec`` field,
+                       from its ``Option`` (``judge_options()``), the same way;
 - ``preset_parent``    ``--preset NAME`` or ``--instruction TEXT``.
 
 A parent is built fresh for each command, so a command can set its own defaults (``sampling_parent(max_tokens=64)``)
@@ -20,8 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 from ..core import Option, SamplingParams, sampling_options
 from ..core.params import base_type
 from ..errors import SdaError
-from ..judges import DEFAULT_EVALUATOR, EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION
-from ..judges.spec import JudgeSpec
+from ..judges import DEFAULT_EVALUATOR, LAMBDA_OPTION
+from ..judges.spec import FIXED_FIELDS, JudgeSpec, judge_options
 from ..presets import DEFAULT_PRESET, Preset, choose_preset
 from ..turn import TurnSettings, turn_options
 from .model_options import ModelOptions, model_from_args, model_parent  # noqa: F401  (shared by the commands)
@@ -156,38 +157,40 @@ def preset_from_args(args: argparse.Namespace) -> Preset | None:
 
 
 # -- the evaluator -------------------------------------------------------------------------------------------
-def evaluator_parent(*, kind: str = DEFAULT_EVALUATOR, timeout: float = 30.0, fixed: bool = True, choose: bool = True,
+# ``JudgeSpec`` field → its flag where it is not ``--field-name`` (the dest is the flag's name: ``args.evaluator``)
+JUDGE_FLAGS = {"kind": "--evaluator"}
+
+
+def judge_dest(name: str) -> str:
+    """The ``Namespace`` attribute of a ``JudgeSpec`` field (``kind`` → ``evaluator``)."""
+    return JUDGE_FLAGS.get(name, "--" + name.replace("_", "-"))[2:].replace("-", "_")
+
+
+def evaluator_parent(*, kind: str = DEFAULT_EVALUATOR, timeout: float | None = None, fixed: bool = True,
+                     choose: bool = True,
                      title: str = "evaluator (rates the unsteered answer; the score sets λ)") -> argparse.ArgumentParser:
-    """``choose=False``: no ``--evaluator`` (a command that picks its judges itself, such as ``eval judge``)."""
+    """``JudgeSpec``'s fields as options, each from its ``Option`` (``judge_options()``): ``--evaluator`` (the
+    kind), ``--lam`` | ``--score``, ``--judge-model``, ``--openai-model``, ``--openai-base-url``,
+    ``--openai-api-key``, ``--timeout``, ``--retries``.  ``kind`` and ``timeout`` are this command's defaults;
+    ``fixed=False``: no ``--lam`` / ``--score``; ``choose=False``: no ``--evaluator`` (a command that picks its
+    judges itself, such as ``eval judge``)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group(title)
-    if choose:
-        g.add_argument("--evaluator", choices=EVALUATOR_KINDS, default=kind,
-                       help=f"a local GGUF judge (local = grammar; geval, reason, yesno read probabilities; self = "
-                            f"the two streams' log-prob gap), an OpenAI-compatible endpoint, or fixed (--lam / "
-                            f"--score; a score of 50 when neither) (default {kind})")
-    else:
-        p.set_defaults(evaluator=kind)
-    if fixed:
-        m = g.add_mutually_exclusive_group()
-        m.add_argument("--lam", type=option_type("λ", float, LAMBDA_OPTION), default=None,
-                       help=f"{LAMBDA_OPTION.help}; {LAMBDA_OPTION.describe_range()}. Given directly: no judge")
-        m.add_argument("--score", type=option_type("score", float, SCORE_OPTION), default=None,
-                       help=f"{SCORE_OPTION.help}; {SCORE_OPTION.describe_range()}. Given directly: no judge")
-    else:
-        p.set_defaults(lam=None, score=None)
-    g.add_argument("--judge-model", default=None, help="local judge: registry id, file or path (default: the chat model)")
-    g.add_argument("--openai-model", default=None, help="default gpt-4.1 (or $SDA_LOCAL_OPENAI_MODEL)")
-    g.add_argument("--openai-base-url", default=None, help="default $OPENAI_BASE_URL or api.openai.com")
-    g.add_argument("--openai-api-key", default=None, help="default $OPENAI_API_KEY (prefer the variable)")
-    g.add_argument("--timeout", type=float, default=timeout, help=f"seconds per evaluator request (default {timeout:g})")
-    g.add_argument("--retries", type=int, default=2, help="evaluator retries with back-off (default 2)")
+    defaults = {"kind": kind, **({} if timeout is None else {"timeout": timeout})}
+    given = g.add_mutually_exclusive_group() if fixed else None  # --lam | --score
+    for name, annotation, default, opt in judge_options():
+        dest, default = judge_dest(name), defaults.get(name, default)
+        if (name == "kind" and not choose) or (name in FIXED_FIELDS and not fixed):
+            p.set_defaults(**{dest: default})
+            continue
+        add_option(given if name in FIXED_FIELDS else g, dest, annotation, default, opt,
+                   flags=[JUDGE_FLAGS.get(name, "--" + name.replace("_", "-"))])
     return p
 
 
 def evaluator_from_args(args: argparse.Namespace) -> JudgeSpec:
-    return JudgeSpec(args.evaluator, args.lam, args.score, args.judge_model, args.openai_model,
-                     args.openai_base_url, args.openai_api_key, args.timeout, args.retries)
+    """The ``JudgeSpec`` a command's evaluator options describe (``SdaError`` for a value it refuses)."""
+    return JudgeSpec(**{name: getattr(args, judge_dest(name)) for name, *_ in judge_options()})
 
 
 def lambda_list_type() -> Callable[[str], float]:
