@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from ..core import CV_STREAMS
+from ..core.control import DEFAULT_CV_STREAMS
 from ..errors import SdaError
 from ..evaluation.progress import Progress
 from ..palrs.cvec import (
@@ -57,10 +58,10 @@ def control_vector_parent(streams: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--cv-layers", default=None, metavar="A-B",
                    help="apply only to layers A..B, inclusive (default: all; like --control-vector-layer-range)")
     if streams:
-        g.add_argument("--cv-streams", choices=CV_STREAMS, default="aligned",
+        g.add_argument("--cv-streams", choices=CV_STREAMS, default=DEFAULT_CV_STREAMS,
                        help="steer only the aligned stream (default; uses the 'contexts' layout) or both streams")
     else:
-        p.set_defaults(cv_streams="aligned")
+        p.set_defaults(cv_streams=DEFAULT_CV_STREAMS)
     return p
 
 

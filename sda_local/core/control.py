@@ -8,7 +8,9 @@ import numpy as np
 
 from ..errors import SdaError
 
-CV_STREAMS = ("aligned", "both")
+# Which streams the vectors steer: "aligned" (stream A only, the default everywhere) or "both".
+DEFAULT_CV_STREAMS = "aligned"
+CV_STREAMS = (DEFAULT_CV_STREAMS, "both")
 
 
 class ControlVectorError(SdaError):
@@ -27,7 +29,7 @@ class ControlVectors:
 
     data: np.ndarray
     layers: tuple[int, int] | None = None
-    streams: str = "aligned"
+    streams: str = DEFAULT_CV_STREAMS
     description: str = ""
 
     def __post_init__(self):

@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..core.control import ControlVectorError, ControlVectors
+from ..core.control import DEFAULT_CV_STREAMS, ControlVectorError, ControlVectors
 
 __all__ = ["ARCH", "ControlVector", "ControlVectorError", "combine", "control_vectors", "load_control_vectors",
            "parse_layer_range", "parse_spec", "read_control_vector", "write_control_vector"]
@@ -224,7 +224,7 @@ def _describe(specs: list, scale: float) -> str:
 
 
 def control_vectors(specs: Iterable[tuple[str | os.PathLike, float] | str], *, scale: float = 1.0,
-                    layers: str | Sequence[int] | None = None, streams: str = "aligned") -> ControlVectors:
+                    layers: str | Sequence[int] | None = None, streams: str = DEFAULT_CV_STREAMS) -> ControlVectors:
     """Read and sum control-vector files into the data the engine takes (``Engine(control=…)``).
 
     ``specs``: ``"PATH[:SCALE]"`` strings or ``(path, scale)`` pairs, summed, times ``scale``; ``layers``: "A-B"

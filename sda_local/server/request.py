@@ -1,7 +1,8 @@
 """One request's body → a ``RequestPlan``: the conversation, the ``SamplingParams``, the SDA settings, the stops.
 
-Every range comes from the ``Option`` metadata of ``SamplingParams`` / ``TurnSettings`` (the one definition), so
-an out-of-range value is a 400 whose message names the field and its allowed range, as on the command line.
+Every range comes from the ``Option`` metadata of ``SamplingParams`` / ``TurnSettings`` / ``JudgeSpec`` (the one
+definition), so an out-of-range value is a 400 whose message names the field and its allowed range, as on the
+command line.
 ``temperature`` is OpenAI's name for SDA's base temperature T0; 0 (greedy in OpenAI's API) becomes ``MIN_T0``.
 """
 from __future__ import annotations
@@ -16,16 +17,16 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..core import CV_STREAMS, Option, SamplingParams
+from ..core.control import DEFAULT_CV_STREAMS
 from ..errors import SdaError
-from ..judges import EVALUATOR_KINDS, LAMBDA_OPTION, SCORE_OPTION
-from ..judges.spec import JudgeSpec
+from ..judges.spec import JudgeSpec, judge_option
 from ..runtime.logprobs import DecodeExtras
 from ..runtime.schema_grammar import SchemaError, json_object_gbnf, schema_gbnf
 from ..presets import DEFAULT_PRESET, Preset, custom_preset, get_preset
 from ..turn import STEER_TARGETS, TurnSettings, resolve_placement, turn_options
 from .config import ServerConfig
 from .errors import ApiError
-from .schemas import SDA_SAMPLING, ChatRequest, CompletionRequest, SdaOptions
+from .schemas import SDA_JUDGE, SDA_SAMPLING, ChatRequest, CompletionRequest, SdaOptions
 
 MIN_T0 = 0.01           # temperature 0 ("greedy") → this T0: near-greedy, and T0 must stay positive
 TEMPERATURE_OPTION = Option(help="OpenAI temperature, used as SDA's base temperature T0", lo=0.0, hi=2.0)
@@ -34,23 +35,42 @@ MAX_STOPS = 4
 
 @dataclass(frozen=True)
 class SdaPlan:
-    preset: Preset
+    """A request's SDA: the turn settings it asks for (``settings``: the preset, the λ mapping, the fallback λ, the
+    placement resolved through the preset, what to steer toward; the request's sampling comes in
+    ``turn_settings``), where λ comes from, the control vectors, and whether the base answer is returned."""
+
+    settings: TurnSettings
     judge: JudgeSpec                       # where λ comes from: the server's default, with the request's changes
-    mapping: str
-    fallback_lam: float
-    placement: str
     control: tuple[tuple[str, float], ...] = ()
     cv_scale: float = 1.0
     cv_layers: str | None = None
-    cv_streams: str = "aligned"
+    cv_streams: str = DEFAULT_CV_STREAMS
     return_base: bool = False
-    steer_toward: str = "preset"           # "system": toward the conversation's own system message
 
     def turn_settings(self, params: SamplingParams) -> TurnSettings:
         """The turn these settings describe, with the request's sampling."""
-        return TurnSettings(preset=self.preset, sampling=params, mapping=self.mapping,
-                            fallback_lam=self.fallback_lam, placement=self.placement,
-                            steer_toward=self.steer_toward)
+        return replace(self.settings, sampling=params)
+
+    # the turn settings the worker reads, as they are held (read only)
+    @property
+    def preset(self) -> Preset:
+        return self.settings.preset
+
+    @property
+    def mapping(self) -> str:
+        return self.settings.mapping
+
+    @property
+    def fallback_lam(self) -> float:
+        return self.settings.fallback_lam
+
+    @property
+    def placement(self) -> str:
+        return self.settings.placement
+
+    @property
+    def steer_toward(self) -> str:             # "system": toward the conversation's own system message
+        return self.settings.steer_toward
 
 
 @dataclass
@@ -303,20 +323,24 @@ def split_model(name: str, served: set[str]) -> tuple[str, Preset | str | None]:
 
 
 def _judge(sda: SdaOptions, default: JudgeSpec) -> JudgeSpec:
-    """The server's evaluator spec with what the request says about λ (a λ, a score, or an evaluator kind)."""
+    """The server's evaluator spec with what the request says about λ (a λ, a score, or an evaluator kind), each
+    value checked against its ``JudgeSpec`` ``Option`` (a 400 naming ``sda.FIELD``)."""
+    def check(name: str) -> None:
+        wire = SDA_JUDGE[name]
+        if getattr(sda, wire) is not None:
+            _check(judge_option(name), f"sda.{wire}", getattr(sda, wire))
+
     if sda.lam is not None and sda.score is not None:
         raise ApiError(400, "sda: give lam or score, not both", "sda.lam")
-    if sda.evaluator is not None and sda.evaluator not in EVALUATOR_KINDS:
-        raise ApiError(400, f"sda.evaluator must be one of {', '.join(EVALUATOR_KINDS)}; got {sda.evaluator!r}",
-                       "sda.evaluator")
+    check("kind")
     if (sda.lam is not None or sda.score is not None) and sda.evaluator not in (None, "fixed"):
         raise ApiError(400, f"sda: a given lam or score is the fixed evaluator, not {sda.evaluator!r}",
                        "sda.evaluator")
+    check("lam")
+    check("score")
     if sda.lam is not None:
-        _check(LAMBDA_OPTION, "sda.lam", sda.lam)
         return replace(default, kind="fixed", lam=float(sda.lam), score=None)
     if sda.score is not None:
-        _check(SCORE_OPTION, "sda.score", sda.score)
         return replace(default, kind="fixed", lam=None, score=float(sda.score))
     if sda.evaluator == "fixed":
         return replace(default, kind="fixed", lam=None, score=50.0)
@@ -377,9 +401,10 @@ def _sda_plan(sda: SdaOptions | None, from_model: Preset | str | None, cfg: Serv
     for name, _, _, opt in _turn_fields():
         _check(opt, f"sda.{name}", own[name])
     preset = _preset(sda, from_model)
-    return SdaPlan(preset, _judge(opts, cfg.evaluator or JudgeSpec()), own["mapping"], own["fallback_lam"],
-                   resolve_placement(own["placement"], preset), _control(opts, cfg.cv_dir), float(opts.cv_scale),
-                   opts.cv_layers, opts.cv_streams, opts.return_base, steer)
+    settings = TurnSettings(preset=preset, mapping=own["mapping"], fallback_lam=own["fallback_lam"],
+                            placement=resolve_placement(own["placement"], preset), steer_toward=steer)
+    return SdaPlan(settings, _judge(opts, cfg.evaluator or JudgeSpec()), _control(opts, cfg.cv_dir),
+                   float(opts.cv_scale), opts.cv_layers, opts.cv_streams, opts.return_base)
 
 
 def _turn_fields():

@@ -25,7 +25,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..core import Option, sampling_options
+from ..core.control import DEFAULT_CV_STREAMS
 from ..core.params import base_type
+from ..judges.spec import judge_options
 
 
 def _number(value):
@@ -104,16 +106,32 @@ def range_schema(opt: Option) -> dict:
     return extra
 
 
+def _option_field(annotation, opt: Option):
+    """A request field from an ``Option``: the type from the annotation (None: not given), the help and range
+    into the schema."""
+    return (_PY[base_type(annotation)] | None,
+            Field(None, description=opt.help, json_schema_extra=range_schema(opt) or None))
+
+
 def _sampling_fields() -> dict:
     """``SDA_SAMPLING``'s pydantic fields, generated from ``SamplingParams``' ``Option``s (one range table): the
     type from the annotation, the help and range into the schema.  Values are checked against the ``Option``
     in ``request`` (a 400 that names ``sda.FIELD`` and its range)."""
-    out = {}
-    for name, annotation, _default, opt in sampling_options():
-        if name in SDA_SAMPLING:
-            py = _PY[base_type(annotation)]
-            out[name] = (py | None, Field(None, description=opt.help, json_schema_extra=range_schema(opt) or None))
-    return out
+    return {name: _option_field(annotation, opt) for name, annotation, _default, opt in sampling_options()
+            if name in SDA_SAMPLING}
+
+
+# ``JudgeSpec`` fields a request sets in ``sda``, by their name there (the kind is ``sda.evaluator``); the
+# endpoint's URL and key, the timeout and the retries are the server's own
+SDA_JUDGE = {"lam": "lam", "score": "score", "kind": "evaluator", "openai_model": "openai_model"}
+
+
+def _judge_fields() -> dict:
+    """``SDA_JUDGE``'s pydantic fields, generated from ``JudgeSpec``'s ``Option``s: ``sda.evaluator``'s schema
+    lists the kinds, ``sda.lam`` and ``sda.score`` their ranges.  Values are checked against the ``Option`` in
+    ``request`` (a 400 naming ``sda.FIELD``)."""
+    return {SDA_JUDGE[name]: _option_field(annotation, opt) for name, annotation, _default, opt in judge_options()
+            if name in SDA_JUDGE}
 
 
 class _SdaFields(BaseModel):
@@ -123,17 +141,13 @@ class _SdaFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     preset: StrictStr | None = None
     instruction: StrictStr | None = None
-    lam: Number | None = None
-    score: Number | None = None
-    evaluator: StrictStr | None = None
-    openai_model: StrictStr | None = None
     placement: StrictStr | None = None
     mapping: StrictStr | None = None
     fallback_lam: Number | None = None
     control_vectors: list[StrictStr | ControlVectorSpec] | None = None
     cv_scale: Number = 1.0
     cv_layers: StrictStr | None = None
-    cv_streams: StrictStr = "aligned"
+    cv_streams: StrictStr = DEFAULT_CV_STREAMS
     return_base: StrictBool = False
     steer_toward: StrictStr | None = Field(None, description="preset (the default) or system: steer toward the "
                                            "request's own system message (the model MODEL+system does the same)",
@@ -142,7 +156,8 @@ class _SdaFields(BaseModel):
                                         "sda.top_logprobs_with / sda.top_logprobs_without (the two unsteered streams)")
 
 
-SdaOptions = create_model("SdaOptions", __base__=_SdaFields, __doc__=_SdaFields.__doc__, **_sampling_fields())
+SdaOptions = create_model("SdaOptions", __base__=_SdaFields, __doc__=_SdaFields.__doc__, **_judge_fields(),
+                          **_sampling_fields())
 
 
 _PENALTY = {"type": "number", "minimum": -2.0, "maximum": 2.0}
