@@ -3,17 +3,19 @@
 
 ``CONTROL_NAMES`` are the names of every widget a turn reads, which are also the keyword names of the
 controller's ``send``/``regenerate`` and of the Gradio API: the preset and evaluator widgets below, then one
-per Advanced setting (``fields.SETTING_FIELDS``, derived from ``SamplingParams`` and ``TurnSettings``).
+per Advanced setting (``fields.SETTING_FIELDS``, derived from ``SamplingParams`` and ``TurnSettings``).  The
+evaluator widgets set ``JudgeSpec`` fields (``EVALUATOR_FIELDS``): their help, the kinds and the ranges are the
+spec's own ``Option``s (``EVALUATOR_OPTIONS``), not typed again here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sda_local.core import SamplingParams
+from sda_local.core import Option, SamplingParams
 from sda_local.errors import SdaError
-from sda_local.judges import DEFAULT_EVALUATOR, EVALUATOR_KINDS, EVALUATOR_LABELS
-from sda_local.judges.spec import JudgeSpec
+from sda_local.judges import DEFAULT_EVALUATOR, EVALUATOR_LABELS
+from sda_local.judges.spec import FIXED_FIELDS, JudgeSpec, judge_option
 from sda_local.presets import DEFAULT_PRESET, Preset, all_presets, custom_preset
 from sda_local.turn import TurnSettings
 
@@ -21,7 +23,14 @@ from .fields import SAMPLING, SETTING_FIELDS, SettingField
 
 CUSTOM = "(custom)"  # the preset dropdown's entry for an instruction typed by hand
 
-EVALUATORS = {k: EVALUATOR_LABELS[k] for k in EVALUATOR_KINDS}  # every kind, labelled for the radio
+# evaluator widget → the ``JudgeSpec`` field it sets (``fixed_by``, which of λ and score is fixed, is the chat's own)
+EVALUATOR_FIELDS = {"evaluator": "kind", "judge_model": "judge_model", "openai_base_url": "openai_base_url",
+                    "openai_model": "openai_model", "openai_api_key": "openai_api_key",
+                    "fixed_lam": "lam", "fixed_score": "score"}
+# each evaluator widget's help, choices and range: its spec field's ``Option``
+EVALUATOR_OPTIONS: dict[str, Option] = {w: judge_option(f) for w, f in EVALUATOR_FIELDS.items()}
+FIXED_BY = FIXED_FIELDS  # the ``fixed_by`` radio's values: the spec field the fixed value goes to
+EVALUATORS = {k: EVALUATOR_LABELS[k] for k in EVALUATOR_OPTIONS["evaluator"].choices}  # every kind, labelled
 # one line each, in plain words: the radio's tooltips (page.page_js puts them on the choices)
 EVALUATOR_TIPS = {
     "local": "A local model (the chat model, or one you pick) rates the base answer 1-100; a poor answer gets "
@@ -58,6 +67,12 @@ def saved_controls(values: Mapping[str, Any]) -> dict[str, Any]:
 def _fits(name: str, value: Any, choices: Mapping[str, tuple]) -> bool:
     if name in choices:
         return value in choices[name]
+    if name in ("fixed_lam", "fixed_score"):  # a number in the spec's range
+        try:
+            EVALUATOR_OPTIONS[name].check(name, value)
+        except ValueError:
+            return False
+        return not isinstance(value, bool) and isinstance(value, (int, float))
     return value is None or isinstance(value, (str, int, float))
 
 
@@ -68,7 +83,7 @@ def restored_controls(saved: Any) -> dict[str, Any]:
     if not isinstance(saved, dict):
         return {}
     choices = {f.name: tuple(f.choices) for f in SETTING_FIELDS if f.choices}
-    choices.update(evaluator=tuple(EVALUATORS), fixed_by=("lam", "score"))
+    choices.update(evaluator=tuple(EVALUATORS), fixed_by=FIXED_BY)
     out = {k: v for k, v in saved.items() if k in RESTORED_NAMES and k != "preset" and _fits(k, v, choices)}
     if isinstance(saved.get("preset"), str):
         out["preset"] = saved["preset"] if saved["preset"] in preset_choices() else CUSTOM
@@ -93,7 +108,7 @@ class Controls:
     openai_base_url: str = ""
     openai_model: str = ""
     openai_api_key: str = field(default="", repr=False)
-    fixed_by: str = "lam"
+    fixed_by: str = FIXED_BY[0]
     fixed_lam: float = 0.5
     fixed_score: float = 50
     options: dict[str, Any] = field(default_factory=dict)
