@@ -17,14 +17,13 @@ answer may be empty or cut anywhere, and nobody chose to keep it.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 from .errors import SdaError
 from .judges import Evaluator, LambdaDecision
 from .runtime.engine import Engine, Finished
-from .turn import TurnSettings, answer, strip_think
+from .turn import TurnSettings, TurnTrace, answer, strip_think
 
 
 INTERRUPTED = "interrupted"  # the finish reason of a turn saved while it ran that never finished
@@ -67,53 +66,9 @@ class _Kept:
     base: str
     base_done: Finished | None
     decision: LambdaDecision | None
-    base_s: float
+    base_timings: dict          # ``TurnTrace.base_timings()`` of the turn that made it
     regenerations: int = 0
-    base_finish: str = ""   # the base answer's finish reason when it has no ``base_done`` ("stopped")
-    base_tokens: int = 0    # its tokens then
-
-
-@dataclass
-class _Watch:
-    """What a turn's events showed so far: enough to record the turn however it ends."""
-
-    t_start: float
-    base_done: Finished | None = None
-    base_s: float = 0.0
-    decision: LambdaDecision | None = None
-    t_lambda: float | None = None
-    tokens: list[dict] = field(default_factory=list)
-    pieces: list[str] = field(default_factory=list)
-    done: Finished | None = None
-    finish: str = "stopped"
-    error: str | None = None
-    ttft: float | None = None
-    aligned: bool = False       # the aligned answer has started (a token or its end came)
-    base_pieces: list[str] = field(default_factory=list)  # the base answer's tokens (kept if it is stopped)
-    t_base: float | None = None  # when the last base token came
-
-    def see(self, ev) -> None:
-        now = time.perf_counter() - self.t_start
-        k = ev.kind
-        if k == "base_token":
-            self.base_pieces.append(ev.token.text)
-            self.t_base = now
-        elif k == "phase_done" and ev.phase == "base":
-            self.base_done, self.base_s = ev.finished, now
-        elif k == "lambda":
-            self.decision, self.t_lambda = ev.decision, now
-        elif k == "aligned_token":
-            self.aligned = True
-            if self.ttft is None:
-                self.ttft = now
-            t = ev.token
-            self.pieces.append(t.text)
-            self.tokens.append({"i": t.index, "text": t.text, "token_id": t.token_id, "js": t.js,
-                                "temperature": t.temperature, "prob": t.prob,
-                                **({"top": t.top} if t.top is not None else {})})
-        elif k == "phase_done":
-            self.aligned = True
-            self.done, self.finish = ev.finished, ev.finished.finish_reason
+    base_finish: str = ""       # its finish reason ("stopped": cut by Stop)
 
 
 class ChatSession:
@@ -201,63 +156,47 @@ class ChatSession:
                 self._last = kept
 
     def _run(self, events, user: str, kept: _Kept | None, keep_stopped: bool = False) -> Iterator:
-        w = _Watch(time.perf_counter())
-        closed = False
+        trace = TurnTrace()
+        closed, error = False, None
         try:
             for ev in events:
-                w.see(ev)
-                yield ev
+                yield trace.see(ev)
         except GeneratorExit:  # stopped: what was generated so far is kept (below)
             closed = True
             raise
         except Exception as exc:  # the engine failed mid-answer: record it as an error, then raise
-            w.finish, w.error = "error", f"the answer stopped with an error: {exc}"
+            error = f"the answer stopped with an error: {exc}"
             raise
         finally:
             events.close()
             # a stopped turn keeps its partial answers; a message stopped before its answer, the message
-            if (w.decision is not None and (w.aligned or w.error)) or (closed and keep_stopped):
-                record, last = self._record(user, w, kept)
-                self._last = last if w.decision is not None else None  # no λ yet: nothing to regenerate from
+            if (trace.decision is not None and (trace.aligned_started or error)) or (closed and keep_stopped):
+                record, last = self._record(user, trace, kept, error)
+                self._last = last if trace.decision is not None else None  # no λ yet: nothing to regenerate from
                 self.turns.append(record)
         yield TurnDone(self.turns[-1])
 
-    def _record(self, user: str, w: _Watch, kept: _Kept | None) -> tuple[TurnRecord, _Kept]:
-        t_end = time.perf_counter() - w.t_start
+    def _record(self, user: str, trace: TurnTrace, kept: _Kept | None,
+                error: str | None) -> tuple[TurnRecord, _Kept]:
         if kept is None:
-            if w.base_done is not None:
-                base, base_s, base_finish = strip_think(w.base_done.text), w.base_s, w.base_done.finish_reason
-            else:  # stopped while the base answer streamed: what it had is kept, as stopped
-                base, base_s = strip_think("".join(w.base_pieces)), (w.t_base or 0.0)
-                base_finish = "stopped" if w.base_pieces else ""
-            kept = _Kept(base, w.base_done, w.decision, base_s, base_finish=base_finish,
-                         base_tokens=len(w.base_pieces))
+            b = trace.base
+            base_finish = b.finish_reason if b else "stopped" if trace.base_pieces else ""
+            base = strip_think(b.text if b else "".join(trace.base_pieces))
+            kept = _Kept(base, b, trace.decision, trace.base_timings(), base_finish=base_finish)
         else:
             kept.regenerations += 1
-        d, base_done = w.decision, kept.base_done
-        aligned_s = t_end - (w.t_lambda or 0.0) if d is not None else 0.0
-        n_aligned = w.done.n_tokens if w.done else len(w.tokens)
-        # both answers decoded in one batch: λ came before the base answer ended (``turn.answer``'s together)
-        together = w.base_done is not None and w.t_lambda is not None and w.t_lambda <= w.base_s
-        base_rate = round(base_done.tokens_per_second, 2) if base_done else \
-            round(kept.base_tokens / kept.base_s, 2) if kept.base_s > 0 else None
-        timings = {"base_s": round(kept.base_s, 3), "judge_s": round(d.seconds, 3) if d else 0.0,
-                   "aligned_s": round(aligned_s, 3), "total_s": round(t_end, 3), "together": together,
-                   "first_aligned_token_s": None if w.ttft is None else round(w.ttft, 3),
-                   "base_tokens": base_done.n_tokens if base_done else kept.base_tokens,
-                   "base_tokens_per_s": base_rate,
-                   "aligned_tokens": n_aligned,
-                   "aligned_tokens_per_s": round(w.done.tokens_per_second, 2) if w.done else
-                   round(n_aligned / aligned_s, 2) if aligned_s > 0 else 0.0}
-        text = w.done.text if w.done else "".join(w.pieces)
-        score = d.score.to_dict() if d is not None and d.score else None
-        record = TurnRecord(user=user, base=kept.base, aligned=strip_think(text), score=score,
+        d = trace.decision
+        finish = "error" if error else trace.aligned.finish_reason if trace.aligned else "stopped"
+        tokens = [{"i": t.index, "text": t.text, "token_id": t.token_id, "js": t.js, "temperature": t.temperature,
+                   "prob": t.prob, **({"top": t.top} if t.top is not None else {})} for t in trace.aligned_tokens]
+        record = TurnRecord(user=user, base=kept.base, aligned=strip_think(trace.aligned_text()),
+                            score=d.score.to_dict() if d is not None and d.score else None,
                             lam=d.lam if d else None, lam_source=d.source if d else "",
                             evaluator=self.evaluator.name,
-                            warnings=(list(d.warnings) if d else []) + ([w.error] if w.error else []),
-                            settings=self.settings.to_dict(), timings=timings, aligned_tokens=w.tokens,
-                            finish_reason=w.finish, regenerations=kept.regenerations,
-                            base_finish_reason=base_done.finish_reason if base_done else kept.base_finish)
+                            warnings=(list(d.warnings) if d else []) + ([error] if error else []),
+                            settings=self.settings.to_dict(), timings=trace.timings(kept.base_timings),
+                            aligned_tokens=tokens, finish_reason=finish, regenerations=kept.regenerations,
+                            base_finish_reason=kept.base_finish)
         return record, kept
 
     # -- export / import -------------------------------------------------------------------------------------

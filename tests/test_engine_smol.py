@@ -17,9 +17,9 @@ def test_steered_answer_is_nonempty_text(smol_engine):
     assert any(c.isalpha() for c in done.text)
 
 
-@pytest.mark.parametrize("variant", ["batched", "contexts"])
-def test_lambda_zero_and_t_off_equals_plain_sampling_of_the_with_prompt(smol_engine, variant):
-    eng = smol_engine if variant == "batched" else Engine(None, n_ctx=1024, variant="contexts")
+@pytest.mark.parametrize("layout", ["batched", "contexts"])
+def test_lambda_zero_and_t_off_equals_plain_sampling_of_the_with_prompt(smol_engine, layout):
+    eng = smol_engine if layout == "batched" else Engine(None, n_ctx=1024, layout="contexts")
     for seed in (0, 1, 2):
         p = SamplingParams(seed=seed, max_tokens=32, temperature_mode="off")
         sda = collect(eng.generate(Q, INSTR, 0.0, params=p))

@@ -36,9 +36,9 @@ def reference_logits(model, tokens):
         ctx.close()
 
 
-@pytest.mark.parametrize("variant", ["batched", "contexts"])
-def test_each_stream_agrees_with_a_single_stream_decode(tiny_gguf, variant):
-    eng = Engine(str(tiny_gguf), n_ctx=256, variant=variant)
+@pytest.mark.parametrize("layout", ["batched", "contexts"])
+def test_each_stream_agrees_with_a_single_stream_decode(tiny_gguf, layout):
+    eng = Engine(str(tiny_gguf), n_ctx=256, layout=layout)
     ta, tb = eng.prompter.pair(MSGS, INSTR)
     forced = eng.model.tokenize("the answer is")
     la, lb = eng.twin_logits(MSGS, INSTR, forced)
@@ -81,12 +81,12 @@ def test_kv_reuse_across_turns_matches_a_fresh_engine(tiny_gguf, tiny_engine):
     fresh.close()
 
 
-@pytest.mark.parametrize("variant", ["batched", "contexts"])
-def test_a_seeded_answer_is_bit_for_bit_the_same_whatever_the_cache_held(tiny_gguf, variant):
+@pytest.mark.parametrize("layout", ["batched", "contexts"])
+def test_a_seeded_answer_is_bit_for_bit_the_same_whatever_the_cache_held(tiny_gguf, layout):
     """Prompts are evaluated in fixed chunks and reused only at chunk boundaries, so what was asked before (a
     plain answer, another steered one, a longer conversation, the same question) changes no number."""
     p = SamplingParams(seed=5, max_tokens=10, t0=1.0, top_p=1.0, contrast="ignore")
-    eng = Engine(str(tiny_gguf), n_ctx=512, variant=variant)
+    eng = Engine(str(tiny_gguf), n_ctx=512, layout=layout)
 
     def steered(msgs=MSGS):
         evs = list(eng.generate(msgs, INSTR, 0.6, placement="matched", params=p))
@@ -103,7 +103,7 @@ def test_a_seeded_answer_is_bit_for_bit_the_same_whatever_the_cache_held(tiny_gg
     steered(longer)
     runs.append(steered())
     assert all(r == first for r in runs)  # tokens, probabilities, JS and temperatures, bit for bit
-    fresh = Engine(str(tiny_gguf), n_ctx=512, variant=variant)
+    fresh = Engine(str(tiny_gguf), n_ctx=512, layout=layout)
     eng.close()
     eng = fresh
     assert steered() == first  # and a fresh engine gives the same
@@ -226,13 +226,13 @@ def test_importing_the_backend_changes_no_process_settings(tiny_gguf):
 def test_control_vectors_for_another_model_are_refused_and_the_engine_stays_usable(tiny_gguf):
     from sda_local.core import ControlVectorError, ControlVectors
 
-    eng = Engine(str(tiny_gguf), n_ctx=128, variant="contexts")
+    eng = Engine(str(tiny_gguf), n_ctx=128, layout="contexts")
     with pytest.raises(ControlVectorError, match="n_embd 32 but the model has 64"):
         eng.set_control(ControlVectors(np.ones((2, 32), np.float32), description="other.gguf"))
     with pytest.raises(ControlVectorError, match="steerable layers are 1..2"):
         eng.set_control(ControlVectors(np.ones((5, 64), np.float32)))
     with pytest.raises(Exception, match="'contexts' layout"):
-        Engine(str(tiny_gguf), n_ctx=128, variant="batched", control=ControlVectors(np.ones((2, 64), np.float32)))
+        Engine(str(tiny_gguf), n_ctx=128, layout="batched", control=ControlVectors(np.ones((2, 64), np.float32)))
     assert eng.control is None
     assert collect(eng.generate(MSGS, INSTR, 0.5, params=SamplingParams(seed=0, max_tokens=3))).n_tokens > 0
     eng.set_control(ControlVectors(np.ones((2, 64), np.float32), streams="both", description="ones"))

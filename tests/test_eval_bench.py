@@ -18,8 +18,8 @@ def test_bench_runs_on_the_tiny_model_without_the_optional_parts(tiny_gguf):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    for variant in ("batched", "contexts"):
-        v = out["variants"][variant]
+    for layout in ("batched", "contexts"):
+        v = out["layouts"][layout]
         assert v["plain_tokens_per_second"] > 0 and v["sda_tokens_per_second"] > 0
         assert set(v["prompt_processing"]) >= {"with_prefix_copy_ms", "without_prefix_copy_ms"}
     assert [c["n_vocab"] for c in out["core"]] == sorted({1000, out["n_vocab"]})

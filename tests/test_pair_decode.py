@@ -10,7 +10,7 @@ from sda_local.core import SamplingParams
 from sda_local.judges import FixedEvaluator, make_evaluator
 from sda_local.presets import Preset
 from sda_local.runtime.engine import Engine, collect
-from sda_local.turn import TurnSettings, answer, collect_turn
+from sda_local.turn import TurnSettings, TurnTrace, answer
 from ui.controller import apply_event
 from ui.state import LiveTurn
 
@@ -88,13 +88,13 @@ def test_a_turn_with_a_fixed_lambda_streams_both_answers_at_once(tiny_engine):
     assert kinds.index("aligned_token") < kinds.index("phase_done")  # interleaved, not one after the other
     kinds_apart = [e.kind for e in apart]
     assert kinds_apart.index("phase_done") < kinds_apart.index("lambda") < kinds_apart.index("aligned_token")
-    a, b = collect_turn(together), collect_turn(apart)
-    assert a["base"].token_ids == b["base"].token_ids and a["aligned"].token_ids == b["aligned"].token_ids
-    assert a["decision"].lam == b["decision"].lam == pytest.approx(0.4)
+    a, b = TurnTrace.run(together), TurnTrace.run(apart)
+    assert a.base.token_ids == b.base.token_ids and a.aligned.token_ids == b.aligned.token_ids
+    assert a.decision.lam == b.decision.lam == pytest.approx(0.4)
 
 
 def test_the_contexts_layout_and_a_judge_keep_the_base_answer_first(tiny_gguf):
-    eng = Engine(str(tiny_gguf), n_ctx=256, variant="contexts")
+    eng = Engine(str(tiny_gguf), n_ctx=256, layout="contexts")
     try:
         assert not eng.can_pair
         with pytest.raises(Exception, match="batched layout"):
@@ -110,20 +110,20 @@ def test_the_terminal_prints_the_base_answer_first_and_the_chat_keeps_streaming(
     s = TurnSettings(preset=Preset("kind", "Be kind."), sampling=SamplingParams(seed=3, max_tokens=10))
     tiny_engine.reset_cache()
     events = list(answer(tiny_engine, FixedEvaluator(lam=0.4), MSGS, s, base="always"))
-    t = collect_turn(events)
+    t = TurnTrace.run(events)
     ordered = [e.kind for e in base_first(events)]
     assert ordered.index("phase_done") < ordered.index("lambda") < ordered.index("aligned_token")
     assert sorted(ordered) == sorted(e.kind for e in events)  # nothing lost, nothing added
     print_turn(events, as_json=False, show_base=True)
     out = capsys.readouterr().out
-    assert out.index(t["base"].text) < out.rindex(t["aligned"].text)
+    assert out.index(t.base.text) < out.rindex(t.aligned.text)
     # the chat's live turn stays in its aligned phase when the base answer ends after λ was chosen
     live = LiveTurn(user="hi")
     for e in events:
         apply_event(live, e, None)
         if e.kind == "phase_done" and e.phase == "base":
             assert live.phase == "aligned"
-    assert live.base == t["base"].text and live.aligned == t["aligned"].text
+    assert live.base == t.base.text and live.aligned == t.aligned.text
 
 
 @pytest.mark.slow

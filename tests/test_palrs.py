@@ -222,10 +222,10 @@ def _single_stream_logits(model, tokens, cvec=None):
 def test_scale_zero_leaves_logits_unchanged_and_a_positive_scale_changes_them(tmp_path, tiny_gguf, model):
     res = extract(model, PAIRS, position="mean")
     path = write_control_vector(tmp_path / "v.gguf", res.directions(), res.model_hint)
-    plain = Engine(str(tiny_gguf), n_ctx=256, variant="contexts")
+    plain = Engine(str(tiny_gguf), n_ctx=256, layout="contexts")
     la0, lb0 = plain.twin_logits(MSGS, "be true")
     eng = Engine(str(tiny_gguf), n_ctx=256, control=control_vectors([(path, 0.0)]))
-    assert eng.variant == "contexts" and eng.control.streams == "aligned"
+    assert eng.layout == "contexts" and eng.control.streams == "aligned"
     la, lb = eng.twin_logits(MSGS, "be true")
     assert np.array_equal(la, la0) and np.array_equal(lb, lb0)
 
@@ -253,9 +253,9 @@ def test_scale_zero_leaves_logits_unchanged_and_a_positive_scale_changes_them(tm
 def test_steering_both_streams_works_in_the_batched_layout_and_aligned_does_not(tmp_path, tiny_gguf):
     path = write_control_vector(tmp_path / "v.gguf", {1: np.ones(64, np.float32)}, "llama")
     with pytest.raises(Exception, match="'contexts' layout"):
-        Engine(str(tiny_gguf), n_ctx=256, variant="batched", control=control_vectors([(path, 1.0)]))
-    eng = Engine(str(tiny_gguf), n_ctx=256, variant="batched", control=control_vectors([(path, 1.0)], streams="both"))
-    plain = Engine(str(tiny_gguf), n_ctx=256, variant="batched")
+        Engine(str(tiny_gguf), n_ctx=256, layout="batched", control=control_vectors([(path, 1.0)]))
+    eng = Engine(str(tiny_gguf), n_ctx=256, layout="batched", control=control_vectors([(path, 1.0)], streams="both"))
+    plain = Engine(str(tiny_gguf), n_ctx=256, layout="batched")
     la, lb = eng.twin_logits(MSGS, "be true")
     la0, lb0 = plain.twin_logits(MSGS, "be true")
     assert np.abs(la - la0).max() > 1e-2 and np.abs(lb - lb0).max() > 1e-2

@@ -29,7 +29,7 @@ def compress(kinds):
 
 
 class TickClock:
-    """``time`` for the session and the λ decision, except that ``perf_counter`` moves one whole second at each
+    """``time`` for the turn trace and the λ decision, except that ``perf_counter`` moves one whole second at each
     reading: a turn's timings are then whole numbers (rounding to milliseconds leaves them as they are) that
     count readings, so they can be compared exactly and follow the order of the events, not the machine's speed."""
 
@@ -45,11 +45,11 @@ class TickClock:
 
 @pytest.fixture(autouse=True)
 def tick_clock(monkeypatch):
-    from sda_local import session
+    from sda_local import turn
     from sda_local.judges import decision
 
     clock = TickClock()
-    monkeypatch.setattr(session, "time", clock)
+    monkeypatch.setattr(turn, "time", clock)
     monkeypatch.setattr(decision, "time", clock)
     return clock
 
@@ -186,8 +186,8 @@ class FailsMidAnswer:
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
-    def generate(self, *args, **kwargs):
-        gen = self.engine.generate(*args, **kwargs)
+    def generate_tokens(self, *args, **kwargs):
+        gen = self.engine.generate_tokens(*args, **kwargs)
         try:
             for i, ev in enumerate(gen):
                 if i == self.n:
@@ -196,8 +196,8 @@ class FailsMidAnswer:
         finally:
             gen.close()
 
-    def generate_pair(self, *args, **kwargs):  # a turn whose λ is fixed decodes both answers together
-        gen = self.engine.generate_pair(*args, **kwargs)
+    def generate_pair_tokens(self, *args, **kwargs):  # a turn whose λ is fixed decodes both answers together
+        gen = self.engine.generate_pair_tokens(*args, **kwargs)
         try:
             i = 0
             for who, ev in gen:

@@ -21,7 +21,7 @@ from sda_local.server.config import ServerConfig
 from sda_local.server.request import build_plan, parse_body
 from sda_local.server.worker import Runner
 from sda_local.session import ChatSession
-from sda_local.turn import TurnSettings, answer, collect_turn
+from sda_local.turn import TurnSettings, TurnTrace, answer
 
 pytestmark = pytest.mark.slow
 Q = "How do I keep basil alive on a windowsill?"
@@ -118,13 +118,13 @@ def test_the_aligned_answer_does_not_depend_on_the_shortcut(smol_engine):
     fast = make_evaluator("self", engine=smol_engine)
     try:
         settings = TurnSettings(preset=get_preset("helpfulness"), sampling=P, placement="user")
-        t = collect_turn(answer(smol_engine, fast, MSGS, settings))
+        t = TurnTrace.run(answer(smol_engine, fast, MSGS, settings))
         assert fast.shortcuts == 1
         smol_engine.reset_cache()
-        again = collect_turn(answer(smol_engine, FixedEvaluator(lam=t["decision"].lam), MSGS, settings,
+        again = TurnTrace.run(answer(smol_engine, FixedEvaluator(lam=t.decision.lam), MSGS, settings,
                                     base="always"))
-        assert again["base"].token_ids == t["base"].token_ids
-        assert again["aligned"].token_ids == t["aligned"].token_ids
+        assert again.base.token_ids == t.base.token_ids
+        assert again.aligned.token_ids == t.aligned.token_ids
     finally:
         fast.close()
 

@@ -13,7 +13,7 @@ from sda_local.errors import SdaError
 from sda_local.judges import FixedEvaluator
 from sda_local.presets import custom_defaults
 from sda_local.runtime.engine import collect
-from sda_local.turn import TurnSettings, answer, collect_turn, steer_target
+from sda_local.turn import TurnSettings, TurnTrace, answer, steer_target
 
 PIRATE = "Always answer like a pirate, and end every answer with Arr."
 CONVO = [{"role": "system", "content": PIRATE}, {"role": "user", "content": "Where is the library?"}]
@@ -59,16 +59,16 @@ def test_it_uses_the_custom_instruction_settings(tiny_engine):
 def test_a_turn_steers_toward_it_and_the_base_answer_keeps_it(tiny_engine):
     s = settings()
     lam = custom_defaults()["lam"]
-    together = collect_turn(answer(tiny_engine, FixedEvaluator(lam=lam), CONVO, s, base="always"))
-    apart = collect_turn(answer(tiny_engine, FixedEvaluator(lam=lam), CONVO, s, base="always", together=False))
-    assert together["aligned"].token_ids == apart["aligned"].token_ids
-    assert together["base"].token_ids == apart["base"].token_ids
+    together = TurnTrace.run(answer(tiny_engine, FixedEvaluator(lam=lam), CONVO, s, base="always"))
+    apart = TurnTrace.run(answer(tiny_engine, FixedEvaluator(lam=lam), CONVO, s, base="always", together=False))
+    assert together.aligned.token_ids == apart.aligned.token_ids
+    assert together.base.token_ids == apart.base.token_ids
     # the base answer: the conversation as written, plain sampling
-    assert apart["base"].token_ids == collect(tiny_engine.generate_plain(CONVO, params=s.params())).token_ids
+    assert apart.base.token_ids == collect(tiny_engine.generate_plain(CONVO, params=s.params())).token_ids
     # the aligned answer: SDA toward the system message, placed where it was
     steered = steer_target(list(CONVO), s)[1].params()  # (the contrast resolved through the custom settings)
     direct = collect(tiny_engine.generate(CONVO[1:], PIRATE, lam, placement="system", params=steered))
-    assert together["aligned"].token_ids == direct.token_ids
+    assert together.aligned.token_ids == direct.token_ids
 
 
 def test_the_cli_steers_toward_the_system_prompt(tiny_gguf):

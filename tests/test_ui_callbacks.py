@@ -53,7 +53,7 @@ def url(served):
 
 
 class TickClock:
-    """``time`` for the session and the λ decision, except that ``perf_counter`` moves one whole second at each
+    """``time`` for the turn trace and the λ decision, except that ``perf_counter`` moves one whole second at each
     reading: a turn's recorded timings are whole numbers (rounding leaves them as they are) counting readings,
     so they compare exactly and in the order of the events, however fast the machine is.  The app runs in this
     process, so patching the modules reaches its turns."""
@@ -70,11 +70,11 @@ class TickClock:
 
 @pytest.fixture
 def tick_clock(monkeypatch):
-    from sda_local import session
+    from sda_local import turn
     from sda_local.judges import decision
 
     clock = TickClock()
-    monkeypatch.setattr(session, "time", clock)
+    monkeypatch.setattr(turn, "time", clock)
     monkeypatch.setattr(decision, "time", clock)
     return clock
 
@@ -305,7 +305,7 @@ def test_send_streams_base_then_score_then_aligned(url, tick_clock):
 
 def test_local_evaluator_turn_reports_time_to_first_aligned_token(url, tmp_path, tick_clock):
     c = client(url)
-    t0 = time.perf_counter()  # the real clock (the tick clock only replaces the session's and the judge's)
+    t0 = time.perf_counter()  # the real clock (the tick clock only replaces the turn trace's and the judge's)
     out = send(c, "How do I boil an egg?", evaluator="local", max_tokens=32, seed=7)
     wall_s = time.perf_counter() - t0
     rec = out["record"]
@@ -477,7 +477,7 @@ def test_control_vectors_turn_on_and_off(host, url, tmp_path):
                              api_name="/control_vectors")
     assert "not applied" not in status and "applied" in status
     assert "control vectors on the aligned stream" in info
-    assert host.engine.control.layers == (2, 10) and host.engine.variant == "contexts"
+    assert host.engine.control.layers == (2, 10) and host.engine.layout == "contexts"
     assert send(c, "Hello there.", max_tokens=3)["record"]["aligned"] is not None
     _, status = c.predict(vectors=str(tmp_path / "missing.gguf"), scale=1.0, layers="", streams="both",
                           api_name="/control_vectors")

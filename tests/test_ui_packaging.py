@@ -104,16 +104,16 @@ def test_the_readme_install_command_brings_the_build_backend():
 
 
 def test_chat_help_is_quick_and_does_not_import_gradio():
-    """Nor numpy or llama.cpp: the --variant choices and the default model come from light modules."""
+    """Nor numpy or llama.cpp: the --layout choices and the default model come from light modules."""
     r = subprocess.run([sys.executable, "-c", "import sys; from sda_local.chat import main\n"
                         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
                         "print([m in sys.modules for m in ('gradio', 'numpy', 'llama_cpp')])"],
                        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "COLUMNS": "400"})
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[False, False, False]", r.stderr[-1000:]
-    from sda_local.runtime.engine import VARIANTS
+    from sda_local.runtime.layouts import LAYOUTS
 
     text = " ".join(r.stdout.split())
-    assert f"--variant {{{','.join(VARIANTS)}}}" in text
+    assert f"--layout {{{','.join(LAYOUTS)}}}" in text and "--variant" not in text  # (the old name: hidden)
     assert 'default: qwen2.5-coder-1.5b when installed (pip install "sda-local[qwen]"), else smollm2-135m' in text
 
 

@@ -112,11 +112,11 @@ def main() -> None:
     res: dict = {"generate": {}}
     for variant in ("batched", "contexts"):
         for lam in ("0", "0.25"):
-            res["generate"][f"{variant} lam={lam}"] = cli("generate", QUESTION, *common, "--variant", variant,
+            res["generate"][f"{variant} lam={lam}"] = cli("generate", QUESTION, *common, "--layout", variant,
                                                           "--lam", lam)
-            res["generate"][f"{variant} lam={lam} --base"] = cli("generate", QUESTION, *common, "--variant", variant,
+            res["generate"][f"{variant} lam={lam} --base"] = cli("generate", QUESTION, *common, "--layout", variant,
                                                                  "--lam", lam, "--base")
-        res["generate"][f"{variant} self"] = cli("generate", QUESTION, *common, "--variant", variant,
+        res["generate"][f"{variant} self"] = cli("generate", QUESTION, *common, "--layout", variant,
                                                  "--evaluator", "self")
     res["serve"] = serve_outputs(a.model, a.tokens)
     res["samples"] = {str(lam): samples_outputs(a.model, a.tokens, lam) for lam in (0.0, 0.25)}

@@ -38,8 +38,8 @@ class ModelHost:
     """Owns the engine (one GGUF in memory) and caches the local judges that go with it."""
 
     def __init__(self, model: str | None = None, *, n_ctx: int | None = None, n_gpu_layers: int = -1,
-                 n_threads: int | None = None, variant: str | None = None):
-        self.n_ctx, self.n_gpu_layers, self.n_threads, self.variant = n_ctx, n_gpu_layers, n_threads, variant
+                 n_threads: int | None = None, layout: str | None = None):
+        self.n_ctx, self.n_gpu_layers, self.n_threads, self.layout = n_ctx, n_gpu_layers, n_threads, layout
         self._swap = threading.Lock()
         self.engine = self._load(model)
         self.generation = 1          # bumped at each model switch: sessions drop what belongs to the old one
@@ -52,7 +52,7 @@ class ModelHost:
         kwargs = {"control": _control_vectors(control)} if control else {}
         try:
             return Engine(choice, n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.n_threads,
-                          variant=self.variant, **kwargs)
+                          layout=self.layout, **kwargs)
         except SdaError:
             raise
         except Exception as exc:  # llama.cpp refusing a file that passed the header checks
@@ -68,7 +68,7 @@ class ModelHost:
         cv = ""
         if e.control:
             cv = f" · control vectors on the {e.control.streams} stream(s): {e.control.description}"
-        return f"**{e.name}** · {e.model.description or '?'} · context {e.n_ctx} tokens per stream · {e.variant}{cv}"
+        return f"**{e.name}** · {e.model.description or '?'} · context {e.n_ctx} tokens per stream · {e.layout}{cv}"
 
     def switch(self, spec: str, control: dict | None = None) -> str:
         """Load another model (or the same one with other control vectors).  The old one stays if this fails."""

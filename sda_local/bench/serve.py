@@ -27,7 +27,7 @@ from ..presets import DEFAULT_PRESET, get_preset
 from ..runtime.engine import Engine
 from ..server.app import create_app
 from ..server.config import ServerConfig
-from ..turn import TurnSettings, answer, collect_turn
+from ..turn import TurnSettings, TurnTrace, answer
 
 QUESTION = "Give three tips for keeping a basil plant healthy."
 
@@ -103,7 +103,7 @@ def _in_process(engine: Engine, cfg: ServeBenchConfig) -> dict:
     msgs = [{"role": "user", "content": QUESTION}]
     settings = TurnSettings(preset=get_preset(DEFAULT_PRESET), sampling=cfg.sampling)
     t0 = time.perf_counter()
-    done = collect_turn(answer(engine, FixedEvaluator(lam=cfg.lam), msgs, settings))["aligned"]
+    done = TurnTrace.run(answer(engine, FixedEvaluator(lam=cfg.lam), msgs, settings)).aligned
     return {"total_s": time.perf_counter() - t0, "tokens": done.n_tokens, "text": done.text}
 
 

@@ -11,7 +11,6 @@ so the ratio is far below 1 (``bench.pair`` measures that turn against the align
 from __future__ import annotations
 
 import statistics
-import time
 
 from ..core import SamplingParams
 
@@ -37,26 +36,20 @@ def make_turn_evaluator(kind: str, engine, judge_model: str | None):
 
 
 def _one_turn(session, prompt: str) -> dict:
-    t0 = time.perf_counter()
-    marks: dict = {}
-    for ev in session.send(prompt):
-        now = time.perf_counter() - t0
-        if ev.kind == "base_token" and "first_base_token_s" not in marks:
-            marks["first_base_token_s"] = now
-        elif ev.kind == "phase_done" and ev.phase == "base":
-            marks["base_done_s"] = now
-            marks["base_tokens"] = ev.finished.n_tokens
-        elif ev.kind == "lambda":
-            marks["judge_done_s"] = now  # (after the score, or at once for a fixed λ)
-            marks["lam"] = round(ev.lam, 4)
-            marks["score"] = ev.score
-            marks["lam_source"] = ev.source
-        elif ev.kind == "warning":
-            marks.setdefault("warnings", []).append(ev.message)
-        elif ev.kind == "aligned_token" and "first_aligned_token_s" not in marks:
-            marks["first_aligned_token_s"] = now
-        elif ev.kind == "done":
-            marks["turn_s"] = now
+    """One timed turn's marks, from its ``TurnTrace`` (seconds from the call)."""
+    from ..turn import TurnTrace
+
+    trace = TurnTrace()
+    for _ in trace.watch(session.send(prompt)):
+        pass
+    t, d = trace.timings(), trace.decision
+    marks = {"first_base_token_s": t["first_base_token_s"], "base_done_s": trace.t_base,
+             "judge_done_s": trace.t_lambda,  # (after the score, or at once for a fixed λ)
+             "first_aligned_token_s": t["first_aligned_token_s"], "turn_s": trace.now(),
+             "base_tokens": trace.base.n_tokens if trace.base else None, "lam": round(d.lam, 4),
+             "score": d.score_value, "lam_source": d.source}
+    if trace.warnings:
+        marks["warnings"] = list(trace.warnings)
     return marks
 
 

@@ -23,7 +23,7 @@ def cmd_bench(args) -> int:
 
 def add_command(sub) -> None:
     b = sub.add_parser("bench", help="measure plain vs SDA decode speed, core cost, prompt time, memory (JSON)",
-                       parents=[model_parent(variant=False, gpu=False, n_ctx=2048),
+                       parents=[model_parent(layout=False, gpu=False, n_ctx=2048),
                                 sampling_parent(max_tokens=64, seed=0, aliases={"max_tokens": ["--tokens"]})])
     b.add_argument("--repeats", type=int, default=3, help="runs per measurement (median reported)")
     b.add_argument("--core-vocab", type=int, nargs="*", default=[49152, 262144],

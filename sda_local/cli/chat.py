@@ -59,7 +59,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     try:
         host = ModelHost(args.model, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
-                         variant=args.variant)
+                         layout=args.layout)
     except SdaError as exc:
         print(f"sda-local chat: error: {exc}", file=sys.stderr)
         return 2

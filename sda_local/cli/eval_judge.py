@@ -128,7 +128,7 @@ def add_judge_command(eval_sub) -> None:
                     "pairwise accuracy, ties, Spearman ρ and seconds per score.  The model is loaded once and every "
                     "local judge runs on it.  Or, with --build-harm-pairs, write harmlessness pairs from an "
                     "`eval refusal` run.",
-        parents=[model_parent(variant=False, n_ctx=JUDGE_N_CTX),
+        parents=[model_parent(layout=False, n_ctx=JUDGE_N_CTX),
                  evaluator_parent(fixed=False, choose=False, title="judge options (--judge-model: the model whose "
                                                                      "judges are measured, same as --model)")])
     j.add_argument("--judges", default=",".join(DEFAULT_JUDGES),

@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..runtime.layouts import VARIANTS
+from ..runtime.layouts import LAYOUTS
 from ..runtime.models import default_model_help
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ class ModelOptions:
     n_ctx: int | None = None
     n_gpu_layers: int = -1
     threads: int | None = None
-    variant: str | None = None
+    layout: str | None = None
 
     def open(self, **engine_kwargs) -> "Engine":
         """Load the engine (``engine_kwargs``: e.g. control vectors)."""
@@ -29,12 +29,12 @@ class ModelOptions:
         )
 
         return Engine(self.model, n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.threads,
-                      variant=self.variant, **engine_kwargs)
+                      layout=self.layout, **engine_kwargs)
 
 
-def model_parent(*, variant: bool = True, gpu: bool = True, ctx: bool = True,
+def model_parent(*, layout: bool = True, gpu: bool = True, ctx: bool = True,
                  n_ctx: int | None = None) -> argparse.ArgumentParser:
-    """``--model`` and ``--threads``; ``--n-ctx`` (default ``n_ctx``), ``--n-gpu-layers`` and ``--variant`` unless
+    """``--model`` and ``--threads``; ``--n-ctx`` (default ``n_ctx``), ``--n-gpu-layers`` and ``--layout`` unless
     the command fixes them (then ``model_from_args`` reads ``n_ctx``, -1 and None)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")
@@ -51,14 +51,16 @@ def model_parent(*, variant: bool = True, gpu: bool = True, ctx: bool = True,
         g.add_argument("--n-gpu-layers", type=int, default=-1, help="layers to offload (-1 = all; Metal/CUDA builds)")
     else:
         fixed["n_gpu_layers"] = -1
-    if variant:
-        g.add_argument("--variant", choices=VARIANTS, default=None,
-                       help="twin-stream layout: one context with two sequences, or two contexts (default batched)")
+    if layout:
+        g.add_argument("--layout", choices=LAYOUTS, default=None,
+                       help="the streams' layout: one context with the streams as sequences, or two contexts "
+                            "(default batched)")
+        g.add_argument("--variant", dest="layout", choices=LAYOUTS, help=argparse.SUPPRESS)  # its old name
     else:
-        fixed["variant"] = None
+        fixed["layout"] = None
     p.set_defaults(**fixed)
     return p
 
 
 def model_from_args(args: argparse.Namespace) -> ModelOptions:
-    return ModelOptions(args.model, args.n_ctx, args.n_gpu_layers, args.threads, args.variant)
+    return ModelOptions(args.model, args.n_ctx, args.n_gpu_layers, args.threads, args.layout)

@@ -6,6 +6,8 @@ import sys
 from typing import Iterable, Iterator
 
 from ..runtime.engine import Finished, TokenEvent
+from ..session import TurnDone
+from ..turn import AlignedToken, BaseToken, EvaluatorWarning, LambdaChosen, PhaseDone, Scored
 
 
 def token_row(stream: str, t: TokenEvent) -> dict:
@@ -55,18 +57,22 @@ def lambda_text(lam: float, source: str, score: int | None, mapping: str) -> str
 
 
 def _turn_row(ev) -> dict:
-    k = ev.kind
-    if k in ("base_token", "aligned_token"):
-        return token_row("base" if k == "base_token" else "sda", ev.token)
-    if k == "phase_done":
-        return {"stream": "base" if ev.phase == "base" else "sda", **ev.finished.to_dict()}
-    if k == "score":
-        return {"event": "score", **ev.score.to_dict()}
-    if k == "warning":
-        return {"event": "warning", "message": ev.message, "lam": ev.lam}
-    if k == "lambda":
-        return {"event": "lambda", "lam": ev.lam, "source": ev.source, "score": ev.score, "mapping": ev.mapping}
-    return {"event": "done", "timings": ev.turn.timings, "finish_reason": ev.turn.finish_reason}
+    match ev:
+        case BaseToken(token=t):
+            return token_row("base", t)
+        case AlignedToken(token=t):
+            return token_row("sda", t)
+        case PhaseDone(phase=phase, finished=f):
+            return {"stream": "base" if phase == "base" else "sda", **f.to_dict()}
+        case Scored(score=sc):
+            return {"event": "score", **sc.to_dict()}
+        case EvaluatorWarning(message=m, lam=lam):
+            return {"event": "warning", "message": m, "lam": lam}
+        case LambdaChosen():
+            return {"event": "lambda", "lam": ev.lam, "source": ev.source, "score": ev.score, "mapping": ev.mapping}
+        case TurnDone(turn=t):
+            return {"event": "done", "timings": t.timings, "finish_reason": t.finish_reason}
+    raise TypeError(f"not a turn event: {ev!r}")
 
 
 def base_first(events: Iterable) -> Iterator:
@@ -76,50 +82,61 @@ def base_first(events: Iterable) -> Iterator:
     held: list = []
     base_done = False
     for ev in events:
-        if base_done or ev.kind in ("base_token", "score") or (ev.kind == "warning" and not held):
-            yield ev
-        elif ev.kind == "phase_done" and ev.phase == "base":
-            base_done = True
-            yield ev
-            yield from held
-            held.clear()
-        else:
-            held.append(ev)
+        match ev:
+            case _ if base_done:
+                yield ev
+            case BaseToken() | Scored():
+                yield ev
+            case EvaluatorWarning() if not held:
+                yield ev
+            case PhaseDone(phase="base"):
+                base_done = True
+                yield ev
+                yield from held
+                held.clear()
+            case _:
+                held.append(ev)
     yield from held
 
 
 def print_turn(events: Iterable, as_json: bool, show_base: bool) -> None:
     """Print a ``ChatSession`` turn: the answers on stdout, headers, score, λ and timings on stderr (as text,
     the base answer first: ``base_first``)."""
-    err, out = sys.stderr, sys.stdout
     if show_base and not as_json:
         events = base_first(events)
     for ev in events:
-        k = ev.kind
         if as_json:
-            print_json(_turn_row(ev), out)
-        elif k == "base_token" and show_base:
-            if ev.token.index == 0:
+            print_json(_turn_row(ev), sys.stdout)
+        else:
+            _print_event(ev, show_base)
+
+
+def _print_event(ev, show_base: bool) -> None:
+    err, out = sys.stderr, sys.stdout
+    match ev:
+        case BaseToken(token=t) if show_base:
+            if t.index == 0:
                 print("── base answer (no instruction, no steering) ──", file=err, flush=True)
-            print(ev.token.text, end="", file=out, flush=True)
-        elif k == "phase_done" and (ev.phase == "aligned" or show_base):
-            print(ev.finished.tail, file=out, flush=True)
-        elif k == "score":
-            s = ev.score
-            print(f"── score {s.value}/100 from {s.evaluator} ({s.latency_s:.2f} s) ──", file=err, flush=True)
-        elif k == "warning":
-            print(f"warning: {ev.message}", file=err, flush=True)
-        elif k == "lambda":
+            print(t.text, end="", file=out, flush=True)
+        case PhaseDone(phase=phase, finished=f) if phase == "aligned" or show_base:
+            print(f.tail, file=out, flush=True)
+        case Scored(score=sc):
+            print(f"── score {sc.value}/100 from {sc.evaluator} ({sc.latency_s:.2f} s) ──", file=err, flush=True)
+        case EvaluatorWarning(message=m):
+            print(f"warning: {m}", file=err, flush=True)
+        case LambdaChosen():
             print(f"── SDA answer ({lambda_text(ev.lam, ev.source, ev.score, ev.mapping)}) ──", file=err, flush=True)
-        elif k == "aligned_token":
-            print(ev.token.text, end="", file=out, flush=True)
-        elif k == "done":
-            t = ev.turn.timings
-            if t.get("together"):
-                print(f"[aligned: {t['aligned_tokens']} tokens, {t['aligned_tokens_per_s']:.1f} tok/s; base and "
-                      f"aligned answers decoded together: base done at {t['base_s']:.2f} s, whole turn "
-                      f"{t['total_s']:.2f} s]", file=err, flush=True)
-            else:
-                print(f"[aligned: {t['aligned_tokens']} tokens, {t['aligned_tokens_per_s']:.1f} tok/s; "
-                      f"base {t['base_s']:.2f} s, judge {t['judge_s']:.2f} s, aligned {t['aligned_s']:.2f} s]",
-                      file=err, flush=True)
+        case AlignedToken(token=t):
+            print(t.text, end="", file=out, flush=True)
+        case TurnDone(turn=turn):
+            print(timings_line(turn.timings), file=err, flush=True)
+
+
+def timings_line(t: dict) -> str:
+    """A turn's timings (``TurnTrace.timings``) in one line."""
+    if t.get("together"):
+        return (f"[aligned: {t['aligned_tokens']} tokens, {t['aligned_tokens_per_s']:.1f} tok/s; base and "
+                f"aligned answers decoded together: base done at {t['base_s']:.2f} s, whole turn "
+                f"{t['total_s']:.2f} s]")
+    return (f"[aligned: {t['aligned_tokens']} tokens, {t['aligned_tokens_per_s']:.1f} tok/s; "
+            f"base {t['base_s']:.2f} s, judge {t['judge_s']:.2f} s, aligned {t['aligned_s']:.2f} s]")

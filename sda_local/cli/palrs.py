@@ -172,7 +172,7 @@ def _command_line() -> str:
 
 def _add_extract(ps) -> None:
     e = ps.add_parser("extract", help="extract a control vector from preference pairs",
-                      parents=[model_parent(variant=False, ctx=False)])
+                      parents=[model_parent(layout=False, ctx=False)])
     e.add_argument("--pairs", required=True, help="JSONL with prompt, chosen, rejected")
     e.add_argument("--out", required=True, help="output control-vector GGUF")
     e.add_argument("--layers", default=None, metavar="A-B",
@@ -191,7 +191,7 @@ def _add_extract(ps) -> None:
 
 def _add_sweep(ps) -> None:
     s = ps.add_parser("sweep", help="α sweep on TruthfulQA MC1/MC2, alone and with SDA",
-                      parents=[preset_parent("honesty"), model_parent(variant=False, ctx=False, n_ctx=512),
+                      parents=[preset_parent("honesty"), model_parent(layout=False, ctx=False, n_ctx=512),
                                sampling_parent(only=("k", "t0", "temperature_mode", "plausibility"),
                                                aliases={"temperature_mode": ["--mode"]},
                                                grid={"plausibility": "--plausibility"})])
@@ -231,7 +231,7 @@ def add_commands(sub) -> None:
     i.set_defaults(func=cmd_info)
 
     g = ps.add_parser("generate", help="answer with residual steering alone (no SDA, no instruction)",
-                      parents=[control_vector_parent(streams=False), model_parent(variant=False), sampling_parent()])
+                      parents=[control_vector_parent(streams=False), model_parent(layout=False), sampling_parent()])
     g.add_argument("question")
     g.add_argument("--system", default=None, help="a system message")
     g.add_argument("--base", action="store_true", help="print the unsteered answer first")

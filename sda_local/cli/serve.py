@@ -113,7 +113,7 @@ def add_command(sub) -> None:
 
     b = sub.add_parser("bench-serve", help="measure the server: tok/s over HTTP vs in-process, time to first token "
                                            "with concurrent streams (JSON)",
-                       parents=[model_parent(variant=False, gpu=False, n_ctx=2048),
+                       parents=[model_parent(layout=False, gpu=False, n_ctx=2048),
                                 sampling_parent(max_tokens=64, seed=0, aliases={"max_tokens": ["--tokens"]})])
     b.add_argument("--lam", type=float, default=0.5, help="λ of the benchmark's SDA requests (default 0.5)")
     b.add_argument("--repeats", type=int, default=3, help="runs per side for the tok/s ratio (median; default 3)")

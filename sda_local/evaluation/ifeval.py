@@ -37,7 +37,7 @@ from ..jsonl import read_records
 from ..judges import FixedEvaluator
 from ..presets import custom_defaults, custom_preset
 from ..runtime.engine import collect
-from ..turn import TurnSettings, answer, collect_turn
+from ..turn import TurnSettings, TurnTrace, answer, instruction_only
 from . import metrics, quality
 from .ifeval_checks import check
 from .progress import Progress
@@ -188,10 +188,11 @@ def answer_row(engine, row: dict, system: System, p: SamplingParams):
     if system.kind == "inline":
         return collect(engine.generate_plain([{"role": "user", "content": row["prompt"]}], params=p))
     if system.kind in ("instruction-user", "instruction-system"):
-        return collect(engine.generate_plain(user, row["constraints"], params=p,
-                                             placement=system.kind.removeprefix("instruction-")))
+        settings = TurnSettings(preset=custom_preset(row["constraints"], name="ifeval"), sampling=p,
+                                placement=system.kind.removeprefix("instruction-"))
+        return collect(instruction_only(engine, user, settings))
     settings, lam = _sda_settings(row, system, p)
-    return collect_turn(answer(engine, FixedEvaluator(lam=lam), user, settings))["aligned"]
+    return TurnTrace.run(answer(engine, FixedEvaluator(lam=lam), user, settings)).aligned
 
 
 def stutter(text: str, run: int = STUTTER_RUN) -> int:

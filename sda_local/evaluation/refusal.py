@@ -36,7 +36,7 @@ from ..jsonl import rewrite_jsonl
 from ..judges import FixedEvaluator
 from ..presets import Preset, builtin_presets, custom_preset
 from ..runtime.engine import collect
-from ..turn import TurnSettings, answer, collect_turn
+from ..turn import TurnSettings, TurnTrace, answer, instruction_only
 from . import metrics, quality
 from .datasets import Dataset
 from .fluency import FluencyScorer
@@ -134,10 +134,10 @@ def _answer(engine, prompt: str, system: System, cfg: RefusalConfig, seed: int):
         p = replace(p, contrast=system.contrast)
     if system.kind == "base":
         return collect(engine.generate_plain(msgs, params=p))
-    if system.kind == "instruction":
-        return collect(engine.generate_plain(msgs, cfg.instruction, placement=system.placement, params=p))
     settings = TurnSettings(preset=_preset(cfg), sampling=p, placement=system.placement)
-    return collect_turn(answer(engine, FixedEvaluator(lam=system.lam), msgs, settings))["aligned"]
+    if system.kind == "instruction":
+        return collect(instruction_only(engine, msgs, settings))
+    return TurnTrace.run(answer(engine, FixedEvaluator(lam=system.lam), msgs, settings)).aligned
 
 
 def _with_quality(rows: Sequence[dict], instruction: str) -> list[dict]:

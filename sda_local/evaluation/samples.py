@@ -29,7 +29,7 @@ from ..errors import PromptTooLongError, SdaError
 from ..judges import Evaluator, LambdaDecision
 from ..presets import Preset
 from ..runtime.engine import Engine, collect
-from ..turn import TurnSettings, answer, collect_turn
+from ..turn import TurnSettings, TurnTrace, answer, instruction_only
 from . import quality
 from .datasets import Dataset, DatasetError, Item, load_jsonl
 from .progress import Progress
@@ -129,24 +129,16 @@ def answer_prompt(engine: Engine, evaluator: Evaluator, settings: TurnSettings, 
     answer per grid point in place of ``sda``; each answer's quality measures and token count."""
     s = replace(settings, sampling=settings.params(seed_offset))
     msgs = s.messages(prompt)
-    instruction: list = []
-
-    def then_instruction(events):  # the instruction-only answer right after the base one, before the λ decision
-        for ev in events:
-            yield ev
-            if ev.kind == "phase_done" and ev.phase == "base":
-                instruction.append(collect(engine.generate_plain(msgs, s.preset.instruction, params=s.params(),
-                                                                 placement=s.effective_placement)))
-
-    t = collect_turn(then_instruction(answer(engine, evaluator, msgs, s, base="always", together=False)))
-    done = {"base": t["base"], "instruction": instruction[0], "sda": t["aligned"]}
-    d = t["decision"]
+    t = TurnTrace.run(answer(engine, evaluator, msgs, s, base="always"))
+    instruction = collect(instruction_only(engine, msgs, s))
+    done = {"base": t.base, "instruction": instruction, "sda": t.aligned}
+    d = t.decision
     lams = {}
     if variants:
         del done["sda"]
         for v in variants:
             vd = d if v.lam is None else LambdaDecision(v.lam, "fixed", None, (), 0.0)
-            done[v.name] = collect_turn(answer(engine, evaluator, msgs, v.apply(s), decision=vd))["aligned"]
+            done[v.name] = TurnTrace.run(answer(engine, evaluator, msgs, v.apply(s), decision=vd)).aligned
             lams[v.name] = vd.lam
     names = list(done)
     return {"seed": s.sampling.seed, "placement": s.effective_placement,

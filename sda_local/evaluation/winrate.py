@@ -34,7 +34,7 @@ from ..judges import Evaluator, EvaluatorError
 from ..judges.base import JUDGE_SYSTEM, resolve_criterion
 from ..presets import DEFAULT_PRESET, Preset, get_preset
 from ..runtime.engine import Engine, collect
-from ..turn import TurnSettings, answer, collect_turn
+from ..turn import TurnSettings, TurnTrace, answer, instruction_only
 from . import quality
 from .datasets import Dataset
 from .fluency import FluencyScorer
@@ -181,13 +181,12 @@ def answer_item(engine: Engine, evaluator: Evaluator, preset: Preset, query: str
     for p in grid:
         settings = TurnSettings(preset=preset, sampling=params, mapping=mapping, fallback_lam=fallback_lam,
                                 placement=p)
-        t = collect_turn(answer(engine, evaluator, msgs, settings, base="always" if d is None else "auto",
-                                decision=d))
+        t = TurnTrace.run(answer(engine, evaluator, msgs, settings, base="always" if d is None else "auto",
+                                 decision=d))
         if d is None:
-            fins["base"], d = t["base"], t["decision"]
-        fins[with_placement("instruct", p, grid)] = collect(
-            engine.generate_plain(msgs, preset.instruction, placement=p, params=params))
-        fins[with_placement("sda", p, grid)] = t["aligned"]
+            fins["base"], d = t.base, t.decision
+        fins[with_placement("instruct", p, grid)] = collect(instruction_only(engine, msgs, settings))
+        fins[with_placement("sda", p, grid)] = t.aligned
     return {"answers": {s: f.text for s, f in fins.items()},
             "decode": {s: [f.n_tokens, round(f.decode_seconds, 4)] for s, f in fins.items()},
             "score": d.score_value, "lam": d.lam,

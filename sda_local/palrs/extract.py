@@ -58,7 +58,7 @@ class PairRenderer:
         m = model
         bos_text = m.token_text(m.bos_token) if m.bos_token >= 0 else ""
         eos_text = m.token_text(m.eos_token) if m.eos_token >= 0 else ""
-        self.prompter = ChatPrompter(m.chat_template, bos_text, eos_text, m.bos_token, m.add_bos, m.tokenize)
+        self.prompter = ChatPrompter.for_model(m)
         self._full = Jinja2ChatFormatter(template=m.chat_template or FALLBACK_TEMPLATE, eos_token=eos_text,
                                          bos_token=bos_text, add_generation_prompt=False)
         self.system = system

@@ -129,6 +129,13 @@ class ChatPrompter:
     add_bos: bool
     tokenize_fn: object  # callable(str) -> list[int]
 
+    @classmethod
+    def for_model(cls, model) -> "ChatPrompter":
+        """The prompter of a loaded model (``backend.LoadedModel``): its chat template, BOS/EOS and tokenizer."""
+        m = model
+        return cls(m.chat_template, m.token_text(m.bos_token) if m.bos_token >= 0 else "",
+                   m.token_text(m.eos_token) if m.eos_token >= 0 else "", m.bos_token, m.add_bos, m.tokenize)
+
     def __post_init__(self) -> None:
         self.uses_fallback = not self.template
         self._fmt = Jinja2ChatFormatter(

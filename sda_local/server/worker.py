@@ -10,18 +10,16 @@ import logging
 import os
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ..core import ControlVectors
 from ..errors import PromptTooLongError, SdaError
-from ..judges import LambdaDecision, decide_without_answer
 from ..judges.spec import Judges
 from ..palrs.cvec import control_vectors
 from ..runtime.engine import Engine, Finished, TokenEvent
 from ..runtime.text_prompts import text_pair, text_tokens
-from ..turn import TurnSettings, answer, steer_target
+from ..turn import AlignedToken, PhaseDone, TurnPrompts, TurnSettings, TurnTrace, answer, steer_target, turn_prompts
 from .errors import ApiError
 from .logprobs import LogprobTrack
 from .request import RequestPlan, SdaPlan
@@ -107,57 +105,32 @@ class Runner:
             emit(("error", ApiError(500, f"the generation failed ({type(exc).__name__}); see the server log")))
 
     def _run(self, plan: RequestPlan, cancel: threading.Event, emit) -> Result:
-        t0 = time.perf_counter()
-        sda = plan.sda
+        sda, eng = plan.sda, self.engine
         cv = self._apply_control(plan)
-        if plan.prompt is not None or plan.prefill is not None:
-            return self._run_text(plan, cancel, emit, cv)
         if sda is None:
-            gen = self.engine.generate_plain(plan.messages, params=plan.params, extras=plan.extras)
-            ans = self._stream(gen, plan, cancel, emit)
-            self._count_prompt(ans, plan, None)
-            return self._result(ans, None)
+            return self._run_plain(plan, cancel, emit)
         settings = sda.turn_settings(plan.params)
         evaluator = self.judges.get(sda.judge)
-        events = answer(self.engine, evaluator, plan.messages, settings, base="always" if sda.return_base else "auto",
+        chat = plan.prompt is None and plan.prefill is None
+        prompt = plan.messages if chat else text_turn_prompts(eng, plan, settings)
+        events = answer(eng, evaluator, prompt, settings, base="always" if sda.return_base and chat else "auto",
                         extras=plan.extras)
-        turn = _TurnSeen(t0)
-        ans = self._stream(turn.filter(events), plan, cancel, emit)
-        if turn.decision is None:  # cancelled before λ was chosen
+        trace = TurnTrace()
+        ans = self._stream(_aligned_answer(trace.watch(events)), plan, cancel, emit)
+        if trace.decision is None:  # cancelled before λ was chosen
             return Result("cancelled", 0, 0)
-        self._count_prompt(ans, plan, settings)
-        info = self._diagnostics(plan, settings, turn, ans, evaluator, cv)
-        info["timings"] = {"lambda_s": round(turn.t_lambda - t0, 3),
-                           "answer_s": round(time.perf_counter() - turn.t_lambda, 3)}
-        return self._result(ans, info)
+        if ans.n_prompt is None and ans.finish == "stop":  # a stop sequence ended it before ``Finished`` came
+            pr = prompt if not chat else turn_prompts(eng, plan.messages, settings)
+            ans.n_prompt = [len(pr.with_instruction), len(pr.without)]
+        return self._result(ans, self._diagnostics(plan, settings, trace, ans, evaluator, cv))
 
-    def _run_text(self, plan: RequestPlan, cancel: threading.Event, emit, cv: str | None) -> Result:
-        """A text completion (the raw prompt continued) or a prefill (the final assistant message continued),
-        plain or SDA with a λ that needs no judge."""
-        eng, sda = self.engine, plan.sda
-        if sda is None:
-            (toks,) = prompt_tokens(eng, plan)
-            ans = self._stream(eng.generate_plain_tokens(toks, params=plan.params, extras=plan.extras), plan, cancel,
-                               emit)
-            ans.n_prompt = ans.n_prompt or [len(toks)]
-            return self._result(ans, None)
-        settings = sda.turn_settings(plan.params)
-        evaluator = self.judges.get(sda.judge)
-        decision = decide_without_answer(evaluator, sda.preset, sda.mapping)
-        if decision is None:  # (refused when the request was read; a judge's λ needs a chat answer)
-            raise ApiError(400, "this λ source needs a chat answer to rate", "sda.evaluator")
-        ta, tb = prompt_tokens(eng, plan, settings)
-        gen = eng.generate_tokens(ta, tb, sda.preset.instruction, decision.lam, params=settings.params(),
-                                  extras=plan.extras)
-        ans = self._stream(gen, plan, cancel, emit)
-        ans.n_prompt = ans.n_prompt or [len(ta), len(tb)]
-        p = settings.params()
-        info = {"preset": sda.preset.name, "lam": round(decision.lam, 6), "lam_source": decision.source,
-                "score": decision.score_value, "evaluator": public_name(evaluator), "k": p.k, "t0": p.t0,
-                "temperature_mode": p.temperature_mode, "contrast": p.contrast,
-                "mean_js": round(sum(ans.js) / len(ans.js), 6) if ans.js else None,
-                "prompt_tokens_per_stream": ans.n_prompt, "control_vectors": cv}
-        return self._result(ans, info)
+    def _run_plain(self, plan: RequestPlan, cancel: threading.Event, emit) -> Result:
+        """Plain decoding (no ``sda``): a chat answer, a text completion or a prefill."""
+        toks = plain_tokens(self.engine, plan)
+        ans = self._stream(self.engine.generate_plain_tokens(toks, params=plan.params, extras=plan.extras), plan,
+                           cancel, emit)
+        ans.n_prompt = ans.n_prompt or [len(toks)]
+        return self._result(ans, None)
 
     @staticmethod
     def _stream(gen, plan: RequestPlan, cancel: threading.Event, emit) -> _Answer:
@@ -198,43 +171,33 @@ class Runner:
             gen.close()  # ends the engine's generation now and frees its lock
         return ans
 
-    def _count_prompt(self, ans: _Answer, plan: RequestPlan, settings: TurnSettings | None) -> None:
-        """Each stream's prompt tokens when a stop sequence ended the answer before the engine's ``Finished``
-        (which carries them) came: the same prompts, built again (no model call)."""
-        if ans.n_prompt is not None or ans.finish != "stop":
-            return
-        if settings is None:
-            ans.n_prompt = [len(self.engine.prompt_tokens(plan.messages))]
-            return
-        msgs, settings = steer_target(plan.messages, settings)
-        preset = settings.preset
-        ta, tb = self.engine.prompter.pair(msgs, preset.instruction, settings.effective_placement,
-                                           settings.effective_contrast, preset.opposite)
-        ans.n_prompt = [len(ta), len(tb)]
-
     @staticmethod
     def _result(ans: _Answer, info: dict | None) -> Result:
         n_prompt = ans.n_prompt[0] if ans.n_prompt else 0
         finish = {"context": "length"}.get(ans.finish, ans.finish)
         return Result(finish, n_prompt, ans.n_tokens, info, "".join(ans.pieces), ans.logprobs)
 
-    def _diagnostics(self, plan: RequestPlan, settings: TurnSettings, turn: "_TurnSeen", ans: _Answer, evaluator,
+    def _diagnostics(self, plan: RequestPlan, settings: TurnSettings, trace: TurnTrace, ans: _Answer, evaluator,
                      cv: str | None) -> dict:
-        sda, d = plan.sda, turn.decision
-        settings = steer_target(plan.messages, settings)[1]  # (toward the system prompt: what that steers with)
+        sda, d = plan.sda, trace.decision
+        if plan.prompt is None and plan.prefill is None:
+            settings = steer_target(plan.messages, settings)[1]  # (toward the system prompt: what that steers with)
         p = settings.params()
         for w in d.warnings:  # the operator's log keeps the whole text (the judge's URL); the client does not
             log.warning("evaluator %s: %s", evaluator.name, w)
-        info = {"preset": settings.preset.name, "steer_toward": sda.steer_toward, "lam": round(d.lam, 6), "lam_source": d.source,
-                "score": d.score_value, "evaluator": public_name(evaluator), "mapping": sda.mapping,
-                "warnings": [public_text(w, evaluator) for w in d.warnings], "k": p.k, "t0": p.t0,
-                "temperature_mode": p.temperature_mode, "contrast": p.contrast,
-                "placement": settings.effective_placement, "mean_js": round(sum(ans.js) / len(ans.js), 6) if ans.js else None,
-                "prompt_tokens_per_stream": ans.n_prompt, "control_vectors": cv}
-        if turn.base is not None:
-            info["base_tokens"] = turn.base.n_tokens
+        t = trace.timings()
+        info = {"preset": settings.preset.name, "steer_toward": sda.steer_toward, "lam": round(d.lam, 6),
+                "lam_source": d.source, "score": d.score_value, "evaluator": public_name(evaluator),
+                "mapping": sda.mapping, "warnings": [public_text(w, evaluator) for w in d.warnings], "k": p.k,
+                "t0": p.t0, "temperature_mode": p.temperature_mode, "contrast": p.contrast,
+                "placement": settings.effective_placement,
+                "mean_js": round(sum(ans.js) / len(ans.js), 6) if ans.js else None,
+                "prompt_tokens_per_stream": ans.n_prompt, "control_vectors": cv,
+                "timings": {"lambda_s": t["lambda_s"], "answer_s": t["aligned_s"]}}
+        if trace.base is not None:
+            info["base_tokens"] = trace.base.n_tokens
             if sda.return_base:
-                info["base"] = turn.base.text
+                info["base"] = trace.base.text
         return info
 
 
@@ -256,47 +219,46 @@ def public_text(text: str, evaluator) -> str:
     return _URL.sub("the judge's endpoint", text)
 
 
-class _TurnSeen:
-    """Watches a turn's events: keeps the base answer and the λ decision, passes the aligned answer's token
-    events (``TokenEvent`` / ``Finished``) on to the streaming loop."""
-
-    def __init__(self, t0: float):
-        self.base: Finished | None = None
-        self.decision: LambdaDecision | None = None
-        self.t_lambda = t0
-
-    def filter(self, events):
-        try:
-            for ev in events:
-                if ev.kind == "phase_done" and ev.phase == "base":
-                    self.base = ev.finished
-                elif ev.kind == "lambda":
-                    self.decision, self.t_lambda = ev.decision, time.perf_counter()
-                elif ev.kind in ("aligned_token", "phase_done"):
-                    yield ev.token if ev.kind == "aligned_token" else ev.finished
-                else:  # base tokens, score, warnings: only their effect reaches the client; but a cancel must
-                    yield None  # still be seen while the base answer runs
-        finally:
-            events.close()
+def _aligned_answer(events):
+    """A turn's events as the streaming loop reads them: the aligned answer's ``TokenEvent``s and ``Finished``,
+    and None for every other event (only its effect reaches the client, but a cancel must still be seen while
+    the base answer runs)."""
+    for ev in events:
+        match ev:
+            case AlignedToken(token=t):
+                yield t
+            case PhaseDone(phase="aligned", finished=f):
+                yield f
+            case _:
+                yield None
 
 
-def prompt_tokens(engine: Engine, plan: RequestPlan, settings: TurnSettings | None = None) -> list[list[int]]:
-    """The prompt tokens of a text completion or a prefill: one list for plain decoding, (with, without) for SDA
-    (``settings`` then gives the placement and contrast).  A prefill is the conversation up to the template's
-    generation prompt, then the assistant message's own tokens."""
-    sda = plan.sda
+def plain_tokens(engine: Engine, plan: RequestPlan) -> list[int]:
+    """The prompt tokens of a plain (no ``sda``) answer: the raw text of a text completion, the conversation, or
+    the conversation then the prefilled assistant message's own tokens."""
     if plan.prompt is not None:
-        if sda is None:
-            return [text_tokens(engine.model, plan.prompt)]
-        contrast = settings.effective_contrast if settings else "auto"
-        return list(text_pair(engine.model, plan.prompt, sda.preset.instruction, contrast, sda.preset.opposite))
-    tail = engine.model.tokenize(plan.prefill, special=False)
-    if sda is None:
-        return [engine.prompt_tokens(plan.messages) + tail]
-    placement = settings.effective_placement if settings else sda.placement
-    contrast = settings.effective_contrast if settings else "auto"
-    pair = engine.prompter.pair(plan.messages, sda.preset.instruction, placement, contrast, sda.preset.opposite)
-    return [toks + tail for toks in pair]
+        return text_tokens(engine.model, plan.prompt)
+    tail = engine.model.tokenize(plan.prefill, special=False) if plan.prefill is not None else []
+    return engine.prompt_tokens(plan.messages) + tail
+
+
+def text_turn_prompts(engine: Engine, plan: RequestPlan, settings: TurnSettings) -> TurnPrompts:
+    """The prompts an SDA text completion or prefill decodes (``settings`` gives the placement and contrast),
+    checked to fit.  A prefill is the conversation up to the template's generation prompt, then the assistant
+    message's own tokens (in every stream)."""
+    preset = settings.preset
+    if plan.prompt is not None:
+        ta, tb = text_pair(engine.model, plan.prompt, preset.instruction, settings.effective_contrast,
+                           preset.opposite)
+        pr = TurnPrompts(list(ta), list(tb))
+    else:
+        tail = engine.model.tokenize(plan.prefill, special=False)
+        ta, tb = engine.prompter.pair(plan.messages, preset.instruction, settings.effective_placement,
+                                      settings.effective_contrast, preset.opposite)
+        pr = TurnPrompts(ta + tail, tb + tail, engine.prompt_tokens(plan.messages) + tail)
+    for toks, what in ((pr.with_instruction, "prompt with the instruction"), (pr.without, "prompt")):
+        engine.check_fits(toks, what)
+    return pr
 
 
 def check_grammar(engine: Engine, plan: RequestPlan) -> None:
@@ -310,18 +272,16 @@ def check_grammar(engine: Engine, plan: RequestPlan) -> None:
 
 
 def check_prompt_fits(engine: Engine, plan: RequestPlan) -> None:
-    """A 400 with the token counts when the prompt (with the instruction, for SDA) does not fit the context."""
+    """A 400 with the token counts unless every prompt the request decodes (with the instruction, for SDA: the
+    very prompts, built as the answer builds them) fits the context."""
     param = "messages" if plan.prompt is None else "prompt"
     try:
-        if plan.prompt is not None or plan.prefill is not None:
-            for toks in prompt_tokens(engine, plan):
-                engine.check_tokens(toks)
-            return
-        if plan.sda is not None:
-            msgs, s = steer_target(plan.messages, plan.sda.turn_settings(plan.params))
-            engine.check_prompt(msgs, s.preset.instruction, s.effective_placement, s.effective_contrast,
-                                s.preset.opposite)
-        engine.check_prompt(plan.messages)
+        if plan.sda is None:
+            engine.check_fits(plain_tokens(engine, plan), "prompt" if plan.prompt is not None else "message")
+        elif plan.prompt is not None or plan.prefill is not None:
+            text_turn_prompts(engine, plan, plan.sda.turn_settings(plan.params))
+        else:
+            turn_prompts(engine, plan.messages, plan.sda.turn_settings(plan.params))
     except PromptTooLongError as exc:
         raise ApiError(400, f"the {exc.stream} is {exc.n_prompt} tokens but the context holds {exc.n_ctx} per "
                             f"stream (at least one more is needed to answer); shorten the {param}",
