@@ -213,11 +213,11 @@ def test_plausibility_keeps_every_drawn_token_plausible_under_the_instruction(ti
 def test_importing_the_backend_changes_no_process_settings(tiny_gguf):
     code = ("import logging, sys\n"
             "import sda_local.runtime.backend as b\n"
-            "from sda_local.runtime._alloc import allocator_tuned\n"
+            "from sda_local.runtime import _alloc\n"
             "log = logging.getLogger(b.LLAMA_LOGGER)\n"
-            "print(log.level, allocator_tuned())\n"
+            "print(log.level, _alloc._done)\n"
             "b.LoadedModel(sys.argv[1]).close()\n"
-            "print(log.level, allocator_tuned() or not sys.platform.startswith('linux'))\n")
+            "print(log.level, _alloc._done or not sys.platform.startswith('linux'))\n")
     r = subprocess.run([sys.executable, "-c", code, str(tiny_gguf)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[:2] == ["0 False", "40 True"]  # untouched on import; set once a model loads

@@ -87,7 +87,7 @@ def test_harm_pairs_take_a_non_echo_refusal_against_a_complying_base_answer():
 
 
 # -- `sda-local eval judge` end to end on the tiny GGUF -----------------------------------------------------------
-JUDGES = "grammar,geval,yesno,self"
+JUDGES = "local,geval,yesno,self"
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_eval_judge_writes_rows_summary_and_markdown_then_resumes(tiny_gguf, tin
     assert len(rows) == 12 and {r["judge"] for r in rows} == set(JUDGES.split(","))
     assert all(1 <= r[side] <= 100 and r[f"{side}_raw"] for r in rows for side in ("better", "worse"))
     report = json.loads((out / "judge.json").read_text())
-    assert report["judges"]["geval"] == "geval:tiny.gguf" and report["judges"]["grammar"] == "local:tiny.gguf"
+    assert report["judges"]["geval"] == "geval:tiny.gguf" and report["judges"]["local"] == "local:tiny.gguf"
     assert report["pair_sets"] == {"truthfulqa": 2, "harmlessness": 1}
     assert report["run"]["command"].startswith(f"sda-local eval judge --model {tiny_gguf} --pairs")
     s = report["summary"]["self"]["truthfulqa"]
@@ -161,7 +161,8 @@ def test_eval_judge_refuses_unknown_judges_and_duplicate_pair_ids(tiny_gguf, tmp
         je.parse_judges("geval,gpt")
     with pytest.raises(SdaError, match="twice"):
         je.parse_judges("geval,geval")
-    assert je.parse_judges(" grammar , self ") == ["grammar", "self"]
+    assert je.parse_judges(" local , self ") == ["local", "self"]
+    assert je.parse_judges("grammar,geval") == ["local", "geval"]  # the old name of the local judge still works
     p = je.JudgePair("same", "s", "honesty", "q", "a", "b")
     with pytest.raises(SdaError, match="'same' appear more than once"):
         je.check_pair_ids([p, p])

@@ -64,6 +64,17 @@ def test_summarize_rates_and_intervals():
     assert 0 < lo < 1 / 3 < hi < 1
 
 
+def echo_run_table(answers_by_system: dict, instruction: str, runs=(3, 4, 5, 6, 8, 10)) -> dict:
+    """For each system, the share of answers sharing a run of ≥ n words with the instruction, per n: the
+    calibration behind ``ECHO_RUN`` (a good n is 0 % on answers that never saw the instruction)."""
+    iw = q.words(instruction)
+    out = {}
+    for name, texts in answers_by_system.items():
+        lengths = [q.longest_shared_run(q.words(t), iw) for t in texts]
+        out[name] = {n: (sum(x >= n for x in lengths) / len(lengths) if lengths else 0.0) for n in runs}
+    return out
+
+
 def test_echo_run_table_on_committed_run():
     """The calibration behind ECHO_RUN: base answers never share a 6-word run with the instruction."""
     root = Path(__file__).resolve().parents[1] / "results" / "refusal"
@@ -72,7 +83,7 @@ def test_echo_run_table_on_committed_run():
     by = {}
     for r in rows:
         by.setdefault(r["system"], []).append(r["text"])
-    table = q.echo_run_table(by, cfg["instruction"], runs=(3, q.ECHO_RUN))
+    table = echo_run_table(by, cfg["instruction"], runs=(3, q.ECHO_RUN))
     assert table["base"][3] == 0.0 and table["base"][q.ECHO_RUN] == 0.0
     assert table["sda λ=1"][q.ECHO_RUN] > 0.5
 

@@ -53,7 +53,7 @@ def test_refusals_are_detected(detector, text):
 
 @pytest.mark.parametrize("text", NOT_REFUSALS)
 def test_sympathy_negation_and_answers_are_not_refusals(detector, text):
-    assert not detector.is_refusal(text)
+    assert not detector.check(text).refused
 
 
 def test_phrase_list_is_a_data_file_and_normalised():
@@ -67,7 +67,7 @@ def test_a_custom_phrase_file(tmp_path):
     f = tmp_path / "p.txt"
     f.write_text("# mine\nNo   WAY\n\n", encoding="utf-8")
     d = RefusalDetector(load_phrases(f))
-    assert d.is_refusal("no way, not doing that") and not d.is_refusal("I'm sorry, but I can't")
+    assert d.check("no way, not doing that").refused and not d.check("I'm sorry, but I can't").refused
     (tmp_path / "empty.txt").write_text("# nothing\n", encoding="utf-8")
     with pytest.raises(ValueError):
         load_phrases(tmp_path / "empty.txt")

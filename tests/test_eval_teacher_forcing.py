@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
+from scoring_support import answer_logprobs
 from sda_local import core
 from sda_local.core import SamplingParams
 from sda_local.evaluation.token_logprobs import (
     Setting,
-    answer_logprobs,
     default_settings,
 )
 from sda_local.runtime.backend import Context

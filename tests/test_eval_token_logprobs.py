@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scoring_support import answer_logprobs
 from sda_local import core
 from sda_local.core.distributions import check_pair, js_from_logprobs, log_softmax32
 from sda_local.evaluation.token_logprobs import (
-    answer_logprobs,
     default_settings,
     edge_logprobs,
 )

@@ -9,7 +9,7 @@ import pytest
 
 from sda_local import core
 from sda_local.core import SamplingParams, top_k_lists
-from sda_local.core.inspect import top_indices
+from sda_local.core.top_k import top_indices
 
 
 def _chain_step(seed: int, n: int = 1000, plausibility: float = 0.0):

@@ -14,7 +14,7 @@ from sda_local.judges import BaseAnswer, FixedEvaluator, make_evaluator
 from sda_local.judges.selfscore import SelfScoreEvaluator, criterion_preset
 from sda_local.judges.spec import Judges
 from sda_local.presets import get_preset
-from sda_local.runtime.answer_logprobs import LogprobRecorder, target_logprobs
+from sda_local.runtime.answer_record import LogprobRecorder, target_logprobs
 from sda_local.runtime.backend import Context
 from sda_local.runtime.engine import collect
 from sda_local.server.config import ServerConfig

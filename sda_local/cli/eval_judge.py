@@ -132,7 +132,7 @@ def add_judge_command(eval_sub) -> None:
                  evaluator_parent(fixed=False, choose=False, title="judge options (--judge-model: the model whose "
                                                                      "judges are measured, same as --model)")])
     j.add_argument("--judges", default=",".join(DEFAULT_JUDGES),
-                   help=f"comma-separated judges among {', '.join(JUDGE_NAMES)} (grammar = the local judge today; "
+                   help=f"comma-separated judges among {', '.join(JUDGE_NAMES)} (the evaluator kinds; "
                         f"self-neutral / self-ignore / self-opposite: the self-score with that contrast line in the "
                         f"stream without the instruction; default {','.join(DEFAULT_JUDGES)})")
     j.add_argument("--truthfulqa", default=None, metavar="FILE",

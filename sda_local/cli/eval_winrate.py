@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..evaluation.datasets import load_jsonl, report_problems
 from ..evaluation.winrate import WinrateConfig, run_winrate
-from ..judges import JUDGE_KINDS
+from ..judges import PAIRWISE_JUDGE_KINDS
 from ..judges.spec import Judges
 from .options import (
     evaluator_from_args,
@@ -56,7 +56,7 @@ def add_winrate_command(eval_sub) -> None:
     w.add_argument("--dataset", "-d", action="append", required=True, help="JSONL file (repeatable)")
     w.add_argument("--out", default="results/winrate", help="output folder (items.jsonl makes it resumable)")
     w.add_argument("--limit", type=int, default=None, help="first N valid items of each dataset")
-    w.add_argument("--judge", choices=JUDGE_KINDS, default="local",
+    w.add_argument("--judge", choices=PAIRWISE_JUDGE_KINDS, default="local",
                    help="the pairwise judge; it uses the evaluator options --judge-model, --openai-… (default local)")
     w.add_argument("--no-fluency", action="store_true",
                    help="skip the fluency measure (one teacher-forced pass per item's answers)")

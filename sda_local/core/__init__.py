@@ -29,7 +29,7 @@ from .distributions import (
                             js_temperature,
                             target_logprobs,
 )
-from .inspect import TopK, top_k_lists
+from .top_k import TopK, top_k_lists
 from .lambdas import LAMBDA_MAPPINGS, lambda_from_score
 from .params import (
                             ADAPTIVE_MODES,

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import SdaError
 
-# Which streams the vectors steer: "aligned" (stream A only, the default everywhere) or "both".
+# Which streams the vectors steer: "aligned" (the instructed stream only, the default everywhere) or "both".
 DEFAULT_CV_STREAMS = "aligned"
 CV_STREAMS = (DEFAULT_CV_STREAMS, "both")
 
@@ -23,7 +23,7 @@ class ControlVectors:
 
     ``data`` has one row per layer from layer 1 up to the highest steered layer: row j is added to the output
     of layer j + 1 (llama.cpp's ``llama_set_adapter_cvec`` layout; layer 0 is never steered).  ``layers``
-    limits where they apply (inclusive; None = every layer), ``streams`` is "aligned" (stream A only) or
+    limits where they apply (inclusive; None = every layer), ``streams`` is "aligned" (the instructed stream only) or
     "both", ``description`` says what they are (shown to the user).
     """
 

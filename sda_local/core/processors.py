@@ -387,7 +387,7 @@ class ProcessorChain:
 
     def step(self, logits_with, logits_without=None, history: Sequence[int] = ()) -> tuple[np.ndarray, StepState]:
         """Like ``distribution``, with the final ``StepState`` (both streams' log-probs, scores, T, JS, removals)
-        in place of its summary: what the token inspector (``core.inspect.top_k_lists``) reads."""
+        in place of its summary: what the token inspector (``core.top_k.top_k_lists``) reads."""
         state = self.apply(self.start(logits_with, logits_without, history))
         return softmax(state.scores), state
 

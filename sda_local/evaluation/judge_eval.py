@@ -13,7 +13,7 @@ and tied pairs, Spearman ρ between the scores and the labels (better = 1, worse
 seconds per score.  Scores are appended to ``items.jsonl`` as they come, so ``--resume`` continues a run.
 
 The run (``run_judge_eval``): the model is loaded once (``SharedModel``) and every local judge borrows it
-(``--judges``: ``JUDGE_NAMES``, "grammar" being today's local judge); ``build_harm_pairs`` turns an ``eval
+(``--judges``: ``JUDGE_NAMES``); ``build_harm_pairs`` turns an ``eval
 refusal`` run into a committed pair file.  The wiring is in ``judge_cli``.
 """
 from __future__ import annotations
@@ -31,7 +31,6 @@ from scipy import stats
 from ..errors import SdaError
 from ..jsonl import read_records
 from ..judges import Evaluator
-from ..judges.judge_context import model_prompter
 from ..runtime.backend import LoadedModel
 from ..runtime.models import resolve_model
 from ..runtime.prompts import ChatPrompter
@@ -42,12 +41,14 @@ from .quality import echoes_instruction
 from .report import JsonlWriter, md_table, pct, read_jsonl, write_report
 
 PAIR_SETS = {"truthfulqa": "honesty", "harmlessness": "harmlessness"}
-# ``--judges`` names → evaluator kinds (``sda_local.judges.make_evaluator``); "grammar" is the kind "local"
-JUDGE_NAMES = {"grammar": "local", "geval": "geval", "reason": "reason", "yesno": "yesno", "self": "self",
+# ``--judges`` names → evaluator kinds (``sda_local.judges.make_evaluator``): a kind's own name, or the self-score
+# with another contrast line
+JUDGE_NAMES = {"local": "local", "geval": "geval", "reason": "reason", "yesno": "yesno", "self": "self",
                "self-neutral": "self", "self-ignore": "self", "self-opposite": "self", "openai": "openai"}
 # the self-score's "without" stream per judge name (SamplingParams.contrast); the others: "auto"
 JUDGE_CONTRASTS = {"self-neutral": "neutral", "self-ignore": "ignore", "self-opposite": "opposite"}
-DEFAULT_JUDGES = ("grammar", "geval", "reason", "yesno", "self")
+DEFAULT_JUDGES = ("local", "geval", "reason", "yesno", "self")
+OLD_JUDGE_NAMES = {"grammar": "local"}  # what runs before the names were the kinds' called them (still accepted)
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,9 @@ def markdown(summary: dict, info: dict) -> str:
 
 # -- the run: judges on one shared model, pairs from several sources, resumable rows -------------------------------
 def parse_judges(text: str) -> list[str]:
-    """``"grammar,geval"`` → ``["grammar", "geval"]``; unknown or repeated names are an ``SdaError``."""
-    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    """``"local,geval"`` → ``["local", "geval"]`` (an old name becomes its new one: ``OLD_JUDGE_NAMES``);
+    unknown or repeated names are an ``SdaError``."""
+    names = [OLD_JUDGE_NAMES.get(n.strip(), n.strip()) for n in (text or "").split(",") if n.strip()]
     bad = [n for n in names if n not in JUDGE_NAMES]
     if bad or not names:
         raise SdaError(f"unknown judge(s) {', '.join(map(repr, bad)) or '(none given)'}; choose from "
@@ -232,7 +234,7 @@ class SharedModel:
     def load(cls, model: str | None, *, n_gpu_layers: int = -1, threads: int | None = None) -> "SharedModel":
         choice = resolve_model(model)
         m = LoadedModel(choice.path, n_gpu_layers=n_gpu_layers)
-        return cls(m, model_prompter(m), choice.name, str(choice.path), threads)
+        return cls(m, ChatPrompter.for_model(m), choice.name, str(choice.path), threads)
 
     def info(self) -> dict:
         m = self.model

@@ -10,8 +10,8 @@ numbers of two models with different tokenizers are comparable.
   SmolLM2, 200 prompts) no *base* answer — which never saw the instruction — shares more than 2 words in
   a row with it; the harmlessness instruction holds stock phrases of 3–4 words that a genuine refusal uses
   in its own sentence ("break the law", "cause damage", "a safe, constructive alternative"); and the
-  recitations seen under SDA share runs of 20–36 words.  6 stays clear of both ends.  ``echo_run_table``
-  prints that calibration for any set of answers, so the choice can be rechecked.
+  recitations seen under SDA share runs of 20–36 words.  6 stays clear of both ends.  tests/test_eval_quality.py
+  rechecks that calibration on a committed run.
 - **Degeneration**: ``distinct_2`` (unique word bigrams / all bigrams; 1.0 = no repetition, loops drive it
   towards 0), ``longest_repeat`` (the longest word n-gram that occurs at least twice), and ``degenerate``
   (a repeat of ``DEGENERATE_RUN`` or more words, or distinct-2 below ``DEGENERATE_DISTINCT``).
@@ -230,15 +230,3 @@ def markdown_table(summaries: dict[str, dict], order: Sequence[str] | None = Non
                          _mean_cell(s.get("fluency_logprob"), 3, interval=True)])
     return md_table(["system", "answers", "echo ↓", "narration ↓", "degenerate ↓", "distinct-2 ↑", "longest repeat (words) ↓",
                      "fluency: mean log-prob/token ↑"], rows)
-
-
-def echo_run_table(answers_by_system: dict[str, Sequence[str]], instruction: str,
-                   runs: Sequence[int] = (3, 4, 5, 6, 8, 10)) -> dict[str, dict[int, float]]:
-    """For each system, the share of answers sharing a run of ≥ n words with the instruction, per n: the
-    calibration behind ``ECHO_RUN`` (a good n is 0 % on answers that never saw the instruction)."""
-    iw = words(instruction)
-    out = {}
-    for name, texts in answers_by_system.items():
-        lengths = [longest_shared_run(words(t), iw) for t in texts]
-        out[name] = {n: (sum(x >= n for x in lengths) / len(lengths) if lengths else 0.0) for n in runs}
-    return out

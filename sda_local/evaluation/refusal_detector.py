@@ -57,6 +57,3 @@ class RefusalDetector:
     def check(self, text: str) -> Verdict:
         m = self._re.search(normalise(text))
         return Verdict(True, m.group(0)) if m else Verdict(False)
-
-    def is_refusal(self, text: str) -> bool:
-        return self.check(text).refused

@@ -90,27 +90,12 @@ def default_settings(lams: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
     return out
 
 
-def answer_logprobs(logits_with: np.ndarray, logits_without: np.ndarray, targets: Sequence[int],
-                    settings: Sequence[Setting], *, k: float = 2.0, t0: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
-    """Log-prob of each target token under each setting, and the streams' JS divergence per position.
-
-    ``logits_with`` / ``logits_without``: shape (n, n_vocab), row i = the stream's logits that predict
-    ``targets[i]``.  Returns (array of shape (len(settings), n), float64, −inf where a plausibility constraint
-    rules the token out; JS array of shape (n,)).
-    """
-    zw, zn = np.asarray(logits_with), np.asarray(logits_without)
-    tg = np.asarray(targets, dtype=np.int64)
-    if zw.ndim != 2 or zw.shape != zn.shape or zw.shape[0] != tg.size:
-        raise ValueError(f"logits must both be (n, n_vocab) with n = len(targets); got {zw.shape}, {zn.shape}, "
-                         f"{tg.size} targets")
-    return edge_logprobs(zw, zn, np.arange(tg.size), tg, settings, k=k, t0=t0)
-
-
 def edge_logprobs(logits_with: np.ndarray, logits_without: np.ndarray, rows: np.ndarray, targets: np.ndarray,
                   settings: Sequence[Setting], *, k: float = 2.0, t0: float = 0.6,
                   block_elems: int = BLOCK_ELEMS, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """``answer_logprobs`` for (row, target) pairs: log-prob of ``targets[e]`` after logits row ``rows[e]``, under
-    each setting (shape (len(settings), len(rows))), and the JS divergence of each logits row.
+    """Log-prob of ``targets[e]`` after logits row ``rows[e]`` (float64, −inf where a plausibility constraint
+    rules the token out) under each setting (shape (len(settings), len(rows))), and the JS divergence of each
+    logits row.  ``logits_with`` / ``logits_without``: shape (n, n_vocab), the two streams' logits.
 
     The settings' processor chains (``Setting.chain``, the chains the engine samples with) run over blocks of
     rows ((rows, n_vocab) states, cache-sized), then ``core.target_logprobs``; what settings share is done

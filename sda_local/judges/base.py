@@ -74,8 +74,8 @@ class BaseAnswer:
     read only the text ignore it; the self-score uses it to skip a forced pass (``selfscore``)."""
 
     messages: list[dict]
-    engine: object            # the ``runtime.engine.Engine`` (for its stream A)
-    record: object | None     # ``runtime.answer_logprobs.AnswerRecord``, None when not recorded
+    engine: object            # the ``runtime.engine.Engine`` (for its instructed stream)
+    record: object | None     # ``runtime.answer_record.AnswerRecord``, None when not recorded
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,6 @@ RESPONSE_START, RESPONSE_END = "[Assistant response]\n", "\n[End of response]"
 MIN_KEPT_TOKENS = 16  # a response cut shorter than this is not worth judging: the request is too long
 
 
-def model_prompter(model: LoadedModel) -> ChatPrompter:
-    """The chat-template prompter of ``model`` (as the engine builds it)."""
-    m = model
-    return ChatPrompter(m.chat_template, m.token_text(m.bos_token) if m.bos_token >= 0 else "",
-                        m.token_text(m.eos_token) if m.eos_token >= 0 else "", m.bos_token, m.add_bos, m.tokenize)
-
-
 def open_model(model: LoadedModel | str | os.PathLike | None, label: str | None) -> tuple[LoadedModel, bool, str]:
     """(model, owned, name): a ``LoadedModel`` is borrowed; an id, file or path (None = the default) is loaded."""
     if isinstance(model, LoadedModel):
@@ -55,7 +48,7 @@ class JudgeContext:
         except SdaError:
             self._close_model()
             raise
-        self.prompter = model_prompter(self.model)
+        self.prompter = ChatPrompter.for_model(self.model)
         self.stream = KvStream(self.ctx, 0)  # what the judge's KV cache holds, reused across calls
         self.lock = threading.Lock()
 

@@ -15,8 +15,8 @@ records r.  The model is the chat engine's own (borrowed, never loaded twice) un
 When the turn hands over how it generated the base answer (``base``, a ``BaseAnswer``: the conversation, the
 engine and the answer's record), the score takes a shortcut: the "without" half of r is the log-probs recorded
 while that answer was sampled (``Finished.record``), and only the "with" stream is teacher-forced, in the
-engine's own stream A (``Engine.aligned_logprobs``: the prompt prefix stream B holds is copied, and A keeps the
-instructed prompt for the aligned answer).  It applies when the recorded prompt and tokens are exactly the ones
+engine's own instructed stream (``Engine.aligned_logprobs``: the prompt prefix the uninstructed stream holds is
+copied, and the instructed stream keeps the instructed prompt for the aligned answer).  It applies when the recorded prompt and tokens are exactly the ones
 this score would force (the answer's text tokenizes back to the same tokens); otherwise the score is computed
 as above, on the same conversation.  The two agree up to llama.cpp's
 batch-shape rounding (a single-token decode vs a batch: logits differ in about the 3rd decimal).
@@ -44,7 +44,7 @@ from .base import (
     clip_response,
     resolve_criterion,
 )
-from .judge_context import MIN_KEPT_TOKENS, model_prompter, open_model
+from .judge_context import MIN_KEPT_TOKENS, open_model
 from .scales import SELF_SCORE_TAU, mean_logprob_gap, self_score
 
 
@@ -78,7 +78,7 @@ class SelfScoreEvaluator(Evaluator):
         self.model, self._owns, label = open_model(model, label)
         self.name = f"{self.kind}:{label}" + ("" if contrast == "auto" else f":{contrast}")
         self.tau, self.placement, self.contrast = float(tau), placement, contrast
-        self.prompter = prompter or model_prompter(self.model)
+        self.prompter = prompter or ChatPrompter.for_model(self.model)
         try:
             self.forcer = TeacherForcer(self.model, self.prompter, n_ctx=2 * int(n_ctx), n_seq_max=4,
                                         n_threads=n_threads)
@@ -130,7 +130,7 @@ class SelfScoreEvaluator(Evaluator):
         return mean_logprob_gap(fa.logits_with, fa.logits_without, fa.targets), len(fa.targets), warnings
 
     def _from_record(self, base: BaseAnswer | None, preset: Preset, answer: str) -> tuple[float, int] | None:
-        """(r, n) from the base answer's record and the engine's stream A, when they cover exactly this score
+        """(r, n) from the base answer's record and the engine's instructed stream, when they cover exactly this score
         (the recorded prompt is the plain one, so a contrast line never matches it)."""
         rec = None if base is None else base.record
         if rec is None or base.engine.model is not self.model:

@@ -228,7 +228,7 @@ def control_vectors(specs: Iterable[tuple[str | os.PathLike, float] | str], *, s
     """Read and sum control-vector files into the data the engine takes (``Engine(control=…)``).
 
     ``specs``: ``"PATH[:SCALE]"`` strings or ``(path, scale)`` pairs, summed, times ``scale``; ``layers``: "A-B"
-    or a pair (inclusive; None = all); ``streams``: "aligned" (stream A only) or "both".  Whether they fit a
+    or a pair (inclusive; None = all); ``streams``: "aligned" (the instructed stream only) or "both".  Whether they fit a
     model is checked when the engine applies them.
     """
     specs = list(specs)

@@ -17,11 +17,6 @@ _M_MMAP_THRESHOLD = -3
 _done = False
 
 
-def allocator_tuned() -> bool:
-    """Whether ``tune_allocator`` has changed this process's malloc settings."""
-    return _done
-
-
 def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 128 << 20) -> bool:
     """Raise glibc's mmap and trim thresholds (once per process); True when they are set."""
     global _done

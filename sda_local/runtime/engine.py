@@ -29,9 +29,9 @@ import numpy as np
 from .. import core
 from ..core import ControlVectors, SamplingParams
 from ..errors import SdaError
-from .answer_logprobs import AnswerRecord, LogprobRecorder
+from .answer_record import AnswerRecord, LogprobRecorder
 from .backend import LoadedModel, default_threads
-from .drawing import AnswerDraw, Finished, TokenEvent
+from .sampler import AnswerDraw, Finished, TokenEvent
 from .grammar import GrammarConstraint, check_grammar
 from .kvprefix import KvStream
 from .layouts import DEFAULT_LAYOUT, LAYOUTS, Layout
@@ -131,7 +131,8 @@ class Engine:
                 self.control = None
             st = self.streams
             ci, cu = st.instructed.ctx, st.uninstructed.ctx
-            steered = [] if control is None else ([ci] if control.streams == "aligned" else list(dict.fromkeys((ci, cu))))
+            both = list(dict.fromkeys((ci, cu)))
+            steered = [] if control is None else [ci] if control.streams == "aligned" else both
             for c in st.contexts:
                 if c in steered:
                     c.set_control_vector(buf, rng[0], rng[1])
@@ -195,17 +196,17 @@ class Engine:
                     placement: Placement = "user", contrast: str = "auto",
                     opposite: str = "") -> tuple[np.ndarray, np.ndarray]:
         """Both streams' next-token logits after the prompts and the ``forced`` tokens (copies, float32)."""
-        ta, tb = self.prompter.pair(messages, instruction, placement, contrast, opposite)
-        self.check_fits(ta + list(forced), "prompt with the instruction")
-        self.check_fits(tb + list(forced), "prompt")
+        t_with, t_without = self.prompter.pair(messages, instruction, placement, contrast, opposite)
+        self.check_fits(t_with + list(forced), "prompt with the instruction")
+        self.check_fits(t_without + list(forced), "prompt")
         self._acquire()
         try:
             st = self.streams
-            (la, lb), _ = st.load_pair(ta, tb)
+            (l_with, l_without), _ = st.load_pair(t_with, t_without)
             for t in forced:
-                va, vb = st.step(st.sda, int(t))
-                la, lb = va.copy(), vb.copy()
-            return la, lb
+                v_with, v_without = st.step(st.sda, int(t))
+                l_with, l_without = v_with.copy(), v_without.copy()
+            return l_with, l_without
         finally:
             self._release()
 
@@ -218,20 +219,22 @@ class Engine:
         The uninstructed stream's prompt follows ``params.contrast`` (``opposite``: the preset's opposite
         instruction, for contrast "opposite").  ``extras``: per-token log-probs, a grammar (``DecodeExtras``)."""
         p = (params or SamplingParams()).check()
-        ta, tb = self.prompter.pair(messages, instruction, placement, p.contrast, opposite)
-        return self.generate_tokens(ta, tb, instruction, lam, params=p, inspect=inspect, extras=extras)
+        t_with, t_without = self.prompter.pair(messages, instruction, placement, p.contrast, opposite)
+        return self.generate_tokens(t_with, t_without, instruction, lam, params=p, inspect=inspect, extras=extras)
 
-    def generate_tokens(self, ta: list[int], tb: list[int], instruction: str, lam: float, *,
+    def generate_tokens(self, t_with: list[int], t_without: list[int], instruction: str, lam: float, *,
                         params: SamplingParams | None = None, inspect: int = 0,
                         extras: DecodeExtras | None = None) -> Iterator[TokenEvent | Finished]:
-        """SDA on prompts given as tokens: ``ta`` with the instruction (the instructed stream), ``tb`` without (the
-        uninstructed stream); ``instruction`` is only read by the echo block.  As ``generate`` otherwise."""
+        """SDA on prompts given as tokens: ``t_with`` with the instruction (the instructed stream), ``t_without``
+        without (the uninstructed stream); ``instruction`` is only read by the echo block.  As ``generate``
+        otherwise."""
         p = (params or SamplingParams()).check()
         chain = self._sda_chain(p, lam, instruction, extras)
-        self.check_fits(ta, "prompt with the instruction")
-        self.check_fits(tb, "prompt")
+        self.check_fits(t_with, "prompt with the instruction")
+        self.check_fits(t_without, "prompt")
         st = self.streams
-        return self._decode(st.sda, lambda: st.load_pair(ta, tb), chain, p, [len(ta), len(tb)], inspect, extras)
+        return self._decode(st.sda, lambda: st.load_pair(t_with, t_without), chain, p, [len(t_with), len(t_without)],
+                            inspect, extras)
 
     def generate_plain(self, messages: Sequence[Message], instruction: str = "", *, placement: Placement = "user",
                        params: SamplingParams | None = None, stream: str = "auto",
@@ -331,17 +334,18 @@ class Engine:
                       extras: DecodeExtras | None = None, record_base: bool = False) -> Iterator[tuple[str, object]]:
         """``generate_pair_tokens`` on the prompts of ``messages`` (the base answer's without the instruction)."""
         p = (params or SamplingParams()).check()
-        ta, tb = self.prompter.pair(messages, instruction, placement, p.contrast, opposite)
-        return self.generate_pair_tokens(ta, tb, self.prompt_tokens(messages), instruction, lam, params=p,
+        t_with, t_without = self.prompter.pair(messages, instruction, placement, p.contrast, opposite)
+        return self.generate_pair_tokens(t_with, t_without, self.prompt_tokens(messages), instruction, lam, params=p,
                                          base_params=base_params, inspect=inspect, extras=extras,
                                          record_base=record_base)
 
-    def generate_pair_tokens(self, ta: list[int], tb: list[int], tc: list[int], instruction: str, lam: float, *,
+    def generate_pair_tokens(self, t_with: list[int], t_without: list[int], t_base: list[int], instruction: str,
+                             lam: float, *,
                              params: SamplingParams | None = None, base_params: SamplingParams | None = None,
                              inspect: int = 0, extras: DecodeExtras | None = None,
                              record_base: bool = False) -> Iterator[tuple[str, object]]:
-        """The unsteered base answer (prompt ``tc``) and the SDA answer (``ta`` with the instruction, ``tb``
-        without) of one turn, decoded together: per step one ``llama_decode`` of three rows (the SDA streams and
+        """The unsteered base answer (prompt ``t_base``) and the SDA answer (``t_with`` with the instruction,
+        ``t_without`` without) of one turn, decoded together: per step one ``llama_decode`` of three rows (the SDA streams and
         the base stream) until one ends, then of the others.  Yields ``("base" | "aligned", TokenEvent |
         Finished)``; each answer samples from its own distribution with its own random stream, so its tokens are
         those ``generate_plain_tokens`` (``base_params``, default ``params``) and ``generate_tokens`` would draw
@@ -356,22 +360,22 @@ class Engine:
         sda = AnswerDraw(self.model, self._sda_chain(p, lam, instruction, extras), p, inspect, extras)
         rec = LogprobRecorder() if record_base else None
         base = AnswerDraw(self.model, self._plain_chain(pb, instruction, rec, None), pb)
-        for t, what in ((ta, "prompt with the instruction"), (tb, "prompt"), (tc, "prompt")):
+        for t, what in ((t_with, "prompt with the instruction"), (t_without, "prompt"), (t_base, "prompt")):
             self.check_fits(t, what)
-        gen = self._decode_pair(sda, base, ta, tb, tc)
-        return gen if rec is None else _pair_with_record(gen, rec, tc)
+        gen = self._decode_pair(sda, base, t_with, t_without, t_base)
+        return gen if rec is None else _pair_with_record(gen, rec, t_base)
 
-    def _decode_pair(self, sda: AnswerDraw, base: AnswerDraw, ta: list[int], tb: list[int],
-                     tc: list[int]) -> Iterator[tuple[str, object]]:
+    def _decode_pair(self, sda: AnswerDraw, base: AnswerDraw, t_with: list[int], t_without: list[int],
+                     t_base: list[int]) -> Iterator[tuple[str, object]]:
         """``_decode`` for two answers at once (``generate_pair_tokens``): the base row last in every batch."""
         self._acquire()
         try:
             st = self.streams
             t0 = time.perf_counter()
-            (la, lb, lc), ev_ab, ev_c = st.load_three(ta, tb, tc)
+            (l_with, l_without, l_base), evaluated_sda, evaluated_base = st.load_three(t_with, t_without, t_base)
             t1 = time.perf_counter()
-            live = {"base": (base, (st.base,), [lc], [len(tc)], ev_c),
-                    "aligned": (sda, st.sda, [la, lb], [len(ta), len(tb)], ev_ab)}
+            live = {"base": (base, (st.base,), [l_base], [len(t_base)], evaluated_base),
+                    "aligned": (sda, st.sda, [l_with, l_without], [len(t_with), len(t_without)], evaluated_sda)}
             while live:
                 steps = []
                 for who, (ans, streams, logits, n_prompt, evaluated) in list(live.items()):
@@ -401,11 +405,11 @@ class Engine:
         y = [int(t) for t in tokens]
         if not y:
             raise ValueError("no answer tokens to force")
-        ta, _ = self.prompter.pair(messages, instruction, placement)
-        self.check_fits(ta + y, "prompt with the instruction plus the answer")
+        t_with, _ = self.prompter.pair(messages, instruction, placement)
+        self.check_fits(t_with + y, "prompt with the instruction plus the answer")
         self._acquire()
         try:
-            return self.streams.force_instructed(ta, y)
+            return self.streams.force_instructed(t_with, y)
         finally:
             self._release()
 

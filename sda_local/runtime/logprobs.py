@@ -54,8 +54,8 @@ class TokenLogprobs:
     token: bytes                 # the drawn token's bytes (may be part of a UTF-8 character)
     logprob: float               # under the distribution it was drawn from (before top-p)
     top: Ranked                  # that distribution's k most likely tokens
-    with_instruction: StreamLogprobs | None = None     # stream A (SDA with stream_logprobs only)
-    without_instruction: StreamLogprobs | None = None  # stream B, the contrast
+    with_instruction: StreamLogprobs | None = None     # the instructed stream (SDA with stream_logprobs only)
+    without_instruction: StreamLogprobs | None = None  # the uninstructed stream, the contrast
 
 
 def _top(logp: np.ndarray, k: int, shift: float = 0.0) -> list[tuple[int, float]]:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import PromptTooLongError, SdaError
-from .answer_logprobs import target_logprobs
+from .answer_record import target_logprobs
 from .backend import Context, LoadedModel
 from .kvprefix import PROMPT_CHUNK, KvStream, chunk_floor, common_prefix
 from .layouts import Layout
@@ -125,8 +125,8 @@ class Streams:
             if len(dst.tokens) < c:
                 dst.copy_from(src, c)
         ra, rb = len(a.tokens), len(b.tokens)
-        la, lb = self.prefill(a, t_with), self.prefill(b, t_without)
-        return [la, lb], evaluated + (len(t_with) - ra) + (len(t_without) - rb)
+        l_with, l_without = self.prefill(a, t_with), self.prefill(b, t_without)
+        return [l_with, l_without], evaluated + (len(t_with) - ra) + (len(t_without) - rb)
 
     def load_one(self, s: KvStream, other: KvStream, toks: list[int]) -> tuple[list[np.ndarray], int]:
         """``s`` holds ``toks`` (reusing its own cache or ``other``'s).  → ([last-token logits], tokens evaluated)."""
@@ -140,9 +140,9 @@ class Streams:
         ``load_one`` load them, so each answer's numbers are those it gets alone); the base stream may lend the
         others the chunks it shares with their prompts.  → (the three last-token logits, tokens evaluated for the
         SDA streams, for the base stream)."""
-        (lc,), ev_c = self.load_one(self.base, self.uninstructed, t_base)
-        (la, lb), ev_ab = self.load_pair(t_with, t_without, sources=(self.base,))
-        return [la, lb, lc], ev_ab, ev_c
+        (l_base,), evaluated_base = self.load_one(self.base, self.uninstructed, t_base)
+        (l_with, l_without), evaluated_sda = self.load_pair(t_with, t_without, sources=(self.base,))
+        return [l_with, l_without, l_base], evaluated_sda, evaluated_base
 
     # -- steps --------------------------------------------------------------------------------------------------
     def step(self, streams: tuple[KvStream, ...], tok: int) -> list[np.ndarray]:

@@ -1,6 +1,7 @@
 """The two prompts of a raw text completion (``/v1/completions``): no chat template, the instruction before the text.
 
-Stream A reads the alignment instruction, a blank line, then the prompt; stream B reads the prompt alone, or
+The instructed stream reads the alignment instruction, a blank line, then the prompt; the uninstructed stream
+reads the prompt alone, or
 the contrast line (``runtime.prompts.negative_instruction``, as for a system-placed instruction) and a blank
 line before it.  Tokenized as the text is written: special tokens parsed, the model's BOS added when it wants one.
 """

@@ -16,7 +16,7 @@ import numpy as np
 from .. import core
 from ..core import SamplingParams
 from ..errors import DecodeError
-from .answer_logprobs import AnswerRecord
+from .answer_record import AnswerRecord
 from .logprobs import DecodeExtras, TokenLogprobs, step_logprobs
 from .textstream import Utf8Stream
 
