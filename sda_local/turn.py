@@ -1,19 +1,23 @@
 """One SDA turn, the seam every front end calls: base answer (when something reads it) → λ → aligned answer.
 
     for ev in answer(engine, evaluator, messages, TurnSettings(preset=get_preset("harmlessness"))):
-        ...   # [BaseToken*, PhaseDone(base)], [Scored], EvaluatorWarning*, LambdaChosen, AlignedToken*,
-              # PhaseDone(aligned)
+        match ev: ...   # [BaseToken*, PhaseDone(base)], [Scored], EvaluatorWarning*, LambdaChosen, AlignedToken*,
+                        # PhaseDone(aligned)
+    trace = TurnTrace.run(answer(...))   # or read a turn through its one fold: answers, λ decision, timings
 
 When λ does not read the base answer (a preset's or a fixed λ) and the base answer is still wanted (the chat
 shows it), both answers are decoded in one batch: the λ events come first, then the two answers' tokens
-interleaved, each ``PhaseDone`` when its answer ends (``Engine.generate_pair``; ``together=False`` keeps the
-order above).
+interleaved, each ``PhaseDone`` when its answer ends (``Engine.generate_pair_tokens``; ``together=False`` keeps
+the order above).  A turn's prompts are tokenised once (``turn_prompts`` → ``TurnPrompts``) and handed down; a
+text completion or a prefill hands ``answer`` its own ``TurnPrompts``.  ``instruction_only`` is the baseline
+answer (the instruction in the prompt, no steering) every evaluation compares SDA with.
 
 The chat (``session.ChatSession``, which adds history and regenerate), ``sda-local generate``, the server and
-every generation eval call ``answer``; none builds a turn of its own.  λ comes from ``judges.decide_lambda``
-(the one λ decision): a judge rates the base answer, whose record (prompt, tokens, log-probs) travels in its
-``PhaseDone`` event and is handed to the judge explicitly (``BaseAnswer``).  An evaluator failure never ends
-the turn: it becomes an ``EvaluatorWarning`` and the fallback λ is used.
+every generation eval call ``answer``; none builds a turn of its own, and each reads a turn's events by their
+classes or through ``TurnTrace`` (where a turn's timings are computed, once).  λ comes from
+``judges.decide_lambda`` (the one λ decision): a judge rates the base answer, whose record (prompt, tokens,
+log-probs) travels in its ``PhaseDone`` event and is handed to the judge explicitly (``BaseAnswer``).  An
+evaluator failure never ends the turn: it becomes an ``EvaluatorWarning`` and the fallback λ is used.
 """
 from __future__ import annotations
 
