@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from sda_local.ui.conversations import ConversationStore
+from sda_local.ui.render import chat_html
 from ui_support import controller
 
 FAST = dict(evaluator="fixed", fixed_by="lam", fixed_lam=0.6, max_tokens=6, seed=3)
@@ -222,7 +223,7 @@ def test_an_edited_message_is_resent_in_a_copy_and_the_original_stays(host, tmp_
         c.begin_send(st, text)
         list(c.send(st, "", **FAST))
     original = st.conv_id
-    assert 'data-act="edit 2"' in c._turn_reply(st, "")["chat"]
+    assert 'data-act="edit 2"' in chat_html(st)
     editing = c.act(st, "edit 2 1700000000")
     assert editing["message"] == "Second?" and "replaces turn 2 and the 1 turn(s) after it" in editing["status"]
     c.begin_send(st, "Second, edited?")

@@ -125,7 +125,7 @@ def test_regenerate_base_draws_a_new_base_and_aligned_answer_as_a_new_version(ho
     new = st.turns[0]
     assert done["status"].startswith("Base regenerated") and len(st.turns) == 1
     assert new.base != first.base and new.aligned != first.aligned and new.lam == 0.6
-    assert new.settings["sampling"]["seed"] == 3 + 1  # a fixed seed moves by the versions the turn had
+    assert new.regenerations == 1 and new.settings["sampling"]["seed"] == 3  # draw 1: the seed moved by 1
     versions = st.versions()[0]
     assert (versions.count, versions.shown) == (2, 1) and versions.branches[0][0]["base"] == first.base
     assert history(st) == [new.aligned]
@@ -152,3 +152,24 @@ def test_regenerate_base_scores_the_new_base_answer_before_its_lambda(host):
     assert any('data-phase="judge"' in r.get("chat", "") for r in replies)  # scored after the new base answer
     assert new.lam_source == "score" and new.base != first.base and new.score["raw"] != first.score["raw"]
     assert st.versions()[0].branches[0][0]["score"] == first.score  # version 1 keeps its own score and λ
+
+
+def test_a_fixed_seed_never_draws_a_version_of_the_turn_again(host, tmp_path):
+    from sda_local.ui.state import SessionState
+
+    path = tmp_path / "chats.sqlite3"
+    c = controller(host, ConversationStore(path))
+    st = SessionState()
+    send(c, st, "Hello?")
+    regenerate_base(c, st)
+    second = st.turns[0]
+    key = c.act(st, "version 1 1 1700000000")["conv_key"]  # back to version 1 (draw 0)
+    regenerate_base(c, st)  # draw 2, not version 2's draw 1 again
+    third = st.turns[0]
+    assert (second.regenerations, third.regenerations) == (1, 2) and third.base != second.base
+    again = controller(host, ConversationStore(path)).on_load(key)["state"]  # a reload: nothing kept in memory
+    c.act(again, "version 1 1 1700000001")
+    regenerate_base(c, again)
+    fourth = again.turns[0]
+    assert fourth.regenerations == 3 and fourth.base not in (second.base, third.base)
+    assert again.versions()[0].count == 4

@@ -18,11 +18,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
-from .controller import ACT_OUTPUTS, OPEN_OUTPUTS, TURN_OUTPUTS, ChatController  # noqa: E402
+from .controller import OPEN_OUTPUTS, TURN_OUTPUTS, ChatController  # noqa: E402
 from .controls import CONTROL_NAMES, EVALUATOR_TIPS, EVALUATORS  # noqa: E402
 from .layout import Widgets, build_layout  # noqa: E402
 from .page import page_js  # noqa: E402
-from .library import store_note  # noqa: E402
 from .render import CSS  # noqa: E402
 from .reply import KEEP, Choices, Reply, Visible  # noqa: E402
 
@@ -130,7 +129,7 @@ def _wire_turns(wire: Wiring, c: ChatController) -> None:
     wire.on(w["export_btn"].click, c.export_chat, ("export_file", "status"), ("state", "openai_api_key"),
             api_name="export", **LIGHT)
     wire.on(w["file"].upload, c.import_chat, TURN_OUTPUTS, ("state", "file"), api_name="import", **LIGHT)
-    wire.on(w["action"].input, c.act, ACT_OUTPUTS, ("state", "action"), api_name="act", trigger_mode="always_last",
+    wire.on(w["action"].input, c.act, TURN_OUTPUTS, ("state", "action"), api_name="act", trigger_mode="always_last",
             **LIGHT)
     wire.on(w["arena"].change, c.toggle_arena, ("state", "chat", "inspector"), ("state", "arena"),
             api_name="arena", **LIGHT)
@@ -181,7 +180,7 @@ def build_app(host, controller: ChatController | None = None, *, store=None) -> 
     with gradio6_notices_silenced():
         demo = gr.Blocks(title="sda-local chat", css=CSS, theme=theme, analytics_enabled=False)
         with demo:
-            wire = Wiring(build_layout(host, controller.page_presets, store_note(controller.store)))
+            wire = Wiring(build_layout(host, controller.page_presets, controller.shelf.note()))
             _wire_turns(wire, controller)
             _wire_settings(wire, controller)
             _wire_library(wire, controller)

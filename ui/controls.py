@@ -142,13 +142,14 @@ class Controls:
         return custom_preset(instruction, rubric or None, name=name)
 
     def settings(self, setting_fields: tuple[SettingField, ...] = SETTING_FIELDS) -> TurnSettings:
-        """``TurnSettings(preset=…, sampling=SamplingParams(**…), **turn options)``, checked (``SdaError``)."""
+        """``TurnSettings(preset=…, sampling=SamplingParams(**…), **turn options)``, not checked: the turn checks
+        them (``turn.answer``: ``SdaError`` before it starts), once."""
         sampling: dict[str, Any] = {}
         turn: dict[str, Any] = {}
         for f in setting_fields:
             if f.name in self.options:
                 (sampling if f.group == SAMPLING else turn)[f.name] = f.value(self.options[f.name])
-        return TurnSettings(preset=self.chosen_preset(), sampling=SamplingParams(**sampling), **turn).check()
+        return TurnSettings(preset=self.chosen_preset(), sampling=SamplingParams(**sampling), **turn)
 
     def evaluator_spec(self) -> JudgeSpec:
         kind = self.evaluator if self.evaluator in EVALUATORS else DEFAULT_EVALUATOR

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from sda_local.errors import SdaError
 from sda_local.judges.spec import UnavailableEvaluator
 from sda_local.session import INTERRUPTED, ChatSession, TurnRecord
+from sda_local.turn import TurnTrace
 
 from .arena import new_arena
 from .host import ModelHost
-from .versions import Versions, record_from
+from .versions import Versions
 
 INSPECT_K = 5  # each aligned token records its step's top-5 lists (the token inspector)
 
@@ -42,11 +43,13 @@ class LiveTurn:
     base_finish: str = ""        # the base answer's finish reason once it is done ("length": cut at max tokens)
     fresh_base: bool = False     # a regeneration of the base answer (and so of score, λ and aligned answer)
     ended: str | None = None     # set when the turn is over: its status line (a reloaded page following it ends)
+    trace: TurnTrace = field(default_factory=TurnTrace, repr=False, compare=False)  # its events, folded
 
     def record(self, settings: dict, evaluator: str) -> TurnRecord:
         """What the turn has so far, as a record marked "interrupted" (saved while it runs)."""
-        return TurnRecord(user=self.user, base=self.base, aligned=self.aligned,
-                          score=None if self.score is None else {"value": self.score},
+        score = self.trace.score.to_dict() if self.trace.score is not None else \
+            None if self.score is None else {"value": self.score}
+        return TurnRecord(user=self.user, base=self.base, aligned=self.aligned, score=score,
                           lam=self.lam, lam_source=self.lam_source, evaluator=evaluator,
                           warnings=list(self.warnings), settings=settings, timings={},
                           finish_reason=INTERRUPTED, base_finish_reason=self.base_finish)
@@ -55,14 +58,12 @@ class LiveTurn:
 @dataclass
 class Replacing:
     """A regeneration of the last turn under way: ``record`` (turn ``pos`` + 1) becomes an older version of it once
-    the new answer is recorded.  ``kept``: what ``ChatSession.regenerate`` had for it; ``taken_out``: the turn is
-    out of the chat while its base answer is drawn again (put back if no new answer comes)."""
+    the new answer is recorded.  ``kept``: what ``ChatSession.regenerate`` had for it."""
 
     record: TurnRecord
     pos: int
     kept: object | None
     arena: dict
-    taken_out: bool = False
 
 
 class SessionState:
@@ -100,9 +101,9 @@ class SessionState:
                                     inspect=INSPECT_K)
             self.generation = host.generation
         elif self.generation != host.generation:
-            turns = self.chat.turns
+            turns, drawn = self.chat.turns, self._drawn()
             self.chat = ChatSession(host.engine, self.chat.evaluator, self.chat.settings, inspect=INSPECT_K)
-            self.chat.turns = turns
+            self.chat.switch(turns, drawn=drawn)
             self.generation = host.generation
         return self.chat
 
@@ -174,6 +175,7 @@ class SessionState:
         self._versions = [(r, v) for r, t in zip(chat.turns, data.get("turns", []))
                           if isinstance(t, dict) and (v := Versions.parse(t)) is not None]
         self._replacing = None
+        chat.switch(chat.turns, drawn=self._drawn())  # a reloaded turn's next draw is none of its versions'
         self.conv_id, self.title, self.inspected, self.editing = conv_id, title, None, None
         self.controls = dict(data["controls"]) if isinstance(data.get("controls"), dict) else {}
 
@@ -184,7 +186,7 @@ class SessionState:
     def rewind(self, snap: tuple) -> None:
         turns, self.conv_id, self.title, self._arena, self.controls, self._versions = snap
         if self.chat is not None:
-            self.chat.turns = turns
+            self.chat.switch(turns, drawn=self._drawn(turns))  # (what regenerate reused went with the failed import)
 
     def fork(self, turn_no: int) -> None:
         """Make this session a new, unsaved copy of its conversation with the turns before ``turn_no`` (an edited
@@ -216,11 +218,11 @@ class SessionState:
         versions = self.versions()[turn_no - 1] if 1 <= turn_no <= len(self.turns) else None
         return versions.count if versions else 1
 
-    def begin_version(self, kept: object | None, taken_out: bool = False) -> None:
-        """A regeneration of the last turn starts (``kept``: the chat's ``kept`` for it; ``taken_out``: the caller
-        takes the turn out of the chat next)."""
+    def begin_version(self, kept: object | None) -> None:
+        """A regeneration of the last turn starts (``kept``: the chat's ``kept`` for it; the chat takes the turn out
+        while it runs, and puts it back when no new answer comes)."""
         self.arenas()
-        self._replacing = Replacing(self.turns[-1], len(self.turns) - 1, kept, self._arena[-1][1], taken_out)
+        self._replacing = Replacing(self.turns[-1], len(self.turns) - 1, kept, self._arena[-1][1])
 
     def _settle(self) -> None:
         rep = self._replacing
@@ -233,12 +235,18 @@ class SessionState:
         self._replacing = None
 
     def end_regeneration(self) -> None:
-        """A regeneration ended: its new answer is the shown version; stopped before one was recorded, the turn
-        it was to replace is shown again, as it was."""
+        """A regeneration ended: its new answer is the shown version (stopped before one was recorded, the chat
+        shows the turn it was to replace again, as it was)."""
         self._settle()
-        rep, self._replacing = self._replacing, None
-        if rep is not None and rep.taken_out and self.chat is not None and len(self.turns) == rep.pos:
-            self.chat.switch(self.turns + [rep.record], rep.kept)
+        self._replacing = None
+
+    def _drawn(self, turns: list[TurnRecord] | None = None) -> int:
+        """The highest draw (``regenerations``) among the other versions of the last of ``turns`` (default: the
+        chat's): its next draw is none of theirs (``sda_local.session.next_draw``)."""
+        turns = self.turns if turns is None else turns
+        last = turns[-1] if turns else None
+        versions = next((v for r, v in self._versions if r is last), None)
+        return versions.drawn() if versions is not None else 0
 
     def show_version(self, turn_no: int, number: int) -> None:
         """Show version ``number`` of turn ``turn_no`` and continue from it: the branch shown until now (that
@@ -249,13 +257,14 @@ class SessionState:
         if number - 1 == versions.shown:
             return
         branch = versions.branches[number - 1]
-        records = [record_from(t) for t in branch]  # a damaged version changes nothing
+        records = [TurnRecord.from_dict(t, "that version") for t in branch]  # a damaged version changes nothing
         self.arenas()
         head, mine = self.turns[:turn_no - 1], self.turns[turn_no - 1:]
         versions.hide_shown([self.turn_dict(mine[0], own=False)] + [self.turn_dict(r) for r in mine[1:]],
                             self.chat.kept)
         _, kept = versions.take(number - 1)
-        self.chat.switch(head + records, kept)
+        last = versions if len(records) == 1 else Versions.parse(branch[-1])
+        self.chat.switch(head + records, kept, drawn=last.drawn() if last is not None else 0)
         self._arena = self._arena[:turn_no - 1] + [
             (r, dict(t["arena"]) if isinstance(t.get("arena"), dict) else new_arena()) for r, t in zip(records, branch)]
         self._versions = [(r, v) for r, v in self._versions if any(r is h for h in head)] + [(records[0], versions)] \

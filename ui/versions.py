@@ -15,9 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sda_local.errors import SdaError
-from sda_local.session import TurnRecord
-
 
 @dataclass
 class Versions:
@@ -50,6 +47,11 @@ class Versions:
         self.kept.append(None)
         self.shown = len(self.branches) - 1
 
+    def drawn(self) -> int:
+        """The highest draw (``regenerations``) among the hidden versions' turns (0 when none says)."""
+        draws = [b[0].get("regenerations") for b in self.branches if b]
+        return max([d for d in draws if isinstance(d, int) and not isinstance(d, bool)], default=0)
+
     def take(self, i: int) -> tuple[list[dict], object | None]:
         """Version ``i`` (from 0) becomes the shown one: its branch and kept (the caller puts them in the chat)."""
         branch, kept = self.branches[i], self.kept[i]
@@ -67,11 +69,3 @@ class Versions:
         if not all(isinstance(b, list) and b and all(isinstance(t, dict) for t in b) for b in branches):
             return None
         return cls([None if b is None else [dict(t) for t in b] for b in found], number - 1)
-
-
-def record_from(turn: dict) -> TurnRecord:
-    """A saved turn dict as a record (the fields ``TurnRecord`` has; ``SdaError`` when some are missing)."""
-    try:
-        return TurnRecord(**{k: turn[k] for k in TurnRecord.__dataclass_fields__ if k in turn})
-    except TypeError as exc:
-        raise SdaError(f"that version is damaged: {exc}") from None
