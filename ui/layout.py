@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import gradio as gr
 
-from sda_local.core import CV_STREAMS
+from sda_local.core import CV_STREAMS, Option
 from sda_local.judges import DEFAULT_EVALUATOR
 from sda_local.presets import DEFAULT_PRESET, all_presets
 
 from . import plots
-from .controls import CHAT_MODEL_JUDGE, EVALUATORS
+from .controls import CHAT_MODEL_JUDGE, EVALUATOR_OPTIONS, EVALUATORS, FIXED_BY, Controls
 from .fields import SETTING_FIELDS, SettingField
 from .host import ModelHost
 from .inspector import inspector_html
@@ -34,6 +34,7 @@ instruction changes is amplified:
 λ comes from the *evaluator*: a judge that rates the model's plain (base) answer — a poor answer gets more
 steering — or simply each preset's own λ.  Each turn shows the base answer beside the aligned one; click a word
 of the aligned answer to see the two readings it was chosen from."""
+FIXED_LABELS = {"lam": "λ"}  # the fixed evaluator's radio: which value is fixed
 LAM_INFO = "how strongly the answer is steered toward the instruction: 0 = not at all; the presets use about 0.25"
 PLAIN_HELP = {  # the Advanced settings that deserve plain words first (the formula is in "What is SDA?")
     "k": "how hard each unit of λ pushes away from the answer without the instruction (2 = the paper's); "
@@ -144,6 +145,8 @@ def _preset(w: Widgets, choices: list[str]) -> None:
 
 
 def _evaluator(w: Widgets, model_values: list[str]) -> None:
+    """The evaluator widgets: their kinds, help and ranges are ``JudgeSpec``'s (``controls.EVALUATOR_OPTIONS``)."""
+    opt, default = EVALUATOR_OPTIONS, Controls()
     with gr.Group():
         w["evaluator"] = gr.Radio(choices=[(v, k) for k, v in EVALUATORS.items()], value=DEFAULT_EVALUATOR,
                                   label="Evaluator (scores the base answer; the score sets λ)",
@@ -152,19 +155,24 @@ def _evaluator(w: Widgets, model_values: list[str]) -> None:
         with gr.Column(visible=True) as w["local_box"]:
             w["judge_model"] = gr.Dropdown(choices=[CHAT_MODEL_JUDGE] + model_values, value=CHAT_MODEL_JUDGE,
                                            allow_custom_value=True, label="Judge model (or a .gguf path)",
-                                           elem_id="sda-judge")
+                                           info=opt["judge_model"].help, elem_id="sda-judge")
         with gr.Column(visible=False) as w["openai_box"]:
-            w["openai_base_url"] = gr.Textbox(label="Base URL (empty: $OPENAI_BASE_URL or api.openai.com)",
+            w["openai_base_url"] = gr.Textbox(label="Base URL", info=opt["openai_base_url"].help,
                                               elem_id="sda-openai-url")
-            w["openai_model"] = gr.Textbox(label="Model (empty: gpt-4.1)", elem_id="sda-openai-model")
-            w["openai_api_key"] = gr.Textbox(label="API key (empty: $OPENAI_API_KEY); never shown or saved",
-                                             type="password", elem_id="sda-openai-key")
+            w["openai_model"] = gr.Textbox(label="Model", info=opt["openai_model"].help, elem_id="sda-openai-model")
+            w["openai_api_key"] = gr.Textbox(label="API key", info=opt["openai_api_key"].help, type="password",
+                                             elem_id="sda-openai-key")
         with gr.Column(visible=False) as w["fixed_box"]:
-            w["fixed_by"] = gr.Radio(choices=[("λ", "lam"), ("score", "score")], value="lam", label="Fix",
-                                     elem_id="sda-fixed-by")
-            w["fixed_lam"] = gr.Slider(0, 1, value=0.5, step=0.01, label="λ", info=LAM_INFO, elem_id="sda-fixed-lam")
-            w["fixed_score"] = gr.Slider(1, 100, value=50, step=1, label="score (mapped to λ)",
-                                         elem_id="sda-fixed-score")
+            w["fixed_by"] = gr.Radio(choices=[(FIXED_LABELS.get(f, f), f) for f in FIXED_BY], value=default.fixed_by,
+                                     label="Fix", elem_id="sda-fixed-by")
+            w["fixed_lam"] = _range_slider(opt["fixed_lam"], default.fixed_lam, "λ", LAM_INFO, "sda-fixed-lam")
+            w["fixed_score"] = _range_slider(opt["fixed_score"], default.fixed_score, "score (mapped to λ)",
+                                             opt["fixed_score"].help, "sda-fixed-score")
+
+
+def _range_slider(opt: Option, value: float, label: str, info: str, elem_id: str) -> gr.Slider:
+    """A slider over an ``Option``'s range, in its steps."""
+    return gr.Slider(opt.lo, opt.hi, value=value, step=opt.step, label=label, info=info, elem_id=elem_id)
 
 
 def _advanced(w: Widgets) -> None:
