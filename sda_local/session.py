@@ -103,7 +103,7 @@ class ChatSession:
                  inspect: int = 0, show_base: bool = True):
         self.engine = engine
         self.evaluator = evaluator
-        self.settings = (settings or TurnSettings()).check()
+        self.settings = settings.check() if settings is not None else TurnSettings()  # (the defaults are valid)
         self.inspect = inspect  # k > 0: each aligned token records its step's top-k lists (the chat's inspector)
         self.show_base = show_base
         self.turns: list[TurnRecord] = []
