@@ -439,7 +439,10 @@ class TurnTrace:
         """The turn's timings in seconds from its start (``base``: an earlier turn's ``base_timings()``, when this
         one reused its base answer): the base answer done, the judge's own time, λ chosen, the first aligned
         token, the aligned answer's time after λ, the whole turn; tokens and tokens per second of each."""
-        d, total = self.decision, self.t_aligned if self.t_aligned is not None else self.now()
+        d = self.decision
+        # the turn ends with its last answer (decoded together, the base answer may end after the aligned one)
+        total = max(t for t in (self.t_aligned, self.t_base) if t is not None) if self.t_aligned is not None \
+            else self.now()
         aligned_s = total - (self.t_lambda or 0.0) if d is not None else 0.0
         n = self.aligned.n_tokens if self.aligned else len(self.aligned_tokens)
         rate = self.aligned.tokens_per_second if self.aligned else n / aligned_s if aligned_s > 0 else 0.0
