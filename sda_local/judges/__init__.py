@@ -36,7 +36,6 @@ from .factory import (
                    DEFAULT_EVALUATOR,
                    EVALUATOR_KINDS,
                    EVALUATOR_LABELS,
-                   JUDGE_KINDS,
                    LOCAL_JUDGE_KINDS,
                    PAIRWISE_JUDGE_KINDS,
                    make_evaluator,
@@ -51,5 +50,5 @@ from .yesno import YesNoEvaluator
 
 __all__ = ["BaseAnswer", "LambdaDecision", "LAMBDA_SOURCES", "decide_lambda", "decide_without_answer", "DEFAULT_EVALUATOR", "EVALUATOR_LABELS", "Evaluator", "EvaluatorError", "Score", "Reply", "FixedLambda", "FixedEvaluator", "PresetLambdaEvaluator", "LocalEvaluator",
            "GEvalEvaluator", "ReasonedEvaluator", "YesNoEvaluator", "SelfScoreEvaluator", "OpenAIEvaluator",
-           "make_evaluator", "EVALUATOR_KINDS", "LOCAL_JUDGE_KINDS", "PAIRWISE_JUDGE_KINDS", "JUDGE_KINDS", "LAMBDA_OPTION", "SCORE_OPTION",
+           "make_evaluator", "EVALUATOR_KINDS", "LOCAL_JUDGE_KINDS", "PAIRWISE_JUDGE_KINDS", "LAMBDA_OPTION", "SCORE_OPTION",
            "judge_messages", "parse_fields"]

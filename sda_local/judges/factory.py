@@ -19,9 +19,6 @@ LOCAL_JUDGE_KINDS = tuple(_LOCAL_JUDGE_CLASSES)
 EVALUATOR_KINDS = (*LOCAL_JUDGE_KINDS, "openai", "fixed", "preset")
 # The kinds that answer a free-form judge prompt (a pairwise judge must: ``eval winrate --judge``).
 PAIRWISE_JUDGE_KINDS = ("local", "openai")
-# Old names, kept while ui/controller.py (LOCAL_JUDGES) and cli/eval_winrate.py (JUDGE_KINDS) still import them.
-LOCAL_JUDGES = LOCAL_JUDGE_KINDS
-JUDGE_KINDS = PAIRWISE_JUDGE_KINDS
 # Where λ comes from when nothing is said (CLI, chat, server).  Chosen by measurement: see README, "Evaluators".
 DEFAULT_EVALUATOR = "preset"
 # Each kind in words, for people (the chat's radio buttons).
