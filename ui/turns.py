@@ -122,18 +122,24 @@ class Turns:
         box = "" if typed else None  # an API call's message box is emptied; the page's already is
         yield from self.stream.run(st, events, key, "Done", message=box)
 
+    def _claim(self, st: SessionState, queued: bool, controls: dict) -> Controls | Reply:
+        """A regeneration's controls, or the reply that does not start it: nothing when its ``begin_*`` step
+        already refused it (and said so), a notice while another answer is on its way."""
+        if not self._taken(st, queued):
+            return Reply()
+        if st.live is not None and st.live.phase != "queued":
+            return self._refuse(st, notice("Notice", BUSY))
+        return Controls.from_named(controls)
+
     def regenerate(self, state: SessionState | None, **controls: Any) -> Iterator[Reply]:
         """Sample the last aligned answer again, reusing its base answer and score."""
         st = state or SessionState()
         queued = st.live is not None and st.live.phase == "queued" and st.live.regenerating and not st.live.fresh_base
-        if not self._taken(st, queued):
-            yield Reply()  # ``begin_regenerate`` refused it (and said so): nothing to do
+        ctrl = self._claim(st, queued, controls)
+        if isinstance(ctrl, Reply):
+            yield ctrl
             return
-        ctrl = Controls.from_named(controls)
         key = ctrl.openai_api_key
-        if st.live is not None and st.live.phase != "queued":
-            yield self._refuse(st, notice("Notice", BUSY))
-            return
         chat = st.session(self.host)
         if not chat.turns or chat.kept is None:
             yield self._refuse(st, notice("Notice", NO_ALIGNED)).inform(NO_ALIGNED)
@@ -156,14 +162,11 @@ class Turns:
         ``controls``: see ``CONTROL_NAMES``."""
         st = state or SessionState()
         queued = st.live is not None and st.live.phase == "queued" and st.live.fresh_base
-        if not self._taken(st, queued):
-            yield Reply()  # ``begin_regenerate_base`` refused it (and said so): nothing to do
+        ctrl = self._claim(st, queued, controls)
+        if isinstance(ctrl, Reply):
+            yield ctrl
             return
-        ctrl = Controls.from_named(controls)
         key = ctrl.openai_api_key
-        if st.live is not None and st.live.phase != "queued":
-            yield self._refuse(st, notice("Notice", BUSY))
-            return
         if not st.turns:
             yield self._refuse(st, notice("Notice", NOTHING)).inform(NOTHING[0].upper() + NOTHING[1:] + ".")
             return
