@@ -8,7 +8,6 @@ import pytest
 
 import fused as reference
 from scoring_support import answer_logprobs
-from sda_local import core
 from sda_local.evaluation import metrics
 from sda_local.evaluation.token_logprobs import (
     Setting,

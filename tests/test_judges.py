@@ -19,7 +19,7 @@ from sda_local.judges import (
 )
 from sda_local.judges.choice_tokens import DigitScale, find_choices
 from sda_local.judges.decision import decide_lambda
-from sda_local.judges.judge_context import model_prompter
+from sda_local.runtime.prompts import ChatPrompter
 from sda_local.judges.reasoned import MAX_CRITIQUE_TOKENS, reason_messages
 from sda_local.judges.scales import (
     SELF_SCORE_TAU,
@@ -249,7 +249,7 @@ def hand_gap(fa) -> float:
 
 def test_self_score_is_the_mean_log_prob_gap_from_teacher_forced_logits(tiny_model):
     ev = SelfScoreEvaluator(tiny_model, n_ctx=512)
-    tf = TeacherForcer(tiny_model, model_prompter(tiny_model), n_ctx=1024, n_seq_max=4)  # the same layout
+    tf = TeacherForcer(tiny_model, ChatPrompter.for_model(tiny_model), n_ctx=1024, n_seq_max=4)  # the same layout
     try:
         s = ev.score(Q, A, "honesty")
         fa = tf.force([{"role": "user", "content": Q}], get_preset("honesty").instruction, [A], placement="user")[0]
@@ -264,7 +264,7 @@ def test_self_score_is_the_mean_log_prob_gap_from_teacher_forced_logits(tiny_mod
 @pytest.mark.parametrize("contrast", ["ignore", "opposite"])
 def test_self_score_with_a_contrast_forces_the_contrast_line_into_the_stream_without(tiny_model, contrast):
     ev = SelfScoreEvaluator(tiny_model, n_ctx=512, label="tiny", contrast=contrast)
-    tf = TeacherForcer(tiny_model, model_prompter(tiny_model), n_ctx=1024, n_seq_max=4)
+    tf = TeacherForcer(tiny_model, ChatPrompter.for_model(tiny_model), n_ctx=1024, n_seq_max=4)
     honesty = get_preset("honesty")
     msgs = [{"role": "user", "content": Q}]
     try:

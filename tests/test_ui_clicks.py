@@ -5,7 +5,6 @@ said, and not run later, the plot is never emptied to None (Gradio's plot throws
 is shown but kept out of the history the model is sent.  The browser side: test_ui_browser_pane."""
 from __future__ import annotations
 
-import pytest
 from sda_local.ui.conversations import ConversationStore
 from sda_local.ui.render import chat_html
 from ui_support import controller

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from sda_local.ui.conversations import ConversationStore
 from ui_support import controller
 
