@@ -221,12 +221,12 @@ def turn_prompts(engine: Engine, messages: Sequence[dict], settings: TurnSetting
     messages."""
     msgs = check_messages(messages)
     steer, s = steer_target(msgs, settings)
-    ta, tb = engine.prompter.pair(steer, s.preset.instruction, s.effective_placement, s.effective_contrast,
-                                  s.preset.opposite)
-    tc = engine.prompter.tokens(msgs)
-    for toks, what in ((ta, "message with the instruction"), (tb, "message"), (tc, "message")):
+    t_with, t_without = engine.prompter.pair(steer, s.preset.instruction, s.effective_placement,
+                                             s.effective_contrast, s.preset.opposite)
+    t_base = engine.prompter.tokens(msgs)
+    for toks, what in ((t_with, "message with the instruction"), (t_without, "message"), (t_base, "message")):
         engine.check_fits(toks, what)
-    return TurnPrompts(ta, tb, tc)
+    return TurnPrompts(t_with, t_without, t_base)
 
 
 def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict] | TurnPrompts, settings: TurnSettings, *,

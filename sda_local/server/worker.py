@@ -248,14 +248,14 @@ def text_turn_prompts(engine: Engine, plan: RequestPlan, settings: TurnSettings)
     message's own tokens (in every stream)."""
     preset = settings.preset
     if plan.prompt is not None:
-        ta, tb = text_pair(engine.model, plan.prompt, preset.instruction, settings.effective_contrast,
-                           preset.opposite)
-        pr = TurnPrompts(list(ta), list(tb))
+        t_with, t_without = text_pair(engine.model, plan.prompt, preset.instruction, settings.effective_contrast,
+                                      preset.opposite)
+        pr = TurnPrompts(list(t_with), list(t_without))
     else:
         tail = engine.model.tokenize(plan.prefill, special=False)
-        ta, tb = engine.prompter.pair(plan.messages, preset.instruction, settings.effective_placement,
-                                      settings.effective_contrast, preset.opposite)
-        pr = TurnPrompts(ta + tail, tb + tail, engine.prompt_tokens(plan.messages) + tail)
+        t_with, t_without = engine.prompter.pair(plan.messages, preset.instruction, settings.effective_placement,
+                                                 settings.effective_contrast, preset.opposite)
+        pr = TurnPrompts(t_with + tail, t_without + tail, engine.prompt_tokens(plan.messages) + tail)
     for toks, what in ((pr.with_instruction, "prompt with the instruction"), (pr.without, "prompt")):
         engine.check_fits(toks, what)
     return pr
