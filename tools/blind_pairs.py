@@ -9,7 +9,9 @@ both 1-100 against the preset's rubric; |Δ| ≤ 3 is a tie; a comparison's scor
         the same for `sda-local eval ifeval` answers: each pair shows the request and its constraints, and the
         judge scores two criteria (IFEVAL_CRITERIA): the answer to the request itself, constraints ignored
         ("request"), and the answer as a whole, constraints included ("overall")
-    python tools/blind_pairs.py score OUTDIR
+    python tools/blind_pairs.py make-ifeval ... --skip-judged EARLIER_OUTDIR
+        only the prompts EARLIER_OUTDIR did not judge (a judging continued in a new folder)
+    python tools/blind_pairs.py score OUTDIR [OUTDIR2 ...]
         reads OUTDIR/scores_K.json ([{"id", "score_a", "score_b"}], or per criterion "request_a", "request_b",
         "overall_a", "overall_b") and prints the table as JSON, per criterion
 """
@@ -64,7 +66,8 @@ IFEVAL_CRITERIA = {
 
 
 def make_ifeval(items: Path, data: Path, out: Path, comparisons: list[tuple[str, str]], batches: int,
-                seed: int) -> None:
+                seed: int, skip: Path | None = None) -> None:
+    judged = {k["row"] for k in json.loads((skip / "key.json").read_text()).values()} if skip else set()
     rows = {}
     for x in items.read_text("utf-8").splitlines():
         if x.strip():
@@ -73,7 +76,7 @@ def make_ifeval(items: Path, data: Path, out: Path, comparisons: list[tuple[str,
     prompts = {r["key"]: r for r in (json.loads(x) for x in data.read_text("utf-8").splitlines() if x.strip())}
     rng = random.Random(seed)
     pairs, key = [], {}
-    for k in sorted(rows):
+    for k in sorted(set(rows) - judged):
         for x, y in comparisons:
             if x not in rows[k] or y not in rows[k]:
                 continue
@@ -91,16 +94,19 @@ def _outcome(s: dict, k: dict, crit: str) -> int:
     return 0 if abs(x_minus_y) <= TIE else (1 if x_minus_y > 0 else -1)
 
 
-def score(out: Path) -> dict:
-    key = json.loads((out / "key.json").read_text())
+def score(*outs: Path) -> dict:
+    """The table over every judged pair of ``outs`` (each folder with its own key: one judging continued in
+    another folder counts as one)."""
     results: dict[str, dict] = {}
-    for f in sorted(out.glob("scores_*.json")):
-        for s in json.loads(f.read_text()):
-            k = key[s["id"]]
-            for crit in [c for c in ("score", *IFEVAL_CRITERIA) if f"{c}_a" in s]:
-                name = f"{k['x']} vs {k['y']}" + ("" if crit == "score" else f" [{crit}]")
-                for group in (k["preset"], "all"):
-                    results.setdefault(name, {}).setdefault(group, []).append(_outcome(s, k, crit))
+    for out in outs:
+        key = json.loads((out / "key.json").read_text())
+        for f in sorted(out.glob("scores_*.json")):
+            for s in json.loads(f.read_text()):
+                k = key[s["id"]]
+                for crit in [c for c in ("score", *IFEVAL_CRITERIA) if f"{c}_a" in s]:
+                    name = f"{k['x']} vs {k['y']}" + ("" if crit == "score" else f" [{crit}]")
+                    for group in (k["preset"], "all"):
+                        results.setdefault(name, {}).setdefault(group, []).append(_outcome(s, k, crit))
     table = {}
     for comp, groups in results.items():
         table[comp] = {}
@@ -129,15 +135,18 @@ def main() -> None:
     mi.add_argument("--vs", nargs="+", required=True, help='comparisons "X:Y" (system names of items.jsonl)')
     mi.add_argument("--batches", type=int, default=4)
     mi.add_argument("--seed", type=int, default=0)
+    mi.add_argument("--skip-judged", type=Path, default=None, metavar="DIR",
+                    help="leave out the prompts already judged in DIR (its key.json): to continue a judging")
     s = sub.add_parser("score")
-    s.add_argument("out", type=Path)
+    s.add_argument("out", type=Path, nargs="+", help="one judging's folder, or several that together make one")
     a = ap.parse_args()
     if a.cmd == "make":
         make(a.samples, a.out, [tuple(v.split(":", 1)) for v in a.vs], a.batches, a.seed)
     elif a.cmd == "make-ifeval":
-        make_ifeval(a.items, a.data, a.out, [tuple(v.split(":", 1)) for v in a.vs], a.batches, a.seed)
+        make_ifeval(a.items, a.data, a.out, [tuple(v.split(":", 1)) for v in a.vs], a.batches, a.seed,
+                    a.skip_judged)
     else:
-        print(json.dumps(score(a.out), indent=1, ensure_ascii=False))
+        print(json.dumps(score(*a.out), indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":
