@@ -214,19 +214,28 @@ class TurnPrompts:
     without: list[int]
     base: list[int] | None = None
 
+    def check_fits(self, engine: Engine, what: str = "prompt") -> "TurnPrompts":
+        """``PromptTooLongError`` naming the stream (``what``: "prompt" or "message") unless each prompt leaves
+        room for one answer token."""
+        for toks, name in ((self.with_instruction, f"{what} with the instruction"), (self.without, what),
+                           (self.base or [], what)):
+            engine.check_fits(toks, name)
+        return self
+
 
 def turn_prompts(engine: Engine, messages: Sequence[dict], settings: TurnSettings) -> TurnPrompts:
     """The prompts ``answer`` decodes for ``messages`` under ``settings`` (steered toward the system prompt when
     asked), checked to fit: ``PromptTooLongError`` names the stream that does not; ``SdaError`` for bad
     messages."""
     msgs = check_messages(messages)
-    steer, s = steer_target(msgs, settings)
+    return _tokenised(engine, msgs, *steer_target(msgs, settings))
+
+
+def _tokenised(engine: Engine, msgs: list[dict], steer: list[dict], s: TurnSettings) -> TurnPrompts:
+    """``turn_prompts`` once the conversation the SDA streams share (``steer``) and their settings are known."""
     t_with, t_without = engine.prompter.pair(steer, s.preset.instruction, s.effective_placement,
                                              s.effective_contrast, s.preset.opposite)
-    t_base = engine.prompter.tokens(msgs)
-    for toks, what in ((t_with, "message with the instruction"), (t_without, "message"), (t_base, "message")):
-        engine.check_fits(toks, what)
-    return TurnPrompts(t_with, t_without, t_base)
+    return TurnPrompts(t_with, t_without, engine.prompter.tokens(msgs)).check_fits(engine, "message")
 
 
 def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict] | TurnPrompts, settings: TurnSettings, *,
@@ -249,17 +258,14 @@ def answer(engine: Engine, evaluator: Evaluator, messages: Sequence[dict] | Turn
         raise ValueError(f"base must be one of {BASE_CHOICES}, got {base!r}")
     settings.check()
     if isinstance(messages, TurnPrompts):
-        convo = _Convo(None, None, messages)
-        for toks, what in ((messages.with_instruction, "prompt with the instruction"), (messages.without, "prompt"),
-                           (messages.base or [], "prompt")):
-            engine.check_fits(toks, what)
+        convo = _Convo(None, None, messages.check_fits(engine))
     else:
         msgs = [dict(m) for m in messages]
         if not msgs or msgs[-1].get("role") != "user":
             raise SdaError("a turn answers a user message: the conversation must end with one")
-        prompts = turn_prompts(engine, msgs, settings)
+        msgs = check_messages(msgs)
         steer_msgs, settings = steer_target(msgs, settings)
-        convo = _Convo(msgs, steer_msgs, prompts)
+        convo = _Convo(msgs, steer_msgs, _tokenised(engine, msgs, steer_msgs, settings))
     fresh = decision is None
     if fresh:
         decision = decide_without_answer(evaluator, settings.preset, settings.mapping)

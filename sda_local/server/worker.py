@@ -256,9 +256,7 @@ def text_turn_prompts(engine: Engine, plan: RequestPlan, settings: TurnSettings)
         t_with, t_without = engine.prompter.pair(plan.messages, preset.instruction, settings.effective_placement,
                                                  settings.effective_contrast, preset.opposite)
         pr = TurnPrompts(t_with + tail, t_without + tail, engine.prompt_tokens(plan.messages) + tail)
-    for toks, what in ((pr.with_instruction, "prompt with the instruction"), (pr.without, "prompt")):
-        engine.check_fits(toks, what)
-    return pr
+    return pr.check_fits(engine)
 
 
 def check_grammar(engine: Engine, plan: RequestPlan) -> None:
